@@ -1,0 +1,45 @@
+# bylaw — common tasks. `make help` lists them.
+CARGO ?= cargo
+CONFORMANCE_DIR ?= $(abspath ../shared/conformance/kyverno-policies)
+
+.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench e2e
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+build: ## build every crate and the bylaw binary
+	$(CARGO) build --workspace --all-targets
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+fmt-check: ## fail when the code is not formatted
+	$(CARGO) fmt --all -- --check
+
+lint: ## clippy on all targets, warnings are errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: ## run the whole test suite (unit, integration, CRD drift, conformance ratchet)
+	$(CARGO) test --workspace
+
+crds: ## regenerate crds/ and helm/bylaw/crds/ from the Rust types
+	$(CARGO) run -q -p bylaw-cli -- crds --out-dir crds
+	mkdir -p helm/bylaw/crds && cp crds/*.yaml helm/bylaw/crds/
+
+ci: fmt-check lint test ## what CI runs: format check, clippy, tests (the tests include the CRD drift check)
+
+e2e: ## tests that need a real cluster (KUBECONFIG)
+	$(CARGO) test --workspace -- --ignored
+
+conformance: ## score bylaw against Kyverno's policy library (prints `N passed, N failed`)
+	$(CARGO) run -q --release -p bylaw-cli -- conformance --corpus $(CONFORMANCE_DIR) --index $(abspath ../shared/conformance/kyverno-policies-index.json)
+
+conformance-update: ## rewrite tests/conformance.passing with every suite that passes now
+	$(CARGO) run -q --release -p bylaw-cli -- conformance --corpus $(CONFORMANCE_DIR) --index $(abspath ../shared/conformance/kyverno-policies-index.json) --update
+
+demo: ## no cluster needed: apply the example policies to their resources, then run their tests
+	@for d in examples/*/; do \
+	  echo "== bylaw apply $$d"; \
+	  $(CARGO) run -q -p bylaw-cli -- apply $$d/policy.yaml -r $$d/resource.yaml --detailed-results || true; \
+	done
+	$(CARGO) run -q -p bylaw-cli -- test examples

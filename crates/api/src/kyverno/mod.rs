@@ -1,0 +1,4 @@
+//! `kyverno.io` resources.
+
+pub mod v1;
+pub mod v2;

@@ -1,0 +1,262 @@
+//! `bylaw apply`: evaluate policies against resources from files and report each result.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use bylaw_engine::engine::{effective_action, report_status, validate_with_variables};
+use bylaw_engine::request::{metadata_str, Request};
+use bylaw_engine::response::{FailureAction, RuleStatus};
+use clap::Args;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::load::{self, read_documents, Values};
+use crate::{output, ApplyFormat};
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Policy files or directories.
+    #[arg(required = true)]
+    policies: Vec<PathBuf>,
+    /// Resource files or directories to evaluate.
+    #[arg(short = 'r', long = "resource", required = true, num_args = 1..)]
+    resources: Vec<PathBuf>,
+    /// A values file (cli.kyverno.io Values) with variables for rules and resources.
+    #[arg(short = 'f', long = "values-file")]
+    values_file: Option<PathBuf>,
+    /// Set a variable, `key=value` (repeatable).
+    #[arg(short = 's', long = "set")]
+    set: Vec<String>,
+    /// A user info file (roles, clusterRoles, userInfo).
+    #[arg(short = 'u', long = "userinfo")]
+    userinfo: Option<PathBuf>,
+    /// PolicyException files or directories.
+    #[arg(short = 'e', long = "exceptions")]
+    exceptions: Vec<PathBuf>,
+    /// Print the results as a ClusterPolicyReport.
+    #[arg(short = 'p', long = "policy-report")]
+    policy_report: bool,
+    /// Output format for the results.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = ApplyFormat::Table)]
+    output: ApplyFormat,
+    /// Report failures of Audit rules as warnings.
+    #[arg(long = "audit-warn")]
+    audit_warn: bool,
+    /// Print every rule result, not only failures.
+    #[arg(long = "detailed-results")]
+    detailed_results: bool,
+}
+
+/// One rule result of one policy on one resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyResult {
+    pub policy: String,
+    pub rule: String,
+    pub resource: String,
+    pub status: RuleStatus,
+    pub action: &'static str,
+    pub message: String,
+}
+
+pub fn run(args: ApplyArgs) -> Result<ExitCode> {
+    let ApplyArgs {
+        policies,
+        resources,
+        values_file,
+        set,
+        userinfo,
+        exceptions,
+        policy_report,
+        output: format,
+        audit_warn,
+        detailed_results,
+    } = args;
+    let mut docs = Vec::new();
+    for p in policies.iter().chain(exceptions.iter()) {
+        docs.extend(read_documents(p)?);
+    }
+    let bundle = load::compile_documents(&docs)?;
+    for (kind, name, file) in &bundle.unsupported {
+        output::warn(&format!(
+            "{}: skipping {kind} {name:?}: this kind is not supported by bylaw yet",
+            file.display()
+        ));
+    }
+    if bundle.policies.is_empty() {
+        anyhow::bail!("no ClusterPolicy or Policy found in the given policy paths");
+    }
+    let mut values = match &values_file {
+        Some(path) => load::read_values(path)?,
+        None => Values::default(),
+    };
+    for assignment in &set {
+        values.set(assignment)?;
+    }
+    let user = match &userinfo {
+        Some(path) => load::read_user_info(path)?,
+        None => Default::default(),
+    };
+    let mut objects = Vec::new();
+    for r in &resources {
+        objects.extend(
+            read_documents(r).with_context(|| format!("reading resources from {}", r.display()))?,
+        );
+    }
+
+    for doc in &mut objects {
+        load::default_namespace(&mut doc.value);
+    }
+    let mut results = Vec::new();
+    let mut blocked = false;
+    for doc in &objects {
+        let object = &doc.value;
+        if !object.is_object() {
+            continue;
+        }
+        let name = metadata_str(object, "name");
+        let namespace = metadata_str(object, "namespace");
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+        let resource_id = if namespace.is_empty() {
+            format!("{kind}/{name}")
+        } else {
+            format!("{kind}/{namespace}/{name}")
+        };
+        for policy in &bundle.policies {
+            let vars = values.request_variables(&policy.name, name);
+            let mut request = Request::create(object.clone());
+            request.user = user.clone();
+            request.namespace_labels = values.namespace_labels.get(namespace).cloned();
+            let response =
+                validate_with_variables(policy, &request, &vars, &values, &bundle.exceptions);
+            for rule in &response.rules {
+                let action = effective_action(
+                    policy,
+                    &rule.name,
+                    namespace,
+                    request.namespace_labels.as_ref(),
+                );
+                let mut status = report_status(policy, rule);
+                if status == RuleStatus::Fail {
+                    if action == FailureAction::Enforce {
+                        blocked = true;
+                    } else if audit_warn {
+                        status = RuleStatus::Warn;
+                    }
+                }
+                results.push(ApplyResult {
+                    policy: policy.key(),
+                    rule: rule.name.clone(),
+                    resource: resource_id.clone(),
+                    status,
+                    action: action.as_str(),
+                    message: rule.message.clone(),
+                });
+            }
+        }
+    }
+
+    if policy_report {
+        let report = cluster_policy_report(&results);
+        match format {
+            ApplyFormat::Json => output::json(&report)?,
+            _ => output::text(&bylaw_api::yaml::to_yaml_string(&report)),
+        }
+    } else {
+        match format {
+            ApplyFormat::Json => output::json(&results)?,
+            ApplyFormat::Yaml => output::text(&bylaw_api::yaml::to_yaml_string(
+                &serde_json::to_value(&results)?,
+            )),
+            ApplyFormat::Table => print_results(&results, detailed_results),
+        }
+    }
+    Ok(if blocked {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_results(results: &[ApplyResult], detailed: bool) {
+    let mut table = vec![vec![
+        "POLICY".to_owned(),
+        "RULE".to_owned(),
+        "RESOURCE".to_owned(),
+        "RESULT".to_owned(),
+        "ACTION".to_owned(),
+        "MESSAGE".to_owned(),
+    ]];
+    for r in results {
+        if !detailed && matches!(r.status, RuleStatus::Pass | RuleStatus::Skip) {
+            continue;
+        }
+        table.push(vec![
+            r.policy.clone(),
+            r.rule.clone(),
+            r.resource.clone(),
+            r.status.as_str().to_owned(),
+            r.action.to_owned(),
+            r.message.clone(),
+        ]);
+    }
+    if table.len() > 1 {
+        output::print_table(&table, "");
+        output::line("");
+    }
+    let count = |s: RuleStatus| results.iter().filter(|r| r.status == s).count();
+    output::line(&format!(
+        "pass: {}, fail: {}, warn: {}, error: {}, skip: {}",
+        count(RuleStatus::Pass),
+        count(RuleStatus::Fail),
+        count(RuleStatus::Warn),
+        count(RuleStatus::Error),
+        count(RuleStatus::Skip)
+    ));
+}
+
+/// A `wgpolicyk8s.io/v1alpha2` ClusterPolicyReport of the results, sorted for stable output.
+fn cluster_policy_report(results: &[ApplyResult]) -> Value {
+    let mut sorted: Vec<&ApplyResult> = results.iter().collect();
+    sorted
+        .sort_by(|a, b| (&a.policy, &a.rule, &a.resource).cmp(&(&b.policy, &b.rule, &b.resource)));
+    let count = |s: RuleStatus| results.iter().filter(|r| r.status == s).count();
+    let entries: Vec<Value> = sorted
+        .iter()
+        .map(|r| {
+            let mut parts = r.resource.splitn(3, '/');
+            let kind = parts.next().unwrap_or("");
+            let (namespace, name) = match (parts.next(), parts.next()) {
+                (Some(ns), Some(name)) => (ns, name),
+                (Some(name), None) => ("", name),
+                _ => ("", ""),
+            };
+            let mut resource = json!({"kind": kind, "name": name});
+            if !namespace.is_empty() {
+                resource["namespace"] = json!(namespace);
+            }
+            json!({
+                "source": "bylaw",
+                "policy": r.policy,
+                "rule": r.rule,
+                "result": r.status.as_str(),
+                "scored": true,
+                "message": r.message,
+                "resources": [resource],
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "wgpolicyk8s.io/v1alpha2",
+        "kind": "ClusterPolicyReport",
+        "metadata": {"name": "merged"},
+        "summary": {
+            "pass": count(RuleStatus::Pass),
+            "fail": count(RuleStatus::Fail),
+            "warn": count(RuleStatus::Warn),
+            "error": count(RuleStatus::Error),
+            "skip": count(RuleStatus::Skip),
+        },
+        "results": entries,
+    })
+}

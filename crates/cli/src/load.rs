@@ -1,0 +1,354 @@
+//! Reading policies, resources, exceptions, values and user info from files and directories,
+//! with errors that name the file (and line, for malformed YAML).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use bylaw_engine::compile::{compile_policy, CompiledPolicy};
+use bylaw_engine::exceptions::CompiledException;
+use bylaw_engine::request::UserInfo;
+use serde_json::{Map, Value};
+
+/// One YAML document and where it came from.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub value: Value,
+    pub source: PathBuf,
+}
+
+/// Reads every YAML document of a file, or of every `.yaml`/`.yml`/`.json` file below a
+/// directory (sorted, so results are deterministic).
+pub fn read_documents(path: &Path) -> Result<Vec<Document>> {
+    let mut files = Vec::new();
+    collect_files(path, &mut files)?;
+    let mut docs = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let values = bylaw_api::yaml::parse_documents(&text, &file.display().to_string())?;
+        for value in values {
+            // A `List` (as `kubectl get -o yaml` writes) stands for its items.
+            if value.get("kind").and_then(Value::as_str) == Some("List") {
+                if let Some(items) = value.get("items").and_then(Value::as_array) {
+                    docs.extend(items.iter().map(|item| Document {
+                        value: item.clone(),
+                        source: file.clone(),
+                    }));
+                    continue;
+                }
+            }
+            docs.push(Document {
+                value,
+                source: file.clone(),
+            });
+        }
+    }
+    Ok(docs)
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot list {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            collect_files(&entry, out)?;
+        } else if matches!(
+            entry.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}
+
+/// Policies and exceptions found among documents; other kinds are returned as unsupported.
+#[derive(Debug, Default)]
+pub struct PolicyBundle {
+    pub policies: Vec<CompiledPolicy>,
+    pub exceptions: Vec<CompiledException>,
+    /// `(kind, name, file)` of policy documents bylaw cannot run yet (CEL policy kinds, …).
+    pub unsupported: Vec<(String, String, PathBuf)>,
+}
+
+/// Compiles every policy and exception document; an invalid one is an error naming the file
+/// and the field path.
+pub fn compile_documents(docs: &[Document]) -> Result<PolicyBundle> {
+    let mut bundle = PolicyBundle::default();
+    for doc in docs {
+        let kind = doc.value.get("kind").and_then(Value::as_str).unwrap_or("");
+        let name = doc
+            .value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        match kind {
+            "ClusterPolicy" | "Policy" => {
+                let policy = compile_policy(&doc.value).map_err(|e| {
+                    anyhow::anyhow!("{}: invalid {kind} {name:?}: {e}", doc.source.display())
+                })?;
+                bundle.policies.push(policy);
+            }
+            "PolicyException" if api_group(&doc.value) == "kyverno.io" => {
+                let exception = CompiledException::compile(&doc.value).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: invalid PolicyException {name:?}: {e}",
+                        doc.source.display()
+                    )
+                })?;
+                bundle.exceptions.push(exception);
+            }
+            "" => {}
+            other => bundle
+                .unsupported
+                .push((other.to_owned(), name, doc.source.clone())),
+        }
+    }
+    Ok(bundle)
+}
+
+fn api_group(value: &Value) -> &str {
+    value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .and_then(|v| v.split_once('/'))
+        .map(|(g, _)| g)
+        .unwrap_or("")
+}
+
+/// Looks a key up ignoring ASCII case, as Kyverno's reader of CLI test files does.
+pub fn get_ci<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    let map = value.as_object()?;
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+/// A `cli.kyverno.io` Values file: variables for rules and resources, namespace labels.
+#[derive(Debug, Default, Clone)]
+pub struct Values {
+    pub global: Map<String, Value>,
+    /// policy → rule → values
+    pub rule_values: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
+    /// policy → rule → foreachValues
+    pub foreach_values: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
+    /// policy → resource name → values
+    pub resource_values: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
+    /// namespace → labels
+    pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Values {
+    pub fn parse(doc: &Value) -> Values {
+        let mut values = Values::default();
+        let object = |v: Option<&Value>| v.and_then(Value::as_object).cloned().unwrap_or_default();
+        values.global = object(get_ci(doc, "globalValues"));
+        for policy in get_ci(doc, "policies")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(pname) = get_ci(policy, "name").and_then(Value::as_str) else {
+                continue;
+            };
+            for rule in get_ci(policy, "rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(rname) = get_ci(rule, "name").and_then(Value::as_str) else {
+                    continue;
+                };
+                if let Some(v) = get_ci(rule, "values").and_then(Value::as_object) {
+                    values
+                        .rule_values
+                        .entry(pname.to_owned())
+                        .or_default()
+                        .insert(rname.to_owned(), v.clone());
+                }
+                if let Some(v) = get_ci(rule, "foreachValues").and_then(Value::as_object) {
+                    values
+                        .foreach_values
+                        .entry(pname.to_owned())
+                        .or_default()
+                        .insert(rname.to_owned(), v.clone());
+                }
+            }
+            for resource in get_ci(policy, "resources")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(rname) = get_ci(resource, "name").and_then(Value::as_str) else {
+                    continue;
+                };
+                values
+                    .resource_values
+                    .entry(pname.to_owned())
+                    .or_default()
+                    .insert(rname.to_owned(), object(get_ci(resource, "values")));
+            }
+        }
+        for ns in get_ci(doc, "namespaceSelector")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(name) = get_ci(ns, "name").and_then(Value::as_str) else {
+                continue;
+            };
+            let labels = get_ci(ns, "labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| {
+                            bylaw_engine::matching::scalar_string(v).map(|v| (k.clone(), v))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            values.namespace_labels.insert(name.to_owned(), labels);
+        }
+        values
+    }
+
+    /// Sets a global variable from `--set key=value`.
+    pub fn set(&mut self, assignment: &str) -> Result<()> {
+        let (key, value) = assignment
+            .split_once('=')
+            .with_context(|| format!("--set {assignment:?}: expected key=value"))?;
+        self.global.insert(
+            key.trim().to_owned(),
+            Value::String(value.trim().to_owned()),
+        );
+        Ok(())
+    }
+
+    /// Variables for one (policy, resource) pair: global values, then the resource's own.
+    pub fn request_variables(&self, policy: &str, resource_name: &str) -> Map<String, Value> {
+        let mut vars = self.global.clone();
+        if let Some(v) = self
+            .resource_values
+            .get(policy)
+            .and_then(|r| r.get(resource_name))
+        {
+            for (k, v) in v {
+                vars.insert(k.clone(), v.clone());
+            }
+        }
+        vars
+    }
+}
+
+impl bylaw_engine::context::ContextProvider for Values {
+    fn rule_values(&self, policy: &str, rule: &str) -> Option<&Map<String, Value>> {
+        self.rule_values.get(policy).and_then(|r| r.get(rule))
+    }
+
+    fn foreach_values(&self, policy: &str, rule: &str) -> Option<&Map<String, Value>> {
+        self.foreach_values.get(policy).and_then(|r| r.get(rule))
+    }
+}
+
+/// Reads a values file.
+pub fn read_values(path: &Path) -> Result<Values> {
+    let docs = read_documents(path)?;
+    let doc = docs
+        .first()
+        .with_context(|| format!("{}: the values file is empty", path.display()))?;
+    Ok(Values::parse(&doc.value))
+}
+
+/// Reads a `UserInfo` file (`cli.kyverno.io/v1alpha1` or the older bare form).
+pub fn read_user_info(path: &Path) -> Result<UserInfo> {
+    let docs = read_documents(path)?;
+    let doc = docs
+        .first()
+        .with_context(|| format!("{}: the user info file is empty", path.display()))?;
+    Ok(parse_user_info(&doc.value))
+}
+
+pub fn parse_user_info(doc: &Value) -> UserInfo {
+    let strings = |v: Option<&Value>| bylaw_engine::matching::string_list(v);
+    let info = get_ci(doc, "userInfo").cloned().unwrap_or(Value::Null);
+    UserInfo {
+        username: get_ci(&info, "username")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        uid: get_ci(&info, "uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        groups: strings(get_ci(&info, "groups")),
+        roles: strings(get_ci(doc, "roles")),
+        cluster_roles: strings(get_ci(doc, "clusterRoles")),
+    }
+}
+
+/// Kinds that live outside namespaces. Everything else read from a file without a namespace is
+/// placed in `default`, as `kubectl apply` (and Kyverno's CLI) would.
+const CLUSTER_SCOPED_KINDS: &[&str] = &[
+    "APIService",
+    "CSIDriver",
+    "CSINode",
+    "CertificateSigningRequest",
+    "ClusterCleanupPolicy",
+    "ClusterPolicy",
+    "ClusterPolicyReport",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ComponentStatus",
+    "CustomResourceDefinition",
+    "FlowSchema",
+    "IngressClass",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
+    "MutatingWebhookConfiguration",
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "PriorityClass",
+    "PriorityLevelConfiguration",
+    "RuntimeClass",
+    "SelfSubjectAccessReview",
+    "SelfSubjectRulesReview",
+    "StorageClass",
+    "SubjectAccessReview",
+    "TokenReview",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingWebhookConfiguration",
+    "VolumeAttachment",
+];
+
+/// Gives a namespaced resource without a namespace the `default` one.
+pub fn default_namespace(object: &mut Value) {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind.is_empty() || CLUSTER_SCOPED_KINDS.contains(&kind) {
+        return;
+    }
+    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let missing = metadata
+        .get("namespace")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
+    if missing {
+        metadata.insert("namespace".into(), Value::String("default".into()));
+    }
+}

@@ -1,0 +1,169 @@
+//! The `bylaw` binary: offline policy tooling (`apply`, `test`, `jp`, `crds`) and, later, the server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod apply_cmd;
+mod conformance;
+mod jp_cmd;
+mod load;
+mod output;
+mod test_cmd;
+
+/// bylaw — a Kyverno-compatible Kubernetes policy engine.
+#[derive(Debug, Parser)]
+#[command(name = "bylaw", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApplyFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    Table,
+    Json,
+    Junit,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply policies to resources and print the results.
+    Apply(apply_cmd::ApplyArgs),
+    /// Run kyverno-test.yaml suites and compare every expected result.
+    Test {
+        /// Directories (or suite files) to search for test files; dot-folders included.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Name of the test files to look for.
+        #[arg(short = 'f', long = "file-name", default_value = "kyverno-test.yaml")]
+        file_name: String,
+        /// Only run rows matching `policy=…,rule=…,resource=…` (wildcards allowed).
+        #[arg(long = "test-case-selector", default_value = "")]
+        test_case_selector: String,
+        /// Print only the rows that did not match.
+        #[arg(long = "fail-only")]
+        fail_only: bool,
+        /// Also print the engine's message for each row.
+        #[arg(long = "detailed-results")]
+        detailed_results: bool,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = TestFormat::Table)]
+        output: TestFormat,
+    },
+    /// Query JSON with JMESPath and Kyverno's functions.
+    Jp(jp_cmd::JpArgs),
+    /// Print the CustomResourceDefinitions bylaw serves, or write them to a directory.
+    Crds {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long = "out-dir")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Score bylaw against Kyverno's public policy library (`make conformance`).
+    #[command(hide = true)]
+    Conformance(conformance::ConformanceArgs),
+    /// Print the version and the git commit bylaw was built from.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Apply(args) => apply_cmd::run(args),
+        Command::Test {
+            dirs,
+            file_name,
+            test_case_selector,
+            fail_only,
+            detailed_results,
+            output,
+        } => run_test(
+            &dirs,
+            &file_name,
+            &test_case_selector,
+            fail_only,
+            detailed_results,
+            output,
+        ),
+        Command::Jp(args) => jp_cmd::run(args),
+        Command::Crds { out_dir } => write_crds(out_dir),
+        Command::Conformance(args) => conformance::run(args),
+        Command::Version => {
+            output::line(&format!(
+                "bylaw {} (commit {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("BYLAW_GIT_COMMIT")
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            output::error(&err);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_test(
+    dirs: &[PathBuf],
+    file_name: &str,
+    selector: &str,
+    fail_only: bool,
+    detailed: bool,
+    format: TestFormat,
+) -> anyhow::Result<ExitCode> {
+    let selector = test_cmd::CaseSelector::parse(selector)?;
+    let mut suites = Vec::new();
+    for dir in dirs {
+        suites.extend(test_cmd::find_suites(dir, file_name)?);
+    }
+    if suites.is_empty() {
+        anyhow::bail!(
+            "no {file_name} found below {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let results: Vec<test_cmd::SuiteResult> = suites
+        .iter()
+        .map(|s| test_cmd::run_suite(s, &selector))
+        .collect();
+    match format {
+        TestFormat::Table => output::test_table(&results, fail_only, detailed),
+        TestFormat::Json => output::json(&results)?,
+        TestFormat::Junit => output::text(&output::junit(&results)),
+    }
+    let all_passed = results.iter().all(test_cmd::SuiteResult::passed);
+    Ok(if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn write_crds(out_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    match out_dir {
+        None => output::text(&bylaw_api::crds_yaml()),
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            for (file, text) in bylaw_api::crd_files() {
+                let path = dir.join(file);
+                std::fs::write(&path, text)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

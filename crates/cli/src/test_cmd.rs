@@ -1,0 +1,422 @@
+//! `bylaw test`: runs `kyverno-test.yaml` suites and compares every expected result row with
+//! what the engine produced. It exits 0 only if every row of every suite matched.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use bylaw_engine::compile::CompiledPolicy;
+use bylaw_engine::engine::{report_status, validate_with_variables};
+use bylaw_engine::request::{metadata_str, GroupVersionKind, Operation, Request, UserInfo};
+use bylaw_engine::response::RuleStatus;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::load::{self, get_ci, read_documents, Values};
+
+/// One expected row of a suite, for one resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowResult {
+    pub policy: String,
+    pub rule: String,
+    pub resource: String,
+    pub kind: String,
+    pub expected: String,
+    /// What the engine produced; `None` when nothing was found to compare with.
+    pub actual: Option<String>,
+    pub passed: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The outcome of one suite file.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteResult {
+    pub path: PathBuf,
+    pub name: String,
+    /// Set when the suite could not be run at all (bad file, invalid policy, …).
+    pub error: Option<String>,
+    pub rows: Vec<RowResult>,
+}
+
+impl SuiteResult {
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.rows.iter().all(|r| r.passed)
+    }
+}
+
+/// Filters rows by `policy=…,rule=…,resource=…` (each part optional; `*` wildcards allowed).
+#[derive(Debug, Default, Clone)]
+pub struct CaseSelector {
+    policy: Option<String>,
+    rule: Option<String>,
+    resource: Option<String>,
+}
+
+impl CaseSelector {
+    pub fn parse(text: &str) -> Result<CaseSelector> {
+        let mut sel = CaseSelector::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .with_context(|| format!("--test-case-selector: {part:?} is not key=value"))?;
+            let value = Some(value.trim().to_owned());
+            match key.trim() {
+                "policy" => sel.policy = value,
+                "rule" => sel.rule = value,
+                "resource" => sel.resource = value,
+                other => anyhow::bail!(
+                    "--test-case-selector: unknown key {other:?} (want policy, rule or resource)"
+                ),
+            }
+        }
+        Ok(sel)
+    }
+
+    fn accepts(&self, policy: &str, rule: &str, resource: &str) -> bool {
+        let ok = |want: &Option<String>, have: &str| {
+            want.as_deref()
+                .is_none_or(|w| bylaw_engine::wildcard::wildcard_match(w, have))
+        };
+        ok(&self.policy, policy) && ok(&self.rule, rule) && ok(&self.resource, resource)
+    }
+}
+
+/// Finds every suite file named `file_name` below `dir` (dot-folders included), sorted.
+pub fn find_suites(dir: &Path, file_name: &str) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    if dir.is_file() {
+        found.push(dir.to_path_buf());
+        return Ok(found);
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let entries = std::fs::read_dir(&current)
+            .with_context(|| format!("cannot list {}", current.display()))?;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().and_then(|n| n.to_str()) == Some(file_name) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// One evaluated (policy, resource) pair.
+struct Evaluated {
+    policy_key: String,
+    resource_kind: String,
+    resource_name: String,
+    resource_namespace: String,
+    rules: Vec<(String, RuleStatus, String)>,
+}
+
+/// Runs one suite file.
+pub fn run_suite(path: &Path, selector: &CaseSelector) -> SuiteResult {
+    let mut result = SuiteResult {
+        path: path.to_path_buf(),
+        name: String::new(),
+        error: None,
+        rows: Vec::new(),
+    };
+    match run_suite_inner(path, selector, &mut result) {
+        Ok(()) => {}
+        Err(err) => result.error = Some(format!("{err:#}")),
+    }
+    result
+}
+
+fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) -> Result<()> {
+    let docs = read_documents(path)?;
+    let doc = docs
+        .first()
+        .with_context(|| format!("{}: empty test file", path.display()))?
+        .value
+        .clone();
+    let base = path.parent().unwrap_or(Path::new("."));
+    out.name = get_ci(&doc, "metadata")
+        .and_then(|m| get_ci(m, "name"))
+        .or_else(|| get_ci(&doc, "name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let paths = |key: &str| -> Vec<PathBuf> {
+        bylaw_engine::matching::string_list(get_ci(&doc, key))
+            .iter()
+            .map(|p| base.join(p))
+            .collect()
+    };
+
+    let mut policy_docs = Vec::new();
+    for p in paths("policies") {
+        policy_docs.extend(read_documents(&p)?);
+    }
+    let mut exception_docs = Vec::new();
+    for p in paths("exceptions") {
+        exception_docs.extend(read_documents(&p)?);
+    }
+    policy_docs.extend(exception_docs);
+    let bundle = load::compile_documents(&policy_docs)?;
+    let mut resources = Vec::new();
+    for p in paths("resources") {
+        resources.extend(read_documents(&p)?);
+    }
+    for resource in &mut resources {
+        load::default_namespace(&mut resource.value);
+    }
+    let mut values = match get_ci(&doc, "variables").and_then(Value::as_str) {
+        Some(v) => load::read_values(&base.join(v))?,
+        None => Values::default(),
+    };
+    if let Some(inline) = get_ci(&doc, "values") {
+        let parsed = Values::parse(inline);
+        merge_values(&mut values, parsed);
+    }
+    let user = match get_ci(&doc, "userinfo").and_then(Value::as_str) {
+        Some(u) => load::read_user_info(&base.join(u))?,
+        None => UserInfo::default(),
+    };
+
+    // Evaluate every policy against every resource.
+    let mut evaluated = Vec::new();
+    for resource in &resources {
+        let object = &resource.value;
+        if !object.is_object() {
+            continue;
+        }
+        let name = metadata_str(object, "name").to_owned();
+        let namespace = metadata_str(object, "namespace").to_owned();
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        for policy in &bundle.policies {
+            let vars = values.request_variables(&policy.name, &name);
+            let request = build_request(object, &vars, &user, &values);
+            let response =
+                validate_with_variables(policy, &request, &vars, &values, &bundle.exceptions);
+            evaluated.push(Evaluated {
+                policy_key: policy.key(),
+                resource_kind: kind.clone(),
+                resource_name: name.clone(),
+                resource_namespace: namespace.clone(),
+                rules: response
+                    .rules
+                    .iter()
+                    .map(|r| (r.name.clone(), report_status(policy, r), r.message.clone()))
+                    .collect(),
+            });
+        }
+    }
+
+    let rows = get_ci(&doc, "results")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for row in &rows {
+        let field = |k: &str| {
+            get_ci(row, k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let policy = field("policy");
+        let rule = field("rule");
+        let kind = field("kind");
+        let namespace = field("namespace");
+        let mut expected = field("result");
+        if expected.is_empty() {
+            expected = field("status");
+        }
+        let mut names = bylaw_engine::matching::string_list(get_ci(row, "resources"));
+        let single = field("resource");
+        if names.is_empty() && !single.is_empty() {
+            names.push(single);
+        }
+        for resource in names {
+            if !selector.accepts(&policy, &rule, &resource) {
+                continue;
+            }
+            out.rows.push(compare_row(
+                &bundle.policies,
+                &evaluated,
+                RowKey {
+                    policy: &policy,
+                    rule: &rule,
+                    kind: &kind,
+                    namespace: &namespace,
+                    resource: &resource,
+                    expected: &expected,
+                },
+                &bundle.unsupported,
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn merge_values(into: &mut Values, from: Values) {
+    into.global.extend(from.global);
+    into.rule_values.extend(from.rule_values);
+    into.foreach_values.extend(from.foreach_values);
+    into.resource_values.extend(from.resource_values);
+    into.namespace_labels.extend(from.namespace_labels);
+}
+
+/// The request a suite evaluates for a resource: CREATE unless the values file says otherwise
+/// (`request.operation`); DELETE evaluates the resource as the old object.
+fn build_request(
+    object: &Value,
+    vars: &serde_json::Map<String, Value>,
+    user: &UserInfo,
+    values: &Values,
+) -> Request {
+    let operation = vars
+        .get("request.operation")
+        .and_then(Value::as_str)
+        .and_then(Operation::parse)
+        .unwrap_or(Operation::Create);
+    let namespace = metadata_str(object, "namespace");
+    let mut request = Request::create(object.clone());
+    request.kind = GroupVersionKind::of(object);
+    request.operation = operation;
+    match operation {
+        Operation::Delete => {
+            request.old_object = Some(object.clone());
+            request.object = Value::Null;
+        }
+        Operation::Update => request.old_object = Some(object.clone()),
+        _ => {}
+    }
+    request.user = user.clone();
+    let ns_key = if request.kind.kind == "Namespace" {
+        metadata_str(object, "name")
+    } else {
+        namespace
+    };
+    request.namespace_labels = values.namespace_labels.get(ns_key).cloned();
+    request
+}
+
+struct RowKey<'a> {
+    policy: &'a str,
+    rule: &'a str,
+    kind: &'a str,
+    namespace: &'a str,
+    resource: &'a str,
+    expected: &'a str,
+}
+
+fn compare_row(
+    policies: &[CompiledPolicy],
+    evaluated: &[Evaluated],
+    key: RowKey<'_>,
+    unsupported: &[(String, String, PathBuf)],
+) -> RowResult {
+    let mut row = RowResult {
+        policy: key.policy.to_owned(),
+        rule: key.rule.to_owned(),
+        resource: key.resource.to_owned(),
+        kind: key.kind.to_owned(),
+        expected: key.expected.to_owned(),
+        actual: None,
+        passed: false,
+        reason: String::new(),
+        message: String::new(),
+    };
+    let rule_names = [
+        key.rule.to_owned(),
+        format!("autogen-{}", key.rule),
+        format!("autogen-cronjob-{}", key.rule),
+    ];
+    let Some(policy) = policies.iter().find(|p| p.key() == key.policy) else {
+        row.reason = match unsupported.iter().find(|(_, name, _)| name == key.policy) {
+            Some((kind, _, _)) => format!("policy kind {kind} is not supported by bylaw yet"),
+            None => format!("policy {:?} not found", key.policy),
+        };
+        return row;
+    };
+    if !policy.rules.iter().any(|r| rule_names.contains(&r.name)) {
+        row.reason = format!("rule {:?} not found in policy {:?}", key.rule, key.policy);
+        return row;
+    }
+    let candidates: Vec<&Evaluated> = evaluated
+        .iter()
+        .filter(|e| {
+            e.policy_key == key.policy
+                && e.resource_kind == key.kind
+                && (e.resource_name == key.resource
+                    || format!("{}/{}", e.resource_namespace, e.resource_name) == key.resource)
+                && (key.namespace.is_empty() || e.resource_namespace == key.namespace)
+        })
+        .collect();
+    if candidates.is_empty() {
+        row.reason = format!("resource {}/{} not found", key.kind, key.resource);
+        return row;
+    }
+    let found: Vec<&(String, RuleStatus, String)> = candidates
+        .iter()
+        .flat_map(|e| e.rules.iter())
+        .filter(|(name, _, _)| rule_names.contains(name))
+        .collect();
+    if found.is_empty() {
+        // The rule exists but did not select the resource: Kyverno reports nothing, which
+        // only a `skip` expectation describes.
+        row.actual = Some("skip".to_owned());
+        row.passed = key.expected == "skip";
+        row.reason = if row.passed {
+            "Excluded".to_owned()
+        } else {
+            format!(
+                "want {}, got no result: the rule did not match the resource",
+                key.expected
+            )
+        };
+        return row;
+    }
+    // Every matching response must agree with the expectation.
+    for (_, status, message) in &found {
+        row.actual = Some(status.as_str().to_owned());
+        row.message = message.clone();
+        if status.as_str() != key.expected {
+            row.passed = false;
+            row.reason = format!("want {}, got {}", key.expected, status.as_str());
+            return row;
+        }
+    }
+    row.passed = true;
+    row.reason = "Ok".to_owned();
+    row
+}
+
+/// Counts of rows by outcome.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Totals {
+    pub suites_passed: usize,
+    pub suites_failed: usize,
+    pub rows_passed: usize,
+    pub rows_failed: usize,
+}
+
+pub fn totals(results: &[SuiteResult]) -> Totals {
+    let mut t = Totals::default();
+    for suite in results {
+        if suite.passed() {
+            t.suites_passed += 1;
+        } else {
+            t.suites_failed += 1;
+        }
+        for row in &suite.rows {
+            if row.passed {
+                t.rows_passed += 1;
+            } else {
+                t.rows_failed += 1;
+            }
+        }
+    }
+    t
+}

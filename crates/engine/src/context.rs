@@ -1,0 +1,331 @@
+//! The JSON document variables are resolved against (`request.*`, `images.*`,
+//! `serviceAccountName`, context entries, …) and the [`ContextProvider`] trait through which
+//! anything from outside the engine arrives.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::request::Request;
+
+/// Why a context entry could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ContextError(pub String);
+
+/// An `apiCall` context entry after variable substitution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiCall {
+    pub url_path: Option<String>,
+    pub method: String,
+    pub data: Vec<(String, Value)>,
+    pub service_url: Option<String>,
+}
+
+/// Everything the engine needs from outside: the controller implements it against the API
+/// server, the CLI against files. Returning `Ok(None)` means "not available here": the entry is
+/// left unset, as Kyverno's CLI does for lookups it cannot perform offline.
+pub trait ContextProvider {
+    /// Values that stand in for a rule's context entries (the CLI's values file).
+    fn rule_values(&self, _policy: &str, _rule: &str) -> Option<&Map<String, Value>> {
+        None
+    }
+
+    /// Per-element values for a rule's foreach (`foreachValues` in a values file).
+    fn foreach_values(&self, _policy: &str, _rule: &str) -> Option<&Map<String, Value>> {
+        None
+    }
+
+    /// A ConfigMap as JSON.
+    fn config_map(&self, _namespace: &str, _name: &str) -> Result<Option<Value>, ContextError> {
+        Ok(None)
+    }
+
+    /// The response of an API server or service call.
+    fn api_call(&self, _call: &ApiCall) -> Result<Option<Value>, ContextError> {
+        Ok(None)
+    }
+
+    /// A global context entry's data.
+    fn global_reference(&self, _name: &str) -> Result<Option<Value>, ContextError> {
+        Ok(None)
+    }
+
+    /// Image metadata from a registry.
+    fn image_data(&self, _reference: &str) -> Result<Option<Value>, ContextError> {
+        Ok(None)
+    }
+}
+
+/// A provider with nothing to offer: pure offline evaluation.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoContext;
+
+impl ContextProvider for NoContext {}
+
+/// Builds the base context document for a request.
+pub fn request_context(request: &Request) -> Value {
+    let mut req = Map::new();
+    req.insert(
+        "operation".into(),
+        Value::String(request.operation.as_str().to_owned()),
+    );
+    req.insert("object".into(), request.object.clone());
+    req.insert(
+        "oldObject".into(),
+        request.old_object.clone().unwrap_or(Value::Null),
+    );
+    let user = &request.user;
+    let mut user_info = Map::new();
+    if !user.username.is_empty() {
+        user_info.insert("username".into(), Value::String(user.username.clone()));
+    }
+    if !user.uid.is_empty() {
+        user_info.insert("uid".into(), Value::String(user.uid.clone()));
+    }
+    if !user.groups.is_empty() {
+        user_info.insert("groups".into(), string_array(&user.groups));
+    }
+    req.insert("userInfo".into(), Value::Object(user_info));
+    req.insert("roles".into(), string_array(&user.roles));
+    req.insert("clusterRoles".into(), string_array(&user.cluster_roles));
+    let mut kind = Map::new();
+    kind.insert("group".into(), Value::String(request.kind.group.clone()));
+    kind.insert(
+        "version".into(),
+        Value::String(request.kind.version.clone()),
+    );
+    kind.insert("kind".into(), Value::String(request.kind.kind.clone()));
+    req.insert("kind".into(), Value::Object(kind));
+    req.insert("name".into(), Value::String(request.name().to_owned()));
+    req.insert(
+        "namespace".into(),
+        Value::String(request.namespace().to_owned()),
+    );
+    if !request.subresource.is_empty() {
+        req.insert(
+            "subResource".into(),
+            Value::String(request.subresource.clone()),
+        );
+    }
+    req.insert("dryRun".into(), Value::Bool(request.dry_run));
+
+    let mut doc = Map::new();
+    doc.insert("request".into(), Value::Object(req));
+    let (sa_namespace, sa_name) = service_account(&user.username);
+    doc.insert("serviceAccountName".into(), Value::String(sa_name));
+    doc.insert(
+        "serviceAccountNamespace".into(),
+        Value::String(sa_namespace),
+    );
+    doc.insert("images".into(), images_of(request.resource()));
+    Value::Object(doc)
+}
+
+fn string_array(items: &[String]) -> Value {
+    Value::Array(items.iter().cloned().map(Value::String).collect())
+}
+
+/// `system:serviceaccount:<ns>:<name>` → (ns, name); anything else → empty strings.
+fn service_account(username: &str) -> (String, String) {
+    match username
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((ns, name)) => (ns.to_owned(), name.to_owned()),
+        None => (String::new(), String::new()),
+    }
+}
+
+/// `images.containers.<name>`, `images.initContainers.<name>`, `images.ephemeralContainers.<name>`
+/// for a Pod or a pod template of a controller, as Kyverno's default image extractors see them.
+pub fn images_of(resource: &Value) -> Value {
+    let spec = match resource.get("kind").and_then(Value::as_str) {
+        Some("Pod") => resource.get("spec"),
+        Some("CronJob") => resource.pointer("/spec/jobTemplate/spec/template/spec"),
+        _ => resource.pointer("/spec/template/spec"),
+    };
+    let mut images = Map::new();
+    if let Some(spec) = spec {
+        for list in ["containers", "initContainers", "ephemeralContainers"] {
+            let Some(containers) = spec.get(list).and_then(Value::as_array) else {
+                continue;
+            };
+            let mut by_name = Map::new();
+            for container in containers {
+                let (Some(name), Some(image)) = (
+                    container.get("name").and_then(Value::as_str),
+                    container.get("image").and_then(Value::as_str),
+                ) else {
+                    continue;
+                };
+                if let Some(info) = image_info(image) {
+                    by_name.insert(name.to_owned(), info);
+                }
+            }
+            if !by_name.is_empty() {
+                images.insert(list.to_owned(), Value::Object(by_name));
+            }
+        }
+    }
+    Value::Object(images)
+}
+
+/// Splits an image reference the way Kyverno reports it: default registry `docker.io`, default
+/// tag `latest` (unless a digest is given), single-segment Docker Hub paths under `library/`.
+pub fn image_info(image: &str) -> Option<Value> {
+    if image.is_empty() || image.chars().any(char::is_whitespace) {
+        return None;
+    }
+    let (first, _) = image.split_once('/').unwrap_or((image, ""));
+    let has_registry = image.contains('/')
+        && (first.contains(['.', ':']) || first == "localhost" || first.to_lowercase() != first);
+    let full = if has_registry {
+        image.to_owned()
+    } else {
+        format!("docker.io/{image}")
+    };
+    let (registry, rest) = full.split_once('/')?;
+    let (rest, digest) = match rest.split_once('@') {
+        Some((r, d)) => (r, d.to_owned()),
+        None => (rest, String::new()),
+    };
+    // A tag follows the last colon after the last slash.
+    let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (path, tag) = match rest.get(last_slash..).and_then(|tail| tail.rfind(':')) {
+        Some(i) => {
+            let split = last_slash + i;
+            (
+                rest.get(..split).unwrap_or(rest).to_owned(),
+                rest.get(split + 1..).unwrap_or("").to_owned(),
+            )
+        }
+        None => (rest.to_owned(), String::new()),
+    };
+    if path.is_empty() {
+        return None;
+    }
+    let tag = if tag.is_empty() && digest.is_empty() {
+        "latest".to_owned()
+    } else {
+        tag
+    };
+    let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
+    let reference_with_tag = format!("{registry}/{path}:{tag}");
+    let path = if path.contains('/') {
+        path
+    } else {
+        format!("library/{path}")
+    };
+    let reference = if digest.is_empty() {
+        format!("{registry}/{path}:{tag}")
+    } else {
+        format!("{registry}/{path}@{digest}")
+    };
+    let mut info = Map::new();
+    info.insert("registry".into(), Value::String(registry.to_owned()));
+    info.insert("name".into(), Value::String(name));
+    info.insert("path".into(), Value::String(path));
+    if !tag.is_empty() {
+        info.insert("tag".into(), Value::String(tag));
+    }
+    if !digest.is_empty() {
+        info.insert("digest".into(), Value::String(digest));
+    }
+    info.insert("reference".into(), Value::String(reference));
+    info.insert("referenceWithTag".into(), Value::String(reference_with_tag));
+    Some(Value::Object(info))
+}
+
+/// Sets a variable given as a dotted path (`request.operation`, `a.b.c`), creating objects on
+/// the way, as values files and `--set` address the context.
+pub fn add_variable(doc: &mut Value, dotted: &str, value: Value) {
+    let mut parts = dotted.split('.').peekable();
+    let mut current = doc;
+    while let Some(part) = parts.next() {
+        if !current.is_object() {
+            *current = Value::Object(Map::new());
+        }
+        let Value::Object(map) = current else {
+            return;
+        };
+        if parts.peek().is_none() {
+            map.insert(part.to_owned(), value);
+            return;
+        }
+        current = map
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+/// Namespace labels as a context-friendly map.
+pub fn labels_value(labels: &BTreeMap<String, String>) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn image_references_split_like_kyverno() {
+        let nginx = image_info("nginx").unwrap();
+        assert_eq!(nginx["registry"], "docker.io");
+        assert_eq!(nginx["path"], "library/nginx");
+        assert_eq!(nginx["name"], "nginx");
+        assert_eq!(nginx["tag"], "latest");
+        assert_eq!(nginx["reference"], "docker.io/library/nginx:latest");
+        assert_eq!(nginx["referenceWithTag"], "docker.io/nginx:latest");
+
+        let ghcr = image_info("ghcr.io/org/app:1.2@sha256:abc").unwrap();
+        assert_eq!(ghcr["registry"], "ghcr.io");
+        assert_eq!(ghcr["path"], "org/app");
+        assert_eq!(ghcr["tag"], "1.2");
+        assert_eq!(ghcr["digest"], "sha256:abc");
+
+        let local = image_info("localhost:5000/app").unwrap();
+        assert_eq!(local["registry"], "localhost:5000");
+        assert_eq!(local["tag"], "latest");
+
+        let hub = image_info("bitnami/redis:7").unwrap();
+        assert_eq!(hub["registry"], "docker.io");
+        assert_eq!(hub["path"], "bitnami/redis");
+    }
+
+    #[test]
+    fn images_are_found_in_pods_and_templates() {
+        let deploy = json!({"kind": "Deployment", "spec": {"template": {"spec": {
+            "containers": [{"name": "web", "image": "nginx:1.25"}],
+            "initContainers": [{"name": "init", "image": "busybox"}]}}}});
+        let images = images_of(&deploy);
+        assert_eq!(images["containers"]["web"]["tag"], "1.25");
+        assert_eq!(images["initContainers"]["init"]["name"], "busybox");
+    }
+
+    #[test]
+    fn dotted_variables_nest() {
+        let mut doc = json!({"request": {"object": {"a": 1}}});
+        add_variable(&mut doc, "request.operation", json!("UPDATE"));
+        add_variable(&mut doc, "team.name", json!("x"));
+        assert_eq!(doc["request"]["operation"], "UPDATE");
+        assert_eq!(doc["request"]["object"]["a"], 1);
+        assert_eq!(doc["team"]["name"], "x");
+    }
+
+    #[test]
+    fn service_account_is_split_from_username() {
+        let mut req = Request::create(json!({"kind": "Pod", "metadata": {"name": "p"}}));
+        req.user.username = "system:serviceaccount:ops:deployer".into();
+        let doc = request_context(&req);
+        assert_eq!(doc["serviceAccountName"], "deployer");
+        assert_eq!(doc["serviceAccountNamespace"], "ops");
+        assert_eq!(doc["request"]["operation"], "CREATE");
+    }
+}

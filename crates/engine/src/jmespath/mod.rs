@@ -1,0 +1,218 @@
+//! JMESPath as Kyverno evaluates it: the go-jmespath dialect (Kyverno's fork) plus every
+//! Kyverno custom function, over `serde_json::Value`.
+//!
+//! This is a purpose-built interpreter rather than the `jmespath` crate: Kyverno's fork
+//! reports a missing object key as an error ("Unknown key") that variable substitution turns
+//! into "variable not resolved", which the crate cannot express; the crate also copies the
+//! whole search document into its own value type on every search, and its `Rc` values are not
+//! `Send`. Here a search borrows the document and only copies what it returns.
+//!
+//! Compile once with [`compile`] (cached process-wide), evaluate many times with
+//! [`Expression::search`]. Time, randomness and DNS reach functions through [`Env`] so tests
+//! can pin them.
+
+mod arith;
+mod functions;
+mod gotime;
+mod interp;
+mod lexer;
+mod parser;
+mod semver_range;
+pub(crate) mod value;
+mod x509;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono::{DateTime, FixedOffset, Local, Utc};
+use serde_json::Value;
+
+pub use functions::{functions, FunctionDoc};
+
+/// Longest expression accepted, in bytes.
+pub const MAX_EXPRESSION_LEN: usize = 16 * 1024;
+
+/// Why an expression could not be compiled or evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JmespathError {
+    /// The expression is not valid JMESPath.
+    #[error("SyntaxError: {message} (in {expression:?} at offset {offset})")]
+    Syntax {
+        expression: String,
+        offset: usize,
+        message: String,
+    },
+    /// A field was looked up on an object that does not have it (Kyverno's fork of
+    /// go-jmespath reports this instead of returning null).
+    #[error("Unknown key \"{key}\" in path")]
+    NotFound { key: String },
+    /// Unknown function, wrong arity or argument types, or a function failed.
+    #[error("{0}")]
+    Function(String),
+    /// The expression or its evaluation exceeds a safety bound.
+    #[error("{0}")]
+    Limit(String),
+}
+
+impl JmespathError {
+    pub(crate) fn syntax(expression: &str, offset: usize, message: impl Into<String>) -> Self {
+        JmespathError::Syntax {
+            expression: expression.to_owned(),
+            offset,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn limit(message: impl Into<String>) -> Self {
+        JmespathError::Limit(message.into())
+    }
+
+    pub(crate) fn function(message: impl Into<String>) -> Self {
+        JmespathError::Function(message.into())
+    }
+
+    /// True when the error only says that a path did not exist in the document.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, JmespathError::NotFound { .. })
+    }
+
+    /// Stable label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JmespathError::Syntax { .. } => "syntax",
+            JmespathError::NotFound { .. } => "not_found",
+            JmespathError::Function(_) => "function",
+            JmespathError::Limit(_) => "limit",
+        }
+    }
+}
+
+/// What functions may observe from outside the document: the clock, randomness and name
+/// resolution. Production uses [`SystemEnv`]; tests pass a fixed implementation.
+pub trait Env: Send + Sync {
+    /// The current time in the local zone (`time_now`) — `time_now_utc` converts it.
+    fn now(&self) -> DateTime<FixedOffset>;
+    /// A fresh random number for `random()`.
+    fn random_u64(&self) -> u64;
+    /// Resolves a host name for `is_external_url`.
+    fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, String>;
+}
+
+/// The real clock, a process-seeded random source and the system resolver.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemEnv;
+
+impl Env for SystemEnv {
+    fn now(&self) -> DateTime<FixedOffset> {
+        Local::now().fixed_offset()
+    }
+
+    fn random_u64(&self) -> u64 {
+        use std::collections::hash_map::RandomState;
+        use std::hash::{BuildHasher, Hasher};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        // RandomState is seeded from the OS once per process; mixing in a counter and the
+        // time gives a fresh value per call without pulling in a RNG crate.
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        hasher.write_i64(Utc::now().timestamp_nanos_opt().unwrap_or(0));
+        hasher.finish()
+    }
+
+    fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        use std::net::ToSocketAddrs;
+        (host, 0)
+            .to_socket_addrs()
+            .map(|addrs| addrs.map(|a| a.ip()).collect())
+            .map_err(|e| format!("lookup {host}: {e}"))
+    }
+}
+
+/// A compiled JMESPath expression. Cheap to clone, shareable across threads.
+#[derive(Debug, Clone)]
+pub struct Expression {
+    inner: Arc<Compiled>,
+}
+
+#[derive(Debug)]
+struct Compiled {
+    source: String,
+    ast: parser::Ast,
+}
+
+impl Expression {
+    /// The expression text as written.
+    pub fn as_str(&self) -> &str {
+        &self.inner.source
+    }
+
+    /// Evaluates against `data` with the system clock and randomness.
+    pub fn search(&self, data: &Value) -> Result<Value, JmespathError> {
+        self.search_with_env(data, &SystemEnv)
+    }
+
+    /// Evaluates against `data`, taking time and randomness from `env`.
+    pub fn search_with_env(&self, data: &Value, env: &dyn Env) -> Result<Value, JmespathError> {
+        interp::evaluate(&self.inner.ast, data, env)
+    }
+}
+
+/// Most distinct expressions kept in the process-wide cache; when full it is emptied.
+const CACHE_CAPACITY: usize = 4096;
+
+fn cache() -> &'static Mutex<HashMap<String, Expression>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Expression>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Compiles an expression, reusing an earlier compilation of the same text.
+pub fn compile(expr: &str) -> Result<Expression, JmespathError> {
+    if let Ok(map) = cache().lock() {
+        if let Some(found) = map.get(expr) {
+            return Ok(found.clone());
+        }
+    }
+    let compiled = compile_uncached(expr)?;
+    if let Ok(mut map) = cache().lock() {
+        if map.len() >= CACHE_CAPACITY {
+            // Policies reuse a bounded set of expressions; a full cache means something is
+            // generating them (substituted values), so start over rather than track recency.
+            map.clear();
+        }
+        map.insert(expr.to_owned(), compiled.clone());
+    }
+    Ok(compiled)
+}
+
+/// Compiles without consulting or filling the cache.
+pub fn compile_uncached(expr: &str) -> Result<Expression, JmespathError> {
+    if expr.len() > MAX_EXPRESSION_LEN {
+        return Err(JmespathError::limit(format!(
+            "expression is {} bytes long, more than the {MAX_EXPRESSION_LEN} allowed",
+            expr.len()
+        )));
+    }
+    let ast = parser::parse(expr)?;
+    Ok(Expression {
+        inner: Arc::new(Compiled {
+            source: expr.to_owned(),
+            ast,
+        }),
+    })
+}
+
+/// Compiles (cached) and evaluates in one step.
+pub fn search(expr: &str, data: &Value) -> Result<Value, JmespathError> {
+    compile(expr)?.search(data)
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The parsed form of an expression, pretty-printed, for `bylaw jp parse`.
+pub fn parse_tree(expr: &str) -> Result<String, JmespathError> {
+    let compiled = compile_uncached(expr)?;
+    Ok(format!("{:#?}", compiled.inner.ast))
+}

@@ -1,0 +1,279 @@
+//! Behaviour tests for the JMESPath dialect and its functions. The case table lives in
+//! `testdata/cases.yaml`; expectations come from Kyverno's documentation and its own tests.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, FixedOffset};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::*;
+
+/// A clock pinned to 2021-05-06T07:08:09Z (shown in a +02:00 local zone), a fixed random
+/// seed and a two-entry resolver.
+pub(crate) struct FixedEnv;
+
+impl Env for FixedEnv {
+    fn now(&self) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339("2021-05-06T09:08:09+02:00").unwrap()
+    }
+
+    fn random_u64(&self) -> u64 {
+        42
+    }
+
+    fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        match host {
+            "internal.test" => Ok(vec!["10.1.2.3".parse().unwrap()]),
+            "public.test" => Ok(vec!["93.184.216.34".parse().unwrap()]),
+            other => Err(format!("lookup {other}: no such host")),
+        }
+    }
+}
+
+fn document() -> Value {
+    json!({
+        "request": {
+            "operation": "CREATE",
+            "object": {
+                "metadata": {
+                    "name": "nginx",
+                    "namespace": "default",
+                    "labels": {"app": "web", "env": "prod"},
+                    "nullField": null
+                },
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "nginx:1.25",
+                            "securityContext": {"privileged": true},
+                            "resources": {"limits": {"cpu": "500m"}}
+                        },
+                        {"name": "sidecar", "image": "busybox"}
+                    ]
+                }
+            }
+        },
+        "numbers": [1, 2, 3, 4],
+        "nested": [[1, 2], [3], 4],
+        "people": [
+            {"name": "al", "age": 40},
+            {"name": "bo", "age": 20},
+            {"name": "cy", "age": 60}
+        ],
+        "with-dash": "dash-key"
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct Case {
+    expr: String,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    result: Option<Value>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    not_found: bool,
+}
+
+#[test]
+fn case_table() {
+    let cases: Vec<Case> =
+        serde_yaml_ng::from_str(include_str!("testdata/cases.yaml")).expect("case table parses");
+    assert!(cases.len() > 150, "case table unexpectedly small");
+    let doc = document();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let data = case.data.as_ref().unwrap_or(&doc);
+        let outcome = compile(&case.expr).and_then(|e| e.search_with_env(data, &FixedEnv));
+        match (&case.error, outcome) {
+            (None, Ok(got)) => {
+                let want = case.result.clone().unwrap_or(Value::Null);
+                if !value::json_equal(&got, &want) {
+                    failures.push(format!("{}: got {got}, want {want}", case.expr));
+                }
+            }
+            (None, Err(e)) => failures.push(format!("{}: unexpected error {e}", case.expr)),
+            (Some(want), Ok(got)) => {
+                failures.push(format!("{}: got {got}, want error {want:?}", case.expr))
+            }
+            (Some(want), Err(e)) => {
+                if !e.to_string().contains(want.as_str()) {
+                    failures.push(format!("{}: error {e:?} lacks {want:?}", case.expr));
+                }
+                if e.is_not_found() != case.not_found {
+                    failures.push(format!(
+                        "{}: is_not_found() = {}, want {}",
+                        case.expr,
+                        e.is_not_found(),
+                        case.not_found
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failing cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn random_matches_its_pattern_and_follows_the_seed() {
+    let doc = json!({});
+    let expr = compile("random('[a-z]{3}-[0-9]{2,4}')").unwrap();
+    let a = expr.search_with_env(&doc, &FixedEnv).unwrap();
+    let b = expr.search_with_env(&doc, &FixedEnv).unwrap();
+    assert_eq!(a, b, "a fixed seed gives the same string");
+    let text = a.as_str().unwrap();
+    let re = regex::Regex::new("^[a-z]{3}-[0-9]{2,4}$").unwrap();
+    assert!(re.is_match(text), "{text}");
+    assert!(search("random('')", &doc).is_err());
+    let live = search("random('x[0-9]+')", &doc).unwrap();
+    assert!(live.as_str().unwrap().starts_with('x'));
+}
+
+#[test]
+fn compiled_expressions_are_shared_and_thread_safe() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Expression>();
+    let a = compile("request.object.metadata.name").unwrap();
+    let b = compile("request.object.metadata.name").unwrap();
+    assert!(
+        Arc::ptr_eq(&a.inner, &b.inner),
+        "second compile reuses the cached one"
+    );
+    let doc = document();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let e = a.clone();
+            let d = doc.clone();
+            std::thread::spawn(move || e.search(&d).unwrap())
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), json!("nginx"));
+    }
+}
+
+#[test]
+fn oversized_and_deep_expressions_fail_cleanly() {
+    let long = "a".repeat(MAX_EXPRESSION_LEN + 1);
+    assert_eq!(compile(&long).unwrap_err().kind(), "limit");
+    let deep = format!("{}a{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert_eq!(compile(&deep).unwrap_err().kind(), "limit");
+    let chain = vec!["a"; 3000].join(".");
+    assert_eq!(compile(&chain).unwrap_err().kind(), "limit");
+}
+
+#[test]
+fn deeply_nested_data_prints_without_overflow() {
+    let mut v = json!(1);
+    for _ in 0..2000 {
+        v = Value::Array(vec![v]);
+    }
+    let err = compile("to_string(@)").unwrap().search(&v).unwrap_err();
+    assert_eq!(err.kind(), "limit");
+    drop_deep(v);
+}
+
+/// Dismantles a deep value iteratively (serde_json drops recursively).
+fn drop_deep(mut v: Value) {
+    while let Value::Array(mut items) = v {
+        v = items.pop().unwrap_or(Value::Null);
+    }
+}
+
+#[test]
+fn function_docs_cover_every_kyverno_function() {
+    let docs = functions();
+    let names: Vec<&str> = docs.iter().map(|d| d.name).collect();
+    for name in [
+        "compare",
+        "equal_fold",
+        "replace",
+        "replace_all",
+        "to_upper",
+        "to_lower",
+        "trim",
+        "trim_prefix",
+        "split",
+        "regex_replace_all",
+        "regex_replace_all_literal",
+        "regex_match",
+        "pattern_match",
+        "label_match",
+        "to_boolean",
+        "add",
+        "sum",
+        "subtract",
+        "multiply",
+        "divide",
+        "modulo",
+        "round",
+        "base64_decode",
+        "base64_encode",
+        "time_since",
+        "time_now",
+        "time_now_utc",
+        "path_canonicalize",
+        "truncate",
+        "semver_compare",
+        "parse_json",
+        "parse_yaml",
+        "lookup",
+        "items",
+        "object_from_lists",
+        "random",
+        "x509_decode",
+        "time_to_cron",
+        "time_add",
+        "time_parse",
+        "time_utc",
+        "time_diff",
+        "time_before",
+        "time_after",
+        "time_between",
+        "time_truncate",
+        "image_normalize",
+        "is_external_url",
+        "sha256",
+        "sha1",
+        "md5",
+        "length",
+        "sort_by",
+        "not_null",
+    ] {
+        assert!(names.contains(&name), "{name} missing from functions()");
+    }
+    let truncate = docs.iter().find(|d| d.name == "truncate").unwrap();
+    assert_eq!(truncate.signature, "truncate(string, number) string");
+    assert!(truncate.kyverno);
+    let merge = docs.iter().find(|d| d.name == "merge").unwrap();
+    assert_eq!(merge.signature, "merge(object...) object");
+    assert!(!merge.kyverno);
+    assert!(docs.iter().all(|d| !d.description.is_empty()));
+}
+
+#[test]
+fn time_now_accepts_extra_arguments_like_go_jmespath() {
+    // Functions declared without parameters are not arity-checked by go-jmespath.
+    let got = compile("time_now_utc('ignored')")
+        .unwrap()
+        .search_with_env(&json!({}), &FixedEnv)
+        .unwrap();
+    assert_eq!(got, json!("2021-05-06T07:08:09Z"));
+}
+
+#[test]
+fn numbers_come_back_as_integers_when_integral() {
+    let got = search("length(numbers)", &document()).unwrap();
+    assert_eq!(got.to_string(), "4");
+    let got = search("divide(`1`, `4`)", &json!({})).unwrap();
+    assert_eq!(got.to_string(), "0.25");
+}

@@ -1,0 +1,132 @@
+//! What evaluation yields: outcomes are data (pass, fail, warn, error, skip), never `Err`.
+
+use serde::Serialize;
+
+/// The outcome of one rule on one resource, with Kyverno's meaning of each status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleStatus {
+    /// The resource satisfies the rule.
+    Pass,
+    /// The resource violates the rule.
+    Fail,
+    /// A violation of a rule whose policy is not scored (`policies.kyverno.io/scored: "false"`).
+    Warn,
+    /// The rule could not be evaluated (bad variable, failed context lookup, …).
+    Error,
+    /// The rule did not apply (preconditions unmet, conditional anchor, exception, …).
+    Skip,
+}
+
+impl RuleStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleStatus::Pass => "pass",
+            RuleStatus::Fail => "fail",
+            RuleStatus::Warn => "warn",
+            RuleStatus::Error => "error",
+            RuleStatus::Skip => "skip",
+        }
+    }
+}
+
+impl std::fmt::Display for RuleStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of rule that produced a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RuleType {
+    Validation,
+    Mutation,
+    Generation,
+    ImageVerify,
+}
+
+impl RuleType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleType::Validation => "Validation",
+            RuleType::Mutation => "Mutation",
+            RuleType::Generation => "Generation",
+            RuleType::ImageVerify => "ImageVerify",
+        }
+    }
+}
+
+/// Enforce blocks a failing request at admission; Audit only reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum FailureAction {
+    Audit,
+    Enforce,
+}
+
+impl FailureAction {
+    /// Kyverno accepts `Enforce`/`Audit` in any case (and the old `enforce`/`audit`).
+    pub fn parse(text: &str) -> Option<FailureAction> {
+        match text.to_ascii_lowercase().as_str() {
+            "enforce" => Some(FailureAction::Enforce),
+            "audit" => Some(FailureAction::Audit),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureAction::Audit => "Audit",
+            FailureAction::Enforce => "Enforce",
+        }
+    }
+}
+
+/// One rule's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleResponse {
+    pub name: String,
+    pub rule_type: RuleType,
+    pub status: RuleStatus,
+    pub message: String,
+    /// For failures: the JSON path of the offending field, when one is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The PolicyException that turned this rule into a skip, as `namespace/name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<String>,
+}
+
+impl RuleResponse {
+    pub fn new(name: &str, rule_type: RuleType, status: RuleStatus, message: String) -> Self {
+        RuleResponse {
+            name: name.to_owned(),
+            rule_type,
+            status,
+            message,
+            path: None,
+            exception: None,
+        }
+    }
+}
+
+/// Every rule response of one policy for one resource.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyResponse {
+    pub policy: String,
+    /// Set for a namespaced `Policy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_namespace: Option<String>,
+    pub rules: Vec<RuleResponse>,
+}
+
+impl PolicyResponse {
+    /// `namespace/name` for a namespaced Policy, `name` for a ClusterPolicy — how tests and
+    /// reports name a policy.
+    pub fn policy_key(&self) -> String {
+        match &self.policy_namespace {
+            Some(ns) if !ns.is_empty() => format!("{ns}/{}", self.policy),
+            _ => self.policy.clone(),
+        }
+    }
+}

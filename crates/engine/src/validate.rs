@@ -1,0 +1,701 @@
+//! Evaluation of validate rules: match/exclude, exceptions, context entries, preconditions and
+//! the rule's check (pattern, anyPattern, deny, foreach, podSecurity), with Kyverno's outcomes.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::compile::{
+    CompiledPolicy, CompiledRule, ConditionBlock, ForeachValidate, PatternSource, PodSecurityRule,
+    RawCondition, RuleBody, ValidateCheck, ValidateRule,
+};
+use crate::conditions::{self, Condition};
+use crate::context::{add_variable, ContextProvider};
+use crate::exceptions::{CompiledException, ExceptionVerdict};
+use crate::pattern::{Pattern, PatternOutcome};
+use crate::podsecurity;
+use crate::request::Request;
+use crate::response::{PolicyResponse, RuleResponse, RuleStatus, RuleType};
+use crate::{jmespath, variables};
+
+/// Inputs that are the same for every policy evaluated against one request.
+pub struct Evaluation<'a> {
+    pub request: &'a Request,
+    /// The base context document (see [`crate::context::request_context`]), with any request
+    /// variables from values files already applied.
+    pub context: &'a Value,
+    pub provider: &'a dyn ContextProvider,
+    pub exceptions: &'a [CompiledException],
+}
+
+/// Whether a policy applies to the request's namespace at all (a namespaced Policy only ever
+/// applies inside its own namespace).
+pub fn policy_applies(policy: &CompiledPolicy, request: &Request) -> bool {
+    match &policy.namespace {
+        Some(ns) => request.namespace() == ns,
+        None => true,
+    }
+}
+
+/// Whether a rule selects the request (match, and not exclude).
+pub fn rule_selects(rule: &CompiledRule, request: &Request) -> bool {
+    rule.match_block.matches(request) && !rule.exclude_block.excludes(request)
+}
+
+/// Evaluates every validate rule of a policy. Rules that do not select the resource produce no
+/// response, as in Kyverno.
+pub fn validate_policy(policy: &CompiledPolicy, eval: &Evaluation<'_>) -> PolicyResponse {
+    let mut rules = Vec::new();
+    if policy_applies(policy, eval.request) {
+        for rule in &policy.rules {
+            let RuleBody::Validate(validate) = &rule.body else {
+                continue;
+            };
+            if !rule_selects(rule, eval.request) {
+                continue;
+            }
+            if let Some(response) = validate_rule(policy, rule, validate, eval) {
+                rules.push(response);
+            }
+        }
+    }
+    PolicyResponse {
+        policy: policy.name.clone(),
+        policy_namespace: policy.namespace.clone(),
+        rules,
+    }
+}
+
+/// Evaluates one selected rule. `None` where Kyverno produces no response at all (pattern and
+/// podSecurity rules on DELETE).
+fn validate_rule(
+    policy: &CompiledPolicy,
+    rule: &CompiledRule,
+    validate: &ValidateRule,
+    eval: &Evaluation<'_>,
+) -> Option<RuleResponse> {
+    let deleting = eval.request.operation == crate::request::Operation::Delete;
+    if deleting
+        && matches!(
+            validate.check,
+            ValidateCheck::Pattern(_)
+                | ValidateCheck::AnyPattern(_)
+                | ValidateCheck::PodSecurity(_)
+        )
+    {
+        return None;
+    }
+    let mut pod_security_exception = None;
+    for exception in eval.exceptions {
+        match exception.applies(policy, rule, eval.request, eval.context) {
+            ExceptionVerdict::NotApplicable => {}
+            ExceptionVerdict::Skip => {
+                return Some(skipped_by_exception(&rule.name, exception.key()));
+            }
+            ExceptionVerdict::PodSecurity(exclusions) => {
+                if pod_security_exception.is_none() {
+                    pod_security_exception = Some((exception.key(), exclusions));
+                }
+            }
+        }
+    }
+    let mut scope = RuleScope {
+        policy,
+        rule,
+        eval,
+        ctx: None,
+        pod_security_exception,
+    };
+    Some(match scope.run(validate) {
+        Ok(response) => response,
+        Err(err) => RuleResponse::new(&rule.name, RuleType::Validation, RuleStatus::Error, err),
+    })
+}
+
+fn skipped_by_exception(rule: &str, key: String) -> RuleResponse {
+    let mut response = RuleResponse::new(
+        rule,
+        RuleType::Validation,
+        RuleStatus::Skip,
+        format!("rule skipped due to policy exception {key}"),
+    );
+    response.exception = Some(key);
+    response
+}
+
+/// A rule's evaluation state: the context document is cloned from the shared base only when
+/// the rule adds to it (context entries, foreach elements), keeping plain pattern rules cheap.
+struct RuleScope<'p, 'e> {
+    policy: &'p CompiledPolicy,
+    rule: &'p CompiledRule,
+    eval: &'p Evaluation<'e>,
+    ctx: Option<Value>,
+    /// A PolicyException with podSecurity exclusions that matched: a failing podSecurity check
+    /// is re-checked with them and becomes a skip if nothing is left.
+    pod_security_exception: Option<(String, Vec<podsecurity::Exclusion>)>,
+}
+
+type Outcome = Result<RuleResponse, String>;
+
+impl RuleScope<'_, '_> {
+    fn ctx(&self) -> &Value {
+        self.ctx.as_ref().unwrap_or(self.eval.context)
+    }
+
+    fn ctx_mut(&mut self) -> &mut Value {
+        let base = self.eval.context;
+        self.ctx.get_or_insert_with(|| base.clone())
+    }
+
+    fn run(&mut self, validate: &ValidateRule) -> Outcome {
+        let rule = self.rule;
+        let name = rule.name.as_str();
+        // Values files stand in for context entries: they go in first, then entries that can be
+        // computed offline (variables) are loaded on top, as in Kyverno's CLI.
+        let values = self
+            .eval
+            .provider
+            .rule_values(&self.policy.name, &rule.name);
+        if let Some(values) = values {
+            let values = values.clone();
+            for (key, value) in values {
+                add_variable(self.ctx_mut(), &key, value);
+            }
+        }
+        self.load_context(&rule.context)
+            .map_err(|e| format!("failed to load context: {e}"))?;
+
+        if let Some(pre) = &rule.preconditions {
+            let (passed, message) = check_conditions(pre, self.ctx())
+                .map_err(|e| format!("failed to evaluate preconditions: {e}"))?;
+            if !passed {
+                let text = match message {
+                    Some(m) => format!("preconditions not met: {m}"),
+                    None => "preconditions not met".to_owned(),
+                };
+                return Ok(RuleResponse::new(
+                    name,
+                    RuleType::Validation,
+                    RuleStatus::Skip,
+                    text,
+                ));
+            }
+        }
+
+        if let ValidateCheck::PodSecurity(ps) = &validate.check {
+            return Ok(self.pod_security(ps));
+        }
+        let resource = self.eval.request.resource();
+        let result = self.check(&validate.check, resource, 0)?;
+        Ok(self.respond(validate, result))
+    }
+
+    /// Turns a check result into the rule response with Kyverno-shaped messages, plus the
+    /// offending field and what was expected there.
+    fn respond(&self, validate: &ValidateRule, result: CheckResult) -> RuleResponse {
+        let name = self.rule.name.as_str();
+        match result {
+            CheckResult::Pass => RuleResponse::new(
+                name,
+                RuleType::Validation,
+                RuleStatus::Pass,
+                format!("validation rule '{name}' passed."),
+            ),
+            CheckResult::Skip(reason) => {
+                RuleResponse::new(name, RuleType::Validation, RuleStatus::Skip, reason)
+            }
+            CheckResult::Fail { detail, path } => {
+                let message = validate
+                    .message
+                    .as_deref()
+                    .map(|m| self.substitute_message(m));
+                let text = match (&path, message) {
+                    (Some(p), Some(m)) if !m.is_empty() => {
+                        let m = if m.ends_with('.') { m } else { format!("{m}.") };
+                        format!("validation error: {m} rule {name} failed at path {p}")
+                    }
+                    (Some(p), _) => format!("validation error: rule {name} failed at path {p}"),
+                    (None, Some(m)) if !m.is_empty() => m,
+                    (None, _) => format!("validation error: rule {name} failed"),
+                };
+                let text = match &detail {
+                    Some(d) if !d.is_empty() => format!("{text} ({d})"),
+                    _ => text,
+                };
+                let mut response =
+                    RuleResponse::new(name, RuleType::Validation, RuleStatus::Fail, text);
+                response.path = path;
+                response
+            }
+        }
+    }
+
+    fn substitute_message(&self, message: &str) -> String {
+        match variables::substitute_str(message, self.ctx()) {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(_) => message.to_owned(),
+        }
+    }
+
+    /// Loads context entries in order; each may use the ones before it.
+    fn load_context(&mut self, entries: &[Value]) -> Result<(), String> {
+        for entry in entries {
+            let Some(name) = entry.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            if let Some(variable) = entry.get("variable").filter(|v| !v.is_null()) {
+                let value = self.load_variable(name, variable)?;
+                if let Some(value) = value {
+                    add_variable(self.ctx_mut(), name, value);
+                }
+                continue;
+            }
+            // Entries already supplied (values files) are not looked up again.
+            if self.ctx().get(name).is_some() {
+                continue;
+            }
+            let loaded = if let Some(cm) = entry.get("configMap").filter(|v| !v.is_null()) {
+                let cm = variables::substitute_all(cm, self.ctx()).map_err(|e| e.to_string())?;
+                let field = |k: &str| cm.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                self.eval
+                    .provider
+                    .config_map(&field("namespace"), &field("name"))
+                    .map_err(|e| e.to_string())?
+            } else if let Some(call) = entry.get("apiCall").filter(|v| !v.is_null()) {
+                let call =
+                    variables::substitute_all(call, self.ctx()).map_err(|e| e.to_string())?;
+                let api_call = crate::context::ApiCall {
+                    url_path: call
+                        .get("urlPath")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    method: call
+                        .get("method")
+                        .and_then(Value::as_str)
+                        .unwrap_or("GET")
+                        .to_owned(),
+                    data: call
+                        .get("data")
+                        .and_then(Value::as_array)
+                        .map(|items| {
+                            items
+                                .iter()
+                                .filter_map(|d| {
+                                    Some((
+                                        d.get("key")?.as_str()?.to_owned(),
+                                        d.get("value")?.clone(),
+                                    ))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    service_url: call
+                        .pointer("/service/url")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                };
+                let response = self
+                    .eval
+                    .provider
+                    .api_call(&api_call)
+                    .map_err(|e| e.to_string())?;
+                match response {
+                    Some(data) => Some(apply_jmespath(&call, data)?),
+                    None => None,
+                }
+            } else if let Some(global) = entry.get("globalReference").filter(|v| !v.is_null()) {
+                let global =
+                    variables::substitute_all(global, self.ctx()).map_err(|e| e.to_string())?;
+                let gname = global.get("name").and_then(Value::as_str).unwrap_or("");
+                match self
+                    .eval
+                    .provider
+                    .global_reference(gname)
+                    .map_err(|e| e.to_string())?
+                {
+                    Some(data) => Some(apply_jmespath(&global, data)?),
+                    None => None,
+                }
+            } else if let Some(registry) = entry.get("imageRegistry").filter(|v| !v.is_null()) {
+                let registry =
+                    variables::substitute_all(registry, self.ctx()).map_err(|e| e.to_string())?;
+                let reference = registry
+                    .get("reference")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                match self
+                    .eval
+                    .provider
+                    .image_data(reference)
+                    .map_err(|e| e.to_string())?
+                {
+                    Some(data) => Some(apply_jmespath(&registry, data)?),
+                    None => None,
+                }
+            } else {
+                None
+            };
+            if let Some(value) = loaded {
+                add_variable(self.ctx_mut(), name, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// A `variable` entry: a literal `value` (with variables substituted), optionally queried by
+    /// `jmesPath`, falling back to `default` when the result is null or the query fails.
+    fn load_variable(&self, name: &str, variable: &Value) -> Result<Option<Value>, String> {
+        let default = variable.get("default").filter(|v| !v.is_null());
+        let jmes_path = variable.get("jmesPath").and_then(Value::as_str);
+        let value = variable.get("value").filter(|v| !v.is_null());
+        let result = match (value, jmes_path) {
+            (Some(value), path) => {
+                let value =
+                    variables::substitute_all(value, self.ctx()).map_err(|e| e.to_string())?;
+                match path {
+                    Some(p) => {
+                        let p = substitute_text(p, self.ctx())?;
+                        jmespath::compile(&p).and_then(|e| e.search(&value)).ok()
+                    }
+                    None => Some(value),
+                }
+            }
+            (None, Some(p)) => {
+                let p = substitute_text(p, self.ctx())?;
+                let expr = jmespath::compile(&p).map_err(|e| e.to_string())?;
+                expr.search(self.ctx()).ok()
+            }
+            (None, None) => None,
+        };
+        match result {
+            Some(Value::Null) | None => match default {
+                Some(d) => Ok(Some(variables::substitute_all(d, self.ctx()).map_err(|e| e.to_string())?)),
+                None if jmes_path.is_some() && value.is_none() => Err(format!(
+                    "failed to evaluate context variable {name}: the query returned no value and no default is set"
+                )),
+                None => Ok(result),
+            },
+            Some(v) => Ok(Some(v)),
+        }
+    }
+
+    fn check(
+        &mut self,
+        check: &ValidateCheck,
+        target: &Value,
+        depth: usize,
+    ) -> Result<CheckResult, String> {
+        match check {
+            ValidateCheck::Pattern(source) => {
+                let pattern = self.pattern(source)?;
+                Ok(match pattern.validate(target) {
+                    PatternOutcome::Pass => CheckResult::Pass,
+                    PatternOutcome::Skip { detail, .. } => {
+                        CheckResult::Skip(format!("rule skipped: {detail}"))
+                    }
+                    PatternOutcome::Fail { path, detail } => CheckResult::Fail {
+                        detail: Some(detail),
+                        path: Some(path),
+                    },
+                })
+            }
+            ValidateCheck::AnyPattern(sources) => {
+                let mut failures = Vec::new();
+                let mut skips = 0usize;
+                for (index, source) in sources.iter().enumerate() {
+                    let pattern = self.pattern(source)?;
+                    match pattern.validate(target) {
+                        PatternOutcome::Pass => return Ok(CheckResult::Pass),
+                        PatternOutcome::Skip { .. } => skips += 1,
+                        PatternOutcome::Fail { path, detail } => failures.push(format!(
+                            "rule {}[{index}] failed at path {path} ({detail}).",
+                            self.rule.name
+                        )),
+                    }
+                }
+                if skips == sources.len() {
+                    return Ok(CheckResult::Skip(
+                        "rule skipped: no pattern applied".to_owned(),
+                    ));
+                }
+                Ok(CheckResult::Fail {
+                    detail: Some(failures.join(" ")),
+                    path: None,
+                })
+            }
+            ValidateCheck::Deny(block) => {
+                let (denied, message) = check_conditions(block, self.ctx())
+                    .map_err(|e| format!("failed to check deny conditions: {e}"))?;
+                if denied {
+                    Ok(CheckResult::Fail {
+                        detail: message,
+                        path: None,
+                    })
+                } else {
+                    Ok(CheckResult::Pass)
+                }
+            }
+            ValidateCheck::Foreach(entries) => self.foreach(entries, depth),
+            ValidateCheck::PodSecurity(_) => {
+                Err("podSecurity is only allowed at the top of a validate rule".to_owned())
+            }
+            ValidateCheck::Unsupported(feature) => Err(format!(
+                "{feature} is not supported by bylaw yet; the rule cannot be evaluated"
+            )),
+        }
+    }
+
+    fn pattern(&self, source: &PatternSource) -> Result<Arc<Pattern>, String> {
+        match source {
+            PatternSource::Static(p) => Ok(Arc::clone(p)),
+            PatternSource::Dynamic(raw) => {
+                let substituted = variables::substitute_all(raw, self.ctx())
+                    .map_err(|e| format!("variable substitution failed: {e}"))?;
+                Pattern::compile(&substituted)
+                    .map(Arc::new)
+                    .map_err(|e| format!("invalid pattern after substitution: {e}"))
+            }
+        }
+    }
+
+    fn pod_security(&self, ps: &PodSecurityRule) -> RuleResponse {
+        let name = self.rule.name.as_str();
+        let target = self.eval.request.resource();
+        let Some((metadata, spec)) = podsecurity::pod_parts(target) else {
+            return RuleResponse::new(
+                name,
+                RuleType::Validation,
+                RuleStatus::Error,
+                format!(
+                    "podSecurity applies to Pods and pod controllers, not {}",
+                    self.eval.request.kind.kind
+                ),
+            );
+        };
+        let mut violations =
+            podsecurity::evaluate(ps.level, &ps.version, metadata, spec, &ps.exclusions);
+        if violations.is_empty() {
+            return RuleResponse::new(
+                name,
+                RuleType::Validation,
+                RuleStatus::Pass,
+                format!("Validation rule '{name}' passed."),
+            );
+        }
+        if let Some((key, extra)) = &self.pod_security_exception {
+            let all: Vec<podsecurity::Exclusion> =
+                ps.exclusions.iter().chain(extra.iter()).cloned().collect();
+            if podsecurity::evaluate(ps.level, &ps.version, metadata, spec, &all).is_empty() {
+                return skipped_by_exception(name, key.clone());
+            }
+        }
+        podsecurity::rewrite_paths_for_kind(&mut violations, &self.eval.request.kind.kind);
+        let path = violations.first().and_then(|v| v.fields.first().cloned());
+        let mut response = RuleResponse::new(
+            name,
+            RuleType::Validation,
+            RuleStatus::Fail,
+            podsecurity::failure_message(name, ps.level, &ps.version, &violations),
+        );
+        response.path = path;
+        response
+    }
+
+    /// Kyverno's foreach: a list that fails to evaluate is passed over; per element the context
+    /// is reset, elements whose preconditions fail or that skip are not counted, a failure ends
+    /// the rule, an error ends it only on the last element; nothing counted means skip.
+    fn foreach(
+        &mut self,
+        entries: &[ForeachValidate],
+        depth: usize,
+    ) -> Result<CheckResult, String> {
+        let mut applied = 0usize;
+        for entry in entries {
+            let Ok(list_expr) = substitute_text(&entry.list, self.ctx()) else {
+                continue;
+            };
+            let Ok(expr) = jmespath::compile(&list_expr) else {
+                continue;
+            };
+            let elements = match expr.search(self.ctx()) {
+                Ok(Value::Array(items)) => items,
+                Ok(Value::Null) => vec![Value::Null],
+                Ok(other) => vec![other],
+                Err(_) => continue,
+            };
+            let saved = self.ctx.clone();
+            let foreach_values = self
+                .eval
+                .provider
+                .foreach_values(&self.policy.name, &self.rule.name)
+                .cloned();
+            let last = elements.len().saturating_sub(1);
+            let mut outcome = None;
+            for (index, element) in elements.iter().enumerate() {
+                if element.is_null() {
+                    continue;
+                }
+                self.ctx = saved.clone();
+                let result =
+                    self.foreach_element(entry, element, index, depth, foreach_values.as_ref());
+                match result {
+                    Ok(CheckResult::Pass) => applied += 1,
+                    Ok(CheckResult::Skip(_)) => {}
+                    Ok(CheckResult::Fail { detail, path }) => {
+                        let path = path.map(|p| format!("{p} (element {index} of {})", entry.list));
+                        outcome = Some(Ok(CheckResult::Fail {
+                            detail: Some(match detail {
+                                Some(d) => format!("validation failure: {d}"),
+                                None => "validation failure".to_owned(),
+                            }),
+                            path,
+                        }));
+                        break;
+                    }
+                    Err(err) if index == last => {
+                        outcome = Some(Err(format!("validation failure: {err}")));
+                        break;
+                    }
+                    Err(_) => {}
+                }
+            }
+            self.ctx = saved;
+            if let Some(outcome) = outcome {
+                return outcome;
+            }
+        }
+        if applied == 0 {
+            return Ok(CheckResult::Skip("rule skipped".to_owned()));
+        }
+        Ok(CheckResult::Pass)
+    }
+
+    fn foreach_element(
+        &mut self,
+        entry: &ForeachValidate,
+        element: &Value,
+        index: usize,
+        depth: usize,
+        foreach_values: Option<&Map<String, Value>>,
+    ) -> Result<CheckResult, String> {
+        // A map element is the pattern's target unless elementScope says otherwise; other
+        // elements are checked against the whole resource.
+        let is_map = element.as_object().is_some_and(|m| !m.is_empty());
+        let scoped = match entry.element_scope {
+            Some(true) if !element.is_object() => {
+                return Err(format!(
+                    "cannot use elementScope=true for elements that are not maps (element {index})"
+                ))
+            }
+            Some(scope) => scope,
+            None => is_map,
+        };
+        {
+            let ctx = self.ctx_mut();
+            add_variable(ctx, "element", element.clone());
+            add_variable(ctx, "elementIndex", Value::from(index));
+            add_variable(ctx, &format!("element{depth}"), element.clone());
+            add_variable(ctx, &format!("elementIndex{depth}"), Value::from(index));
+            if let Some(values) = foreach_values {
+                for (key, list) in values {
+                    if let Some(v) = list.get(index) {
+                        add_variable(ctx, key, v.clone());
+                    }
+                }
+            }
+        }
+        self.load_context(&entry.context)
+            .map_err(|e| format!("failed to load context: {e}"))?;
+        if let Some(pre) = &entry.preconditions {
+            let (passed, _) = check_conditions(pre, self.ctx())
+                .map_err(|e| format!("failed to evaluate preconditions: {e}"))?;
+            if !passed {
+                return Ok(CheckResult::Skip("preconditions not met".to_owned()));
+            }
+        }
+        let target = if scoped {
+            element.clone()
+        } else {
+            self.eval.request.resource().clone()
+        };
+        self.check(&entry.check, &target, depth + 1)
+    }
+}
+
+/// The result of a check before it becomes a rule response.
+enum CheckResult {
+    Pass,
+    Skip(String),
+    Fail {
+        detail: Option<String>,
+        path: Option<String>,
+    },
+}
+
+fn substitute_text(text: &str, ctx: &Value) -> Result<String, String> {
+    if !text.contains("{{") {
+        return Ok(text.to_owned());
+    }
+    match variables::substitute_str(text, ctx) {
+        Ok(Value::String(s)) => Ok(s),
+        Ok(other) => Ok(other.to_string()),
+        Err(e) => Err(format!("variable substitution failed: {e}")),
+    }
+}
+
+fn apply_jmespath(entry: &Value, data: Value) -> Result<Value, String> {
+    match entry
+        .get("jmesPath")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+    {
+        Some(path) => {
+            let expr = jmespath::compile(path).map_err(|e| e.to_string())?;
+            match expr.search(&data) {
+                Ok(Value::Null) | Err(_) => match entry.get("default") {
+                    Some(d) if !d.is_null() => Ok(d.clone()),
+                    _ => Ok(Value::Null),
+                },
+                Ok(v) => Ok(v),
+            }
+        }
+        None => Ok(data),
+    }
+}
+
+/// Evaluates an any/all block after substituting variables in keys and values. Unresolvable
+/// variables become empty strings here, as in Kyverno's preconditions and deny conditions.
+/// Returns whether the block holds and, when it does not, the message of a failed condition.
+pub fn check_conditions(
+    block: &ConditionBlock,
+    ctx: &Value,
+) -> Result<(bool, Option<String>), String> {
+    let resolve = |conds: &[RawCondition]| -> Result<Vec<Condition>, String> {
+        conds
+            .iter()
+            .map(|c| {
+                Ok(Condition {
+                    key: variables::substitute_all(&c.key, ctx).map_err(|e| e.to_string())?,
+                    operator: c.operator,
+                    value: variables::substitute_all(&c.value, ctx).map_err(|e| e.to_string())?,
+                    message: c
+                        .message
+                        .as_deref()
+                        .map(|m| substitute_text(m, ctx).unwrap_or_else(|_| m.to_owned())),
+                })
+            })
+            .collect()
+    };
+    let any = resolve(&block.any)?;
+    let all = resolve(&block.all)?;
+    Ok(conditions::evaluate_any_all(&any, &all))
+}
+
+/// Maps rule values keyed by dotted names into a context document (for callers assembling
+/// request-level variables).
+pub fn apply_variables(ctx: &mut Value, variables: &Map<String, Value>) {
+    for (key, value) in variables {
+        add_variable(ctx, key, value.clone());
+    }
+}

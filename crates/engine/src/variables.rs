@@ -1,0 +1,566 @@
+//! `{{ }}` variable substitution, as Kyverno's `variables.SubstituteAll` does it.
+//!
+//! Rules (from Kyverno's `pkg/engine/variables/vars.go` and its tests):
+//!
+//! - Every string leaf and every object key is scanned for `{{ expr }}`; `expr` (braces and
+//!   surrounding spaces removed) is evaluated as JMESPath against the context document.
+//! - A string that is exactly one variable becomes the variable's value with its JSON type
+//!   (number, object, null, …). A variable inside a longer string is interpolated: strings as
+//!   is, anything else as Go's `json.Marshal` prints it (`null`, `5`, `{"a":1}` with sorted keys).
+//! - Nested variables resolve innermost first: `{{ a.{{ b }} }}` evaluates `b`, splices it in,
+//!   and scans again. Substituted text that itself contains `{{ }}` is resolved too.
+//! - `\{{ expr }}` is left alone and loses its backslash at the end.
+//! - `{{@}}` stands for the value at the same place in the resource: the JSON pointer of the
+//!   string, minus everything up to `foreach` and minus two more elements (`validate.pattern`,
+//!   `mutate.patchStrategicMerge`, …), prefixed with `target` when the context has one, else
+//!   `request.object`.
+//! - On DELETE requests (`request.operation == "DELETE"`), `request.object` in an expression
+//!   is read as `request.oldObject`.
+//! - A key that substitutes to null keeps its original text; to another non-string, fails.
+//!
+//! Missing data: an expression that looks up a key an object does not have fails with
+//! [`VariableError::NotFound`] ("failed to resolve … : JMESPath query failed: Unknown key …"),
+//! everywhere — Kyverno's precondition resolver passes that error through as well, which makes
+//! the rule an error (policies write `{{ a.b || '' }}` to default). A key that is present with
+//! value null resolves to null. Callers that want "missing means null" can match on
+//! [`VariableError::is_not_found`].
+//!
+//! Not handled here: `$( )` references to other parts of a pattern.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use crate::jmespath::{self, Env, JmespathError, SystemEnv};
+
+/// Deepest document (and substituted value) walked.
+const MAX_DEPTH: usize = 512;
+/// Most rescans of one string (nested and recursively substituted variables).
+const MAX_PASSES: usize = 64;
+/// Longest string substitution may build.
+const MAX_STRING_LEN: usize = 1 << 20;
+
+/// Why substitution failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VariableError {
+    /// The variable names data that is not in the context.
+    #[error("failed to resolve {variable} at path {path}: JMESPath query failed: Unknown key \"{key}\" in path")]
+    NotFound {
+        variable: String,
+        path: String,
+        key: String,
+    },
+    /// The variable is not valid JMESPath.
+    #[error("failed to resolve {variable} at path {path}: incorrect query {variable}: {source}")]
+    InvalidExpression {
+        variable: String,
+        path: String,
+        source: JmespathError,
+    },
+    /// Evaluating the variable failed (a function error, a type error, …).
+    #[error("failed to resolve {variable} at path {path}: JMESPath query failed: {source}")]
+    Evaluation {
+        variable: String,
+        path: String,
+        source: JmespathError,
+    },
+    /// An object key substituted to something other than a string.
+    #[error("expected string after substituting variables in key \"{key}\"")]
+    NonStringKey { key: String },
+    /// The document or the substitution exceeds a safety bound.
+    #[error("{0}")]
+    Limit(String),
+}
+
+impl VariableError {
+    /// True when the only problem is that the referenced data does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, VariableError::NotFound { .. })
+    }
+
+    /// Stable label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VariableError::NotFound { .. } => "not_found",
+            VariableError::InvalidExpression { .. } => "invalid_expression",
+            VariableError::Evaluation { .. } => "evaluation",
+            VariableError::NonStringKey { .. } => "non_string_key",
+            VariableError::Limit(_) => "limit",
+        }
+    }
+}
+
+fn variable_regex() -> Option<&'static Regex> {
+    static RE: OnceLock<Option<Regex>> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"(^|[^\\])(\{\{(?:\{[^{}]*\}|[^{}])*\}\})").ok())
+        .as_ref()
+}
+
+fn escaped_regex() -> Option<&'static Regex> {
+    static RE: OnceLock<Option<Regex>> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"\\\{\{(?:\{[^{}]*\}|[^{}])*\}\}").ok())
+        .as_ref()
+}
+
+fn internal_error() -> VariableError {
+    VariableError::Limit("variable pattern failed to compile".to_owned())
+}
+
+/// Whether substitution would change this value: it holds a `{{ }}` variable (or an escaped
+/// `\{{ }}` that loses its backslash) in a string or an object key.
+pub fn has_variables(value: &Value) -> bool {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if string_has_variables(s) => return true,
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if string_has_variables(k) {
+                        return true;
+                    }
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+fn string_has_variables(s: &str) -> bool {
+    s.contains("{{")
+        && (variable_regex().is_some_and(|re| re.is_match(s))
+            || escaped_regex().is_some_and(|re| re.is_match(s)))
+}
+
+/// Substitutes every variable in `value` against the context document `ctx`.
+pub fn substitute_all(value: &Value, ctx: &Value) -> Result<Value, VariableError> {
+    Substitution::new(ctx).value(value)
+}
+
+/// Substitutes the variables of one string; a string that is exactly one variable keeps the
+/// variable's JSON type.
+pub fn substitute_str(s: &str, ctx: &Value) -> Result<Value, VariableError> {
+    Substitution::new(ctx).string(s)
+}
+
+/// A configured substitution: the context, where the value sits in its policy rule (for
+/// `{{@}}` and error messages) and the environment functions see.
+pub struct Substitution<'a> {
+    ctx: &'a Value,
+    base_path: String,
+    env: &'a dyn Env,
+    is_delete: bool,
+}
+
+impl<'a> Substitution<'a> {
+    /// Substitution against `ctx`, for a value at the root (path ``).
+    pub fn new(ctx: &'a Value) -> Self {
+        let is_delete = ctx.pointer("/request/operation").and_then(Value::as_str) == Some("DELETE");
+        Substitution {
+            ctx,
+            base_path: String::new(),
+            env: &SystemEnv,
+            is_delete,
+        }
+    }
+
+    /// Places the substituted value at this JSON pointer within its rule, e.g.
+    /// `/validate/pattern` or `/mutate/foreach/0/patchStrategicMerge`.
+    pub fn at(mut self, pointer: &str) -> Self {
+        self.base_path = pointer.trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Uses `env` for the clock and randomness of JMESPath functions.
+    pub fn with_env(mut self, env: &'a dyn Env) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Substitutes every string and key in `value`.
+    pub fn value(&self, value: &Value) -> Result<Value, VariableError> {
+        self.walk(value, &self.base_path, 0)
+    }
+
+    /// Substitutes one string.
+    pub fn string(&self, s: &str) -> Result<Value, VariableError> {
+        self.leaf(s, &self.base_path, 0)
+    }
+
+    fn walk(&self, value: &Value, path: &str, depth: usize) -> Result<Value, VariableError> {
+        if depth > MAX_DEPTH {
+            return Err(VariableError::Limit(format!(
+                "document nested deeper than {MAX_DEPTH} levels at {path}"
+            )));
+        }
+        match value {
+            Value::String(s) => self.leaf(s, path, depth),
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    out.push(self.walk(item, &format!("{path}/{i}"), depth + 1)?);
+                }
+                Ok(Value::Array(out))
+            }
+            Value::Object(map) => {
+                let mut out = Map::new();
+                for (key, item) in map {
+                    let new_key = match self.substitute_text(key, path)? {
+                        Value::String(s) => s,
+                        Value::Null => key.clone(),
+                        _ => return Err(VariableError::NonStringKey { key: key.clone() }),
+                    };
+                    let new_value = self.walk(item, &format!("{path}/{key}"), depth + 1)?;
+                    out.insert(new_key, new_value);
+                }
+                Ok(Value::Object(out))
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// A string leaf; a typed result is walked again, as Kyverno's traversal does.
+    fn leaf(&self, s: &str, path: &str, depth: usize) -> Result<Value, VariableError> {
+        match self.substitute_text(s, path)? {
+            replaced @ (Value::Array(_) | Value::Object(_)) => {
+                if has_variables(&replaced) {
+                    self.walk(&replaced, path, depth + 1)
+                } else {
+                    Ok(replaced)
+                }
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn substitute_text(&self, s: &str, path: &str) -> Result<Value, VariableError> {
+        if !s.contains("{{") {
+            return Ok(Value::String(s.to_owned()));
+        }
+        let re = variable_regex().ok_or_else(internal_error)?;
+        let mut text = s.to_owned();
+        let mut passes = 0;
+        loop {
+            let matches: Vec<(usize, usize, usize)> = re
+                .captures_iter(&text)
+                .filter_map(|c| {
+                    let whole = c.get(0)?;
+                    let var = c.get(2)?;
+                    Some((whole.start(), var.start(), var.end()))
+                })
+                .collect();
+            if matches.is_empty() {
+                break;
+            }
+            passes += 1;
+            if passes > MAX_PASSES {
+                return Err(VariableError::Limit(format!(
+                    "variables in {s:?} at path {path} did not settle after {MAX_PASSES} rounds"
+                )));
+            }
+            let mut rebuilt = String::with_capacity(text.len());
+            let mut cursor = 0;
+            for (_, start, end) in &matches {
+                let var = text.get(*start..*end).unwrap_or("");
+                let resolved = self.resolve(var, path)?;
+                if *start == 0 && *end == text.len() {
+                    return Ok(resolved);
+                }
+                rebuilt.push_str(text.get(cursor..*start).unwrap_or(""));
+                match &resolved {
+                    Value::String(v) => rebuilt.push_str(v),
+                    other => rebuilt.push_str(&jmespath::value::go_json(other).map_err(|_| {
+                        VariableError::Limit(format!(
+                            "value of {var} is nested too deeply to print"
+                        ))
+                    })?),
+                }
+                cursor = *end;
+                if rebuilt.len() > MAX_STRING_LEN {
+                    return Err(VariableError::Limit(format!(
+                        "substituting variables at path {path} built a string over {MAX_STRING_LEN} bytes"
+                    )));
+                }
+            }
+            rebuilt.push_str(text.get(cursor..).unwrap_or(""));
+            text = rebuilt;
+        }
+        if let Some(esc) = escaped_regex() {
+            if esc.is_match(&text) {
+                text = esc
+                    .replace_all(&text, |c: &regex::Captures<'_>| {
+                        c.get(0)
+                            .and_then(|m| m.as_str().get(1..))
+                            .unwrap_or("")
+                            .to_owned()
+                    })
+                    .into_owned();
+            }
+        }
+        Ok(Value::String(text))
+    }
+
+    /// Evaluates one `{{ … }}` (braces included).
+    fn resolve(&self, var: &str, path: &str) -> Result<Value, VariableError> {
+        let mut expr = var.replace("{{", "").replace("}}", "").trim().to_owned();
+        if expr == "@" {
+            expr = self.current_path(path);
+        }
+        if self.is_delete {
+            expr = expr.replace("request.object", "request.oldObject");
+        }
+        let compiled =
+            jmespath::compile(&expr).map_err(|source| VariableError::InvalidExpression {
+                variable: expr.clone(),
+                path: path.to_owned(),
+                source,
+            })?;
+        compiled
+            .search_with_env(self.ctx, self.env)
+            .map_err(|source| match source {
+                JmespathError::NotFound { key } => VariableError::NotFound {
+                    variable: expr.clone(),
+                    path: path.to_owned(),
+                    key,
+                },
+                source => VariableError::Evaluation {
+                    variable: expr.clone(),
+                    path: path.to_owned(),
+                    source,
+                },
+            })
+    }
+
+    /// The JMESPath of the resource field a `{{@}}` at `path` refers to.
+    fn current_path(&self, path: &str) -> String {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let after_foreach = parts
+            .iter()
+            .position(|p| *p == "foreach")
+            .map_or(0, |i| i + 1);
+        let rest = parts.get(after_foreach..).unwrap_or(&[]);
+        let rest = if rest.len() > 2 {
+            rest.get(2..).unwrap_or(&[])
+        } else {
+            &[]
+        };
+        let prefix: &[&str] = if self.ctx.get("target").is_some() {
+            &["target"]
+        } else {
+            &["request", "object"]
+        };
+        jmespath_of(prefix.iter().chain(rest.iter()).copied())
+    }
+}
+
+/// Renders path components as JMESPath: numbers as `[n]`, plain names bare, others quoted.
+fn jmespath_of<'s>(components: impl Iterator<Item = &'s str>) -> String {
+    let mut out = String::new();
+    for component in components {
+        if !component.is_empty() && component.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(component);
+            out.push(']');
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('.');
+        }
+        let mut chars = component.chars();
+        let plain = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '(')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ')');
+        if plain {
+            out.push_str(component);
+        } else {
+            out.push_str(&serde_json::Value::String(component.to_owned()).to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    fn context() -> Value {
+        json!({
+            "request": {
+                "operation": "CREATE",
+                "namespace": "team-a",
+                "object": {
+                    "metadata": {
+                        "name": "temp",
+                        "namespace": "n1",
+                        "labels": {"app": "web", "key": "app"},
+                        "annotations": {"test": "name", "amp": "a&b"}
+                    },
+                    "spec": {
+                        "port": "443",
+                        "replicas": 5,
+                        "ratio": -5.5,
+                        "enabled": false,
+                        "nothing": null,
+                        "list": ["value1", "value2"],
+                        "map": {"key2": "value2", "key1": "value1"},
+                        "containers": [{"name": "app", "image": "nginx"}]
+                    }
+                }
+            },
+            "serviceAccountName": "builder",
+            "element": {"name": "app"},
+            "elementIndex": 0
+        })
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Case {
+        input: Value,
+        #[serde(default)]
+        at: String,
+        #[serde(default)]
+        result: Option<Value>,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        not_found: bool,
+    }
+
+    #[test]
+    fn case_table() {
+        let cases: Vec<Case> =
+            serde_yaml_ng::from_str(include_str!("jmespath/testdata/variables.yaml")).unwrap();
+        let ctx = context();
+        let mut failures = Vec::new();
+        for case in &cases {
+            let got = Substitution::new(&ctx).at(&case.at).value(&case.input);
+            match (&case.error, got) {
+                (None, Ok(v)) => {
+                    let want = case.result.clone().unwrap_or(Value::Null);
+                    if v != want {
+                        failures.push(format!("{}: got {v}, want {want}", case.input));
+                    }
+                }
+                (None, Err(e)) => failures.push(format!("{}: unexpected error {e}", case.input)),
+                (Some(want), Ok(v)) => {
+                    failures.push(format!("{}: got {v}, want error {want:?}", case.input))
+                }
+                (Some(want), Err(e)) => {
+                    if !e.to_string().contains(want.as_str()) {
+                        failures.push(format!("{}: error {e} lacks {want:?}", case.input));
+                    }
+                    if e.is_not_found() != case.not_found {
+                        failures.push(format!("{}: is_not_found() mismatch: {e:?}", case.input));
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn delete_requests_read_the_old_object() {
+        let ctx = json!({
+            "request": {
+                "operation": "DELETE",
+                "object": {"metadata": {"annotations": {"target": "foo"}}},
+                "oldObject": {"metadata": {"name": "old", "annotations": {"target": "bar", "targetnew": "target"}}}
+            }
+        });
+        let got = substitute_str("{{request.object.metadata.annotations.target}}", &ctx).unwrap();
+        assert_eq!(got, json!("bar"));
+        let nested = substitute_str(
+            "{{request.object.metadata.annotations.{{request.object.metadata.annotations.targetnew}}}}",
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(nested, json!("bar"));
+        let escaped = substitute_str(
+            r"\{{request.object.metadata.annotations.{{request.object.metadata.annotations.targetnew}}}}",
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(
+            escaped,
+            json!("{{request.object.metadata.annotations.target}}")
+        );
+    }
+
+    #[test]
+    fn at_refers_to_the_same_field_of_the_resource() {
+        let ctx = context();
+        let rule = json!({
+            "mutate": {"overlay": {"spec": {
+                "port": "{{ regex_match('(443)', '{{@}}') }}",
+                "replicas": "{{@}}"
+            }}}
+        });
+        let got = substitute_all(&rule, &ctx).unwrap();
+        assert_eq!(
+            got,
+            json!({"mutate": {"overlay": {"spec": {"port": true, "replicas": 5}}}})
+        );
+        let in_foreach = Substitution::new(&ctx)
+            .at("/mutate/foreach/0/patchStrategicMerge/spec/containers/0")
+            .value(&json!({"name": "{{@}}"}))
+            .unwrap();
+        assert_eq!(in_foreach, json!({"name": "app"}));
+        let with_target = json!({"target": {"spec": {"x": 1}}});
+        let got = Substitution::new(&with_target)
+            .at("/mutate/targets")
+            .value(&json!({"spec": {"x": "{{@}}"}}))
+            .unwrap();
+        assert_eq!(got, json!({"spec": {"x": 1}}));
+    }
+
+    #[test]
+    fn has_variables_sees_strings_and_keys() {
+        assert!(has_variables(&json!({"a": ["x", "{{ b }}"]})));
+        assert!(has_variables(&json!({"{{ k }}": 1})));
+        assert!(has_variables(&json!(r"\{{ escaped }}")));
+        assert!(!has_variables(&json!({"a": "{ b }", "c": 1, "d": "{{"})));
+    }
+
+    #[test]
+    fn runaway_self_reference_is_bounded() {
+        let ctx = json!({"loop": "{{loop}}"});
+        let err = substitute_str("x {{loop}}", &ctx).unwrap_err();
+        assert_eq!(err.kind(), "limit");
+        let mut deep = json!("leaf");
+        for _ in 0..1000 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert_eq!(substitute_all(&deep, &ctx).unwrap_err().kind(), "limit");
+        while let Value::Array(mut items) = deep {
+            deep = items.pop().unwrap_or(Value::Null);
+        }
+    }
+
+    #[test]
+    fn fixed_environment_reaches_functions() {
+        struct Clock;
+        impl Env for Clock {
+            fn now(&self) -> chrono::DateTime<chrono::FixedOffset> {
+                chrono::DateTime::parse_from_rfc3339("2022-02-02T02:02:02Z").unwrap()
+            }
+            fn random_u64(&self) -> u64 {
+                7
+            }
+            fn resolve_host(&self, _: &str) -> Result<Vec<std::net::IpAddr>, String> {
+                Err("offline".into())
+            }
+        }
+        let ctx = json!({});
+        let got = Substitution::new(&ctx)
+            .with_env(&Clock)
+            .string("at {{ time_now_utc() }}")
+            .unwrap();
+        assert_eq!(got, json!("at 2022-02-02T02:02:02Z"));
+    }
+}

@@ -1,0 +1,55 @@
+//! Shared server plumbing: argument groups, tracing, metrics, the Kubernetes client, shutdown and the
+//! policy cache. Depends on the engine and api crates; the webhook, controller and reports crates
+//! build on it.
+//!
+//! The admission contract ([`admission::AdmissionEvaluator`] and its data types) lives here and is
+//! engine-agnostic, so the webhook server does not depend on the engine; the engine adapter
+//! implements the trait. Until the policy cache and Kubernetes client land here, this crate needs
+//! neither the engine nor the api crate and does not depend on them.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod admission;
+pub mod logging;
+pub mod metrics;
+pub mod results;
+pub mod shutdown;
+
+pub use admission::{
+    AdmissionEvaluator, EvalError, GroupVersionKind, GroupVersionResource, Operation, Phase,
+    ReviewRequest, RuleOutcome, RuleResult, RuleType, UserInfo, Verdict,
+};
+pub use logging::{init_tracing, LogArgs, LogFormat, LogHandle};
+pub use metrics::Metrics;
+pub use results::{results_channel, ResultsReceiver, ResultsSender, ReviewOutcomes};
+pub use shutdown::{os_termination_signal, Shutdown, ShutdownSignal};
+
+/// Errors of the runtime plumbing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The log filter does not parse.
+    #[error("invalid log filter {filter:?}: {reason}")]
+    InvalidLogFilter {
+        /// The filter as given.
+        filter: String,
+        /// Parser message.
+        reason: String,
+    },
+    /// The global subscriber could not be installed or reloaded.
+    #[error("cannot initialise tracing: {0}")]
+    TracingInit(String),
+    /// Writing the metrics exposition failed.
+    #[error("cannot encode metrics")]
+    MetricsEncoding,
+}
+
+/// Result with the runtime [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,636 @@
+//! The Prometheus registry and bylaw's metric families.
+//!
+//! Names and labels mirror Kyverno's (`kyverno_*` → `bylaw_*`) so its dashboards translate. Labels
+//! are bounded: kinds, namespaces, policy and rule names, never a resource name, uid or error text.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::{text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Metric, Registry};
+
+use crate::admission::{Operation, Phase, RuleOutcome};
+
+/// Buckets for a whole admission review, fine enough below a millisecond.
+pub const ADMISSION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Buckets for one rule, starting at ten microseconds.
+pub const RULE_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Content type of the OpenMetrics text exposition.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the classic Prometheus text exposition (format 0.0.4).
+pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Labels of `bylaw_admission_requests_total` and `bylaw_admission_review_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    /// `"true"` or `"false"`.
+    pub request_allowed: &'static str,
+    /// `MutatingWebhookConfiguration` or `ValidatingWebhookConfiguration`.
+    pub request_webhook: &'static str,
+    /// Kind of the reviewed resource.
+    pub resource_kind: String,
+    /// Namespace of the reviewed resource, `-` when cluster-scoped.
+    pub resource_namespace: String,
+    /// `create`, `update`, `delete` or `connect`.
+    pub resource_request_operation: &'static str,
+}
+
+/// Labels of `bylaw_policy_results_total` and `bylaw_policy_execution_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyResultLabels {
+    /// Policy name.
+    pub policy_name: String,
+    /// Policy namespace, `-` for cluster policies.
+    pub policy_namespace: String,
+    /// `cluster` or `namespaced`.
+    pub policy_type: &'static str,
+    /// `enforce` or `audit`.
+    pub policy_validation_mode: &'static str,
+    /// `"true"` or `"false"`.
+    pub policy_background_mode: &'static str,
+    /// Rule name.
+    pub rule_name: String,
+    /// `validate`, `mutate`, `generate` or `imageVerify`.
+    pub rule_type: &'static str,
+    /// `pass`, `fail`, `warn`, `error` or `skip`.
+    pub rule_result: &'static str,
+    /// `admission_request` or `background_scan`.
+    pub rule_execution_cause: &'static str,
+    /// Kind of the evaluated resource.
+    pub resource_kind: String,
+    /// Namespace of the evaluated resource, `-` when cluster-scoped.
+    pub resource_namespace: String,
+    /// `create`, `update`, `delete` or `connect`.
+    pub resource_request_operation: &'static str,
+}
+
+/// Labels of `bylaw_policy_rule_info_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleInfoLabels {
+    /// Policy name.
+    pub policy_name: String,
+    /// Policy namespace, `-` for cluster policies.
+    pub policy_namespace: String,
+    /// `cluster` or `namespaced`.
+    pub policy_type: &'static str,
+    /// `enforce` or `audit`.
+    pub policy_validation_mode: &'static str,
+    /// `"true"` or `"false"`.
+    pub policy_background_mode: &'static str,
+    /// Rule name.
+    pub rule_name: String,
+    /// `validate`, `mutate`, `generate` or `imageVerify`.
+    pub rule_type: &'static str,
+    /// `"true"` when the policy is ready to serve admission.
+    pub status_ready: &'static str,
+}
+
+/// Labels of `bylaw_policy_changes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyChangeLabels {
+    /// Policy name.
+    pub policy_name: String,
+    /// Policy namespace, `-` for cluster policies.
+    pub policy_namespace: String,
+    /// `cluster` or `namespaced`.
+    pub policy_type: &'static str,
+    /// `enforce` or `audit`.
+    pub policy_validation_mode: &'static str,
+    /// `"true"` or `"false"`.
+    pub policy_background_mode: &'static str,
+    /// `create`, `update` or `delete`.
+    pub policy_change_type: &'static str,
+}
+
+/// Labels of `bylaw_admission_failures_total`: admission requests answered by failure policy.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// `MutatingWebhookConfiguration` or `ValidatingWebhookConfiguration`.
+    pub request_webhook: &'static str,
+    /// `fail` or `ignore`.
+    pub failure_policy: &'static str,
+    /// Bounded reason, e.g. `deadline_exceeded`, `internal`.
+    pub reason: &'static str,
+}
+
+/// Labels of `bylaw_policy_results_dropped_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    /// `full` or `closed`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    version: String,
+}
+
+/// Why a rule ran: the `rule_execution_cause` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutionCause {
+    /// `admission_request`
+    AdmissionRequest,
+    /// `background_scan`
+    BackgroundScan,
+}
+
+impl ExecutionCause {
+    fn label(self) -> &'static str {
+        match self {
+            ExecutionCause::AdmissionRequest => "admission_request",
+            ExecutionCause::BackgroundScan => "background_scan",
+        }
+    }
+}
+
+/// What happened to a policy: the `policy_change_type` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyChange {
+    /// `create`
+    Create,
+    /// `update`
+    Update,
+    /// `delete`
+    Delete,
+}
+
+/// Identity of a policy as metric labels see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyIdentity<'a> {
+    /// Policy name.
+    pub name: &'a str,
+    /// Namespace of a namespaced `Policy`; `None` for a `ClusterPolicy`.
+    pub namespace: Option<&'a str>,
+    /// Failure action is `Enforce`.
+    pub enforce: bool,
+    /// `spec.background`.
+    pub background: bool,
+}
+
+/// The resource a request or scan is about, as metric labels see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResourceLabels<'a> {
+    /// Kind, e.g. `Pod`.
+    pub kind: &'a str,
+    /// Namespace; `None` when cluster-scoped.
+    pub namespace: Option<&'a str>,
+    /// Operation that triggered evaluation.
+    pub operation: Operation,
+}
+
+/// Builds histograms with fixed buckets for a [`Family`].
+#[derive(Clone, Copy, Debug)]
+pub struct Buckets(&'static [f64]);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+/// The shared metrics registry. Cheap to clone; all clones update the same series.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<RwLock<Registry>>,
+    admission_requests: Family<AdmissionLabels, Counter>,
+    admission_review_duration: Family<AdmissionLabels, Histogram, Buckets>,
+    admission_failures: Family<FailureLabels, Counter>,
+    policy_results: Family<PolicyResultLabels, Counter>,
+    policy_execution_duration: Family<PolicyResultLabels, Histogram, Buckets>,
+    policy_rule_info: Family<RuleInfoLabels, Gauge>,
+    policy_changes: Family<PolicyChangeLabels, Counter>,
+    results_dropped: Family<DropLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn dash(value: Option<&str>) -> String {
+    match value {
+        Some(v) if !v.is_empty() => v.to_owned(),
+        _ => "-".to_owned(),
+    }
+}
+
+fn bool_label(value: bool) -> &'static str {
+    if value {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+fn policy_type(namespace: Option<&str>) -> &'static str {
+    match namespace {
+        Some(ns) if !ns.is_empty() => "namespaced",
+        _ => "cluster",
+    }
+}
+
+fn validation_mode(enforce: bool) -> &'static str {
+    if enforce {
+        "enforce"
+    } else {
+        "audit"
+    }
+}
+
+impl Metrics {
+    /// Creates the registry with every bylaw family registered and `bylaw_info{version}` set to 1.
+    pub fn new(version: &str) -> Self {
+        let mut registry = Registry::default();
+        let admission_requests = Family::<AdmissionLabels, Counter>::default();
+        registry.register(
+            "bylaw_admission_requests",
+            "Admission requests reviewed, by outcome, webhook and resource",
+            admission_requests.clone(),
+        );
+        let admission_review_duration = Family::new_with_constructor(Buckets(ADMISSION_BUCKETS));
+        registry.register(
+            "bylaw_admission_review_duration_seconds",
+            "Time to answer one admission review, in seconds",
+            admission_review_duration.clone(),
+        );
+        let admission_failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "bylaw_admission_failures",
+            "Admission reviews answered by the webhook failure policy because evaluation failed",
+            admission_failures.clone(),
+        );
+        let policy_results = Family::<PolicyResultLabels, Counter>::default();
+        registry.register(
+            "bylaw_policy_results",
+            "Rule evaluations, by policy, rule, result and resource",
+            policy_results.clone(),
+        );
+        let policy_execution_duration = Family::new_with_constructor(Buckets(RULE_BUCKETS));
+        registry.register(
+            "bylaw_policy_execution_duration_seconds",
+            "Time to evaluate one rule, in seconds",
+            policy_execution_duration.clone(),
+        );
+        let policy_rule_info = Family::<RuleInfoLabels, Gauge>::default();
+        // Kyverno exposes this gauge with a `_total` suffix; the name is kept for its dashboards.
+        registry.register(
+            "bylaw_policy_rule_info_total",
+            "1 for each rule of each loaded policy, 0 once it is gone",
+            policy_rule_info.clone(),
+        );
+        let policy_changes = Family::<PolicyChangeLabels, Counter>::default();
+        registry.register(
+            "bylaw_policy_changes",
+            "Policy creations, updates and deletions",
+            policy_changes.clone(),
+        );
+        let results_dropped = Family::<DropLabels, Counter>::default();
+        registry.register(
+            "bylaw_policy_results_dropped",
+            "Rule outcomes not delivered to background reporting because the channel was full or closed",
+            results_dropped.clone(),
+        );
+        let info = Family::<InfoLabels, Gauge>::default();
+        info.get_or_create(&InfoLabels {
+            version: version.to_owned(),
+        })
+        .set(1);
+        registry.register("bylaw_info", "bylaw build information", info);
+
+        Metrics {
+            registry: Arc::new(RwLock::new(registry)),
+            admission_requests,
+            admission_review_duration,
+            admission_failures,
+            policy_results,
+            policy_execution_duration,
+            policy_rule_info,
+            policy_changes,
+            results_dropped,
+        }
+    }
+
+    /// Registers an additional metric (for other components) in the same exposition.
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        let mut registry = self
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        registry.register(name, help, metric);
+    }
+
+    /// Counts one admission review and observes its duration.
+    pub fn record_admission(
+        &self,
+        phase: Phase,
+        resource: ResourceLabels<'_>,
+        allowed: bool,
+        duration: Duration,
+    ) {
+        let labels = AdmissionLabels {
+            request_allowed: bool_label(allowed),
+            request_webhook: phase.webhook_label(),
+            resource_kind: resource.kind.to_owned(),
+            resource_namespace: dash(resource.namespace),
+            resource_request_operation: resource.operation.metric_label(),
+        };
+        self.admission_requests.get_or_create(&labels).inc();
+        self.admission_review_duration
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Counts a review answered by failure policy (`fail_closed` true for `Fail`).
+    pub fn record_admission_failure(&self, phase: Phase, fail_closed: bool, reason: &'static str) {
+        self.admission_failures
+            .get_or_create(&FailureLabels {
+                request_webhook: phase.webhook_label(),
+                failure_policy: if fail_closed { "fail" } else { "ignore" },
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts one rule outcome and observes its duration.
+    pub fn record_rule_outcome(
+        &self,
+        outcome: &RuleOutcome,
+        cause: ExecutionCause,
+        resource: ResourceLabels<'_>,
+    ) {
+        let namespace = outcome.policy_namespace.as_deref();
+        let labels = PolicyResultLabels {
+            policy_name: outcome.policy.clone(),
+            policy_namespace: dash(namespace),
+            policy_type: policy_type(namespace),
+            policy_validation_mode: validation_mode(outcome.enforce),
+            policy_background_mode: bool_label(outcome.background),
+            rule_name: outcome.rule.clone(),
+            rule_type: outcome.rule_type.metric_label(),
+            rule_result: outcome.result.as_str(),
+            rule_execution_cause: cause.label(),
+            resource_kind: resource.kind.to_owned(),
+            resource_namespace: dash(resource.namespace),
+            resource_request_operation: resource.operation.metric_label(),
+        };
+        self.policy_results.get_or_create(&labels).inc();
+        self.policy_execution_duration
+            .get_or_create(&labels)
+            .observe(outcome.duration.as_secs_f64());
+    }
+
+    /// Sets `bylaw_policy_rule_info_total` for one rule: 1 while present, 0 once removed.
+    pub fn set_rule_info(
+        &self,
+        policy: &PolicyIdentity<'_>,
+        rule: &str,
+        rule_type: crate::admission::RuleType,
+        ready: bool,
+        present: bool,
+    ) {
+        self.policy_rule_info
+            .get_or_create(&RuleInfoLabels {
+                policy_name: policy.name.to_owned(),
+                policy_namespace: dash(policy.namespace),
+                policy_type: policy_type(policy.namespace),
+                policy_validation_mode: validation_mode(policy.enforce),
+                policy_background_mode: bool_label(policy.background),
+                rule_name: rule.to_owned(),
+                rule_type: rule_type.metric_label(),
+                status_ready: bool_label(ready),
+            })
+            .set(i64::from(present));
+    }
+
+    /// Counts a policy creation, update or deletion.
+    pub fn record_policy_change(&self, policy: &PolicyIdentity<'_>, change: PolicyChange) {
+        self.policy_changes
+            .get_or_create(&PolicyChangeLabels {
+                policy_name: policy.name.to_owned(),
+                policy_namespace: dash(policy.namespace),
+                policy_type: policy_type(policy.namespace),
+                policy_validation_mode: validation_mode(policy.enforce),
+                policy_background_mode: bool_label(policy.background),
+                policy_change_type: match change {
+                    PolicyChange::Create => "create",
+                    PolicyChange::Update => "update",
+                    PolicyChange::Delete => "delete",
+                },
+            })
+            .inc();
+    }
+
+    /// Counts rule outcomes that could not be queued for reporting.
+    pub fn record_results_dropped(&self, reason: &'static str, count: u64) {
+        self.results_dropped
+            .get_or_create(&DropLabels { reason })
+            .inc_by(count);
+    }
+
+    /// The OpenMetrics text exposition (ends with `# EOF`).
+    pub fn encode_openmetrics(&self) -> Result<String, crate::Error> {
+        let registry = self
+            .registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = String::new();
+        text::encode(&mut out, &registry).map_err(|_| crate::Error::MetricsEncoding)?;
+        Ok(out)
+    }
+
+    /// The classic Prometheus text exposition (format 0.0.4), for clients that do not ask for
+    /// OpenMetrics (`curl`, `promtool check metrics`).
+    pub fn encode_prometheus_text(&self) -> Result<String, crate::Error> {
+        Ok(openmetrics_to_prometheus_text(&self.encode_openmetrics()?))
+    }
+
+    /// Encodes for an HTTP `Accept` header: OpenMetrics when the client lists it, else the classic
+    /// text format. Returns the body and its content type.
+    pub fn encode_for_accept(
+        &self,
+        accept: Option<&str>,
+    ) -> Result<(String, &'static str), crate::Error> {
+        let wants_openmetrics = accept.is_some_and(|a| a.contains("application/openmetrics-text"));
+        if wants_openmetrics {
+            Ok((self.encode_openmetrics()?, OPENMETRICS_CONTENT_TYPE))
+        } else {
+            Ok((self.encode_prometheus_text()?, PROMETHEUS_TEXT_CONTENT_TYPE))
+        }
+    }
+}
+
+/// Rewrites an OpenMetrics exposition as produced by `prometheus-client` into the classic text
+/// format: counter families are named with their `_total` sample name, info families become gauges
+/// named `<name>_info`, `# UNIT` and `# EOF` lines and `_created` samples are dropped.
+pub fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
+    use std::collections::HashMap;
+
+    // Family name → (renamed family, sample suffix to drop).
+    let mut renames: HashMap<&str, (String, Option<String>)> = HashMap::new();
+    for line in openmetrics.lines() {
+        let mut parts = line.splitn(4, ' ');
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        {
+            match kind {
+                "counter" => {
+                    renames.insert(
+                        name,
+                        (format!("{name}_total"), Some(format!("{name}_created"))),
+                    );
+                }
+                "info" => {
+                    renames.insert(name, (format!("{name}_info"), None));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let mut parts = line.splitn(4, ' ');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("#"), Some(keyword @ ("TYPE" | "HELP")), Some(name), rest) => {
+                let new_name = renames.get(name).map_or(name, |(n, _)| n.as_str());
+                let rest = match (keyword, rest) {
+                    ("TYPE", Some("counter")) => "counter",
+                    ("TYPE", Some("info" | "stateset")) => "gauge",
+                    ("TYPE", Some("unknown")) => "untyped",
+                    (_, Some(r)) => r,
+                    (_, None) => "",
+                };
+                out.push_str(&format!("# {keyword} {new_name} {rest}\n"));
+            }
+            _ => {
+                let sample_name = line.split(['{', ' ']).next().unwrap_or_default();
+                let is_created = renames
+                    .values()
+                    .any(|(_, created)| created.as_deref() == Some(sample_name));
+                if !is_created {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::{RuleResult, RuleType};
+
+    fn outcome() -> RuleOutcome {
+        RuleOutcome {
+            policy: "require-labels".into(),
+            policy_namespace: None,
+            rule: "check-team".into(),
+            rule_type: RuleType::Validate,
+            result: RuleResult::Fail,
+            message: "label team is required".into(),
+            enforce: true,
+            background: true,
+            duration: Duration::from_micros(40),
+        }
+    }
+
+    const POD_CREATE: ResourceLabels<'static> = ResourceLabels {
+        kind: "Pod",
+        namespace: Some("default"),
+        operation: Operation::Create,
+    };
+
+    #[test]
+    fn exposition_has_every_family_with_kyverno_labels() {
+        let metrics = Metrics::new("1.2.3");
+        metrics.record_admission(
+            Phase::Validate,
+            POD_CREATE,
+            false,
+            Duration::from_micros(300),
+        );
+        metrics.record_rule_outcome(&outcome(), ExecutionCause::AdmissionRequest, POD_CREATE);
+        let policy = PolicyIdentity {
+            name: "require-labels",
+            namespace: None,
+            enforce: true,
+            background: true,
+        };
+        metrics.set_rule_info(&policy, "check-team", RuleType::Validate, true, true);
+        metrics.record_policy_change(&policy, PolicyChange::Create);
+        let text = metrics.encode_openmetrics().unwrap();
+
+        assert!(text.contains(
+            "bylaw_admission_requests_total{request_allowed=\"false\",request_webhook=\"ValidatingWebhookConfiguration\",resource_kind=\"Pod\",resource_namespace=\"default\",resource_request_operation=\"create\"} 1"
+        ), "{text}");
+        // 300µs lands in the 0.0005 bucket but not the 0.00025 one.
+        assert!(text.contains("bylaw_admission_review_duration_seconds_bucket{le=\"0.00025\",request_allowed=\"false\",request_webhook=\"ValidatingWebhookConfiguration\",resource_kind=\"Pod\",resource_namespace=\"default\",resource_request_operation=\"create\"} 0"), "{text}");
+        assert!(text.contains("bylaw_admission_review_duration_seconds_bucket{le=\"0.0005\",request_allowed=\"false\",request_webhook=\"ValidatingWebhookConfiguration\",resource_kind=\"Pod\",resource_namespace=\"default\",resource_request_operation=\"create\"} 1"), "{text}");
+        assert!(text.contains(
+            "bylaw_policy_results_total{policy_name=\"require-labels\",policy_namespace=\"-\",policy_type=\"cluster\",policy_validation_mode=\"enforce\",policy_background_mode=\"true\",rule_name=\"check-team\",rule_type=\"validate\",rule_result=\"fail\",rule_execution_cause=\"admission_request\",resource_kind=\"Pod\",resource_namespace=\"default\",resource_request_operation=\"create\"} 1"
+        ), "{text}");
+        assert!(text.contains("# TYPE bylaw_policy_execution_duration_seconds histogram"));
+        assert!(text.contains("bylaw_policy_rule_info_total{policy_name=\"require-labels\",policy_namespace=\"-\",policy_type=\"cluster\",policy_validation_mode=\"enforce\",policy_background_mode=\"true\",rule_name=\"check-team\",rule_type=\"validate\",status_ready=\"true\"} 1"), "{text}");
+        assert!(text.contains("bylaw_policy_changes_total{policy_name=\"require-labels\",policy_namespace=\"-\",policy_type=\"cluster\",policy_validation_mode=\"enforce\",policy_background_mode=\"true\",policy_change_type=\"create\"} 1"), "{text}");
+        assert!(text.contains("bylaw_info{version=\"1.2.3\"} 1"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+        // The message never becomes a label.
+        assert!(!text.contains("label team is required"));
+    }
+
+    #[test]
+    fn classic_text_names_counter_families_by_their_samples() {
+        let metrics = Metrics::new("dev");
+        metrics.record_admission(Phase::Mutate, POD_CREATE, true, Duration::from_millis(2));
+        let text = metrics.encode_prometheus_text().unwrap();
+        assert!(text.contains("# TYPE bylaw_admission_requests_total counter\n"));
+        assert!(text.contains("# HELP bylaw_admission_requests_total "));
+        assert!(text.contains("# TYPE bylaw_admission_review_duration_seconds histogram\n"));
+        assert!(text.contains("# TYPE bylaw_info gauge\n"));
+        assert!(!text.contains("# EOF"));
+        assert!(!text.contains("# UNIT"));
+    }
+
+    #[test]
+    fn accept_header_selects_the_format() {
+        let metrics = Metrics::new("dev");
+        let (_, om) = metrics
+            .encode_for_accept(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            ))
+            .unwrap();
+        assert_eq!(om, OPENMETRICS_CONTENT_TYPE);
+        let (_, classic) = metrics.encode_for_accept(Some("*/*")).unwrap();
+        assert_eq!(classic, PROMETHEUS_TEXT_CONTENT_TYPE);
+        let (_, classic) = metrics.encode_for_accept(None).unwrap();
+        assert_eq!(classic, PROMETHEUS_TEXT_CONTENT_TYPE);
+    }
+
+    #[test]
+    fn converter_renames_info_and_drops_created_samples() {
+        let om = "# HELP a Thing.\n# TYPE a counter\na_total 1\na_created 1.5\n# TYPE b info\nb_info{v=\"1\"} 1\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_prometheus_text(om),
+            "# HELP a_total Thing.\n# TYPE a_total counter\na_total 1\n# TYPE b_info gauge\nb_info{v=\"1\"} 1\n"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Dev-only helpers for bylaw's tests: object builders, AdmissionReview builders and a fake API server.
