@@ -901,45 +901,7 @@ fn write_go_sprint(value: &Value, out: &mut String, depth: usize) {
     }
 }
 
-/// Kyverno's wildcard match: `*` matches any run of characters (also none), `?` exactly one;
-/// everything else literally. An empty pattern matches only the empty string.
-///
-/// Greedy matching that backtracks only to the most recent `*`: O(len(pattern) × len(text))
-/// in the worst case, never exponential.
-pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    if pattern.is_empty() {
-        return text.is_empty();
-    }
-    if pattern == "*" {
-        return true;
-    }
-    let pattern: Vec<char> = pattern.chars().collect();
-    let text: Vec<char> = text.chars().collect();
-    let (mut p, mut t) = (0usize, 0usize);
-    // Position after the last '*' seen, and the text position it is currently matched up to.
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some('*') => {
-                star = Some((p + 1, t));
-                p += 1;
-            }
-            Some(&c) if c == '?' || Some(&c) == text.get(t) => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((after_star, matched_to)) => {
-                    p = after_star;
-                    t = matched_to + 1;
-                    star = Some((after_star, matched_to + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern.iter().skip(p).all(|&c| c == '*')
-}
+pub use crate::wildcard::wildcard_match;
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::tree::{ArrayNode, Entry, EntryKind, MapNode, Node};
 use super::value::{describe_value, ScalarPattern};
-use super::wildcard::{has_wildcard, wildcard_match};
+use crate::wildcard::{has_wildcard, wildcard_match};
 
 /// Why a pattern did not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,16 +16,15 @@ mod eval;
 mod reference;
 mod tree;
 mod value;
-mod wildcard;
 
 #[cfg(test)]
 mod tests;
 
 use serde_json::Value;
 
+pub use crate::wildcard::{has_wildcard, wildcard_match};
 pub use anchor::{parse_anchor, Anchor, AnchorKind};
 pub use tree::MAX_DEPTH;
-pub use wildcard::{has_wildcard, wildcard_match};
 
 /// A pattern that cannot be used: unsupported anchor, malformed existence anchor, unresolvable
 /// `$(...)` reference, or nesting deeper than [`MAX_DEPTH`].

@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::anchor::{parse_anchor, AnchorKind};
 use super::value::ScalarPattern;
-use super::wildcard::has_wildcard;
 use super::PatternError;
+use crate::wildcard::has_wildcard;
 
 /// Deepest pattern nesting accepted. Real policies stay far below; the limit keeps compiling and
 /// evaluating (which recurse along the pattern) clear of the stack.

@@ -8,8 +8,8 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use super::wildcard::wildcard_match;
 use crate::quantity::{parse_duration, Quantity};
+use crate::wildcard::wildcard_match;
 
 /// A compiled scalar pattern (anything that is not an object or a list).
 #[derive(Debug, Clone)]

@@ -571,38 +571,9 @@ fn first_number(s: &str) -> Option<usize> {
 }
 
 fn matches_any(patterns: &[String], text: &str) -> bool {
-    patterns.iter().any(|p| glob(p, text))
-}
-
-/// Kyverno's wildcard match: `*` is any run of characters, `?` exactly one. Linear-time
-/// (remembers the last star instead of backtracking).
-fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(c) if *c == '?' || Some(c) == t.get(ti) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
+    patterns
+        .iter()
+        .any(|p| crate::wildcard::wildcard_match(p, text))
 }
 
 /// Kyverno's list of failed checks: `(Forbidden reason: …, field error list: […])` per

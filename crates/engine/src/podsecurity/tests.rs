@@ -499,20 +499,6 @@ fn exclusion_shapes_kyverno_accepts() {
 // Helpers and robustness
 
 #[test]
-fn wildcard_matching() {
-    assert!(glob("*", ""));
-    assert!(glob("nginx*", "nginx:1.25"));
-    assert!(!glob("nginx*", "docker.io/nginx"));
-    assert!(glob("redis:?", "redis:7"));
-    assert!(!glob("redis:?", "redis:72"));
-    assert!(glob(
-        "*a*a*a*b",
-        &"a".repeat(50).chars().chain(['b']).collect::<String>()
-    ));
-    assert!(!glob("*a*a*a*a*a*b", &"a".repeat(10_000)));
-}
-
-#[test]
 fn indices_become_stars() {
     assert_eq!(
         star_indices("spec.containers[10].ports[2].hostPort"),
@@ -564,11 +550,17 @@ fn deeply_nested_values_do_not_overflow_the_stack() {
 // ---------------------------------------------------------------------------------------------
 // Conformance: Kyverno policy library suites that use validate.podSecurity
 
+/// The corpus sits beside the repository (`../shared`); CI always has it, so its absence is a
+/// failure, not a skip.
 fn conformance_root() -> Option<PathBuf> {
     let root = std::env::var_os("BYLAW_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/conformance/kyverno-policies"));
-    root.is_dir().then_some(root)
+        .map(|d| PathBuf::from(d).join("kyverno-policies"))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/conformance/kyverno-policies")
+        });
+    assert!(root.is_dir(), "no conformance corpus at {}", root.display());
+    Some(root)
 }
 
 fn yaml_documents(path: &Path) -> Vec<Value> {

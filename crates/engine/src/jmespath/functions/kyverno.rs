@@ -212,35 +212,7 @@ fn regex_match(c: &mut Call<'_, '_, '_>) -> Out {
     Ok(Value::Bool(re.is_match(&src)))
 }
 
-/// Kyverno's wildcard match: `*` any run of characters, `?` exactly one.
-pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(pc) if *pc == '?' || Some(pc) == t.get(ti) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|ch| *ch == '*'))
-}
+pub(crate) use crate::wildcard::wildcard_match;
 
 fn pattern_match(c: &mut Call<'_, '_, '_>) -> Out {
     let pattern = c.str(0)?;
