@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use bylaw_engine::compile::CompiledPolicy;
-use bylaw_engine::engine::{report_status, validate_with_variables};
+use bylaw_engine::context::request_context;
+use bylaw_engine::engine::{mutate_policy, report_status, validate_with_variables};
 use bylaw_engine::request::{metadata_str, GroupVersionKind, Operation, Request, UserInfo};
+use bylaw_engine::response::PolicyResponse;
 use bylaw_engine::response::RuleStatus;
+use bylaw_engine::validate::apply_variables;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -112,6 +115,8 @@ struct Evaluated {
     resource_name: String,
     resource_namespace: String,
     rules: Vec<(String, RuleStatus, String)>,
+    /// The resource after this policy's mutations (and every earlier policy's).
+    patched: Value,
 }
 
 /// Runs one suite file.
@@ -194,9 +199,35 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        for policy in &bundle.policies {
+        // Kyverno's CLI order: every policy's mutations first (each sees the ones before),
+        // then validation of the mutated resource.
+        let mut current = object.clone();
+        for policy in bundle.policies.iter().filter(|p| p.has_mutate()) {
             let vars = values.request_variables(&policy.name, &name);
-            let request = build_request(object, &vars, &user, &values);
+            let request = build_request(&current, &vars, &user, &values);
+            let mut context = request_context(&request);
+            apply_variables(&mut context, &vars);
+            let (response, patched) = mutate_policy(
+                policy,
+                &request,
+                &current,
+                &mut context,
+                &values,
+                &bundle.exceptions,
+            );
+            current = patched;
+            evaluated.push(Evaluated {
+                policy_key: policy.key(),
+                resource_kind: kind.clone(),
+                resource_name: name.clone(),
+                resource_namespace: namespace.clone(),
+                rules: statuses(policy, &response),
+                patched: current.clone(),
+            });
+        }
+        for policy in bundle.policies.iter().filter(|p| p.has_validate()) {
+            let vars = values.request_variables(&policy.name, &name);
+            let request = build_request(&current, &vars, &user, &values);
             let response =
                 validate_with_variables(policy, &request, &vars, &values, &bundle.exceptions);
             evaluated.push(Evaluated {
@@ -204,11 +235,8 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
                 resource_kind: kind.clone(),
                 resource_name: name.clone(),
                 resource_namespace: namespace.clone(),
-                rules: response
-                    .rules
-                    .iter()
-                    .map(|r| (r.name.clone(), report_status(policy, r), r.message.clone()))
-                    .collect(),
+                rules: statuses(policy, &response),
+                patched: current.clone(),
             });
         }
     }
@@ -232,6 +260,11 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
         if expected.is_empty() {
             expected = field("status");
         }
+        let patched_file = ["patchedResource", "patchedResources"]
+            .iter()
+            .find_map(|k| get_ci(row, k).and_then(Value::as_str))
+            .filter(|f| !f.is_empty())
+            .map(|f| base.join(f));
         let mut names = bylaw_engine::matching::string_list(get_ci(row, "resources"));
         let single = field("resource");
         if names.is_empty() && !single.is_empty() {
@@ -251,12 +284,24 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
                     namespace: &namespace,
                     resource: &resource,
                     expected: &expected,
+                    patched_file: patched_file.clone(),
                 },
                 &bundle.unsupported,
             ));
         }
     }
     Ok(())
+}
+
+fn statuses(
+    policy: &CompiledPolicy,
+    response: &PolicyResponse,
+) -> Vec<(String, RuleStatus, String)> {
+    response
+        .rules
+        .iter()
+        .map(|r| (r.name.clone(), report_status(policy, r), r.message.clone()))
+        .collect()
 }
 
 fn merge_values(into: &mut Values, from: Values) {
@@ -309,6 +354,8 @@ struct RowKey<'a> {
     namespace: &'a str,
     resource: &'a str,
     expected: &'a str,
+    /// `patchedResource(s)`: a file holding the expected resource after mutation.
+    patched_file: Option<PathBuf>,
 }
 
 fn compare_row(
@@ -378,6 +425,30 @@ fn compare_row(
         };
         return row;
     }
+    if let Some(file) = &key.patched_file {
+        let mismatch = candidates
+            .iter()
+            .find_map(|c| compare_patched(&c.patched, file).err());
+        row.actual = found.first().map(|(_, s, _)| s.as_str().to_owned());
+        // For a mutation, `fail` expects the patched resource NOT to look like the file, as in
+        // Kyverno's CLI.
+        if key.expected == "fail" {
+            row.passed = mismatch.is_some() || row.actual.as_deref() == Some("fail");
+            row.reason = if row.passed {
+                "Ok (the patched resource differs, as expected)".to_owned()
+            } else {
+                format!(
+                    "want the patched resource to differ from {}",
+                    file.display()
+                )
+            };
+            return row;
+        }
+        if let Some(reason) = mismatch {
+            row.reason = reason;
+            return row;
+        }
+    }
     // Every matching response must agree with the expectation.
     for (_, status, message) in &found {
         row.actual = Some(status.as_str().to_owned());
@@ -391,6 +462,81 @@ fn compare_row(
     row.passed = true;
     row.reason = "Ok".to_owned();
     row
+}
+
+/// Compares a mutated resource with the expected one in `file` (the document with the same
+/// apiVersion, kind, namespace and name), ignoring nulls and empty maps and lists as Kyverno's
+/// CLI does. The error lists the JSON paths that differ.
+fn compare_patched(actual: &Value, file: &Path) -> Result<(), String> {
+    let docs = read_documents(file).map_err(|e| format!("{e:#}"))?;
+    let id = |v: &Value| {
+        (
+            v.get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            v.get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            metadata_str(v, "namespace").to_owned(),
+            metadata_str(v, "name").to_owned(),
+        )
+    };
+    let want_id = id(actual);
+    let expected = docs
+        .into_iter()
+        .map(|mut d| {
+            load::default_namespace(&mut d.value);
+            d.value
+        })
+        .find(|d| id(d) == want_id)
+        .ok_or_else(|| {
+            format!(
+                "{}: no {}/{} named {:?} to compare the patched resource with",
+                file.display(),
+                want_id.0,
+                want_id.1,
+                want_id.3
+            )
+        })?;
+    let (actual, expected) = (tidy(actual), tidy(&expected));
+    if actual == expected {
+        return Ok(());
+    }
+    let changes: Vec<String> = bylaw_engine::mutate::diff(&expected, &actual)
+        .iter()
+        .take(5)
+        .map(|op| serde_json::to_string(op).unwrap_or_default())
+        .collect();
+    Err(format!(
+        "patched resource differs from {} (expected → actual: {})",
+        file.display(),
+        changes.join(", ")
+    ))
+}
+
+/// Drops nulls and empty maps and lists, recursively.
+fn tidy(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), tidy(v)))
+                .filter(|(_, v)| !is_empty_value(v))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(tidy).collect()),
+        other => other.clone(),
+    }
+}
+
+fn is_empty_value(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
 }
 
 /// Counts of rows by outcome.

@@ -171,8 +171,9 @@ pub fn images_of(resource: &Value) -> Value {
     Value::Object(images)
 }
 
-/// Splits an image reference the way Kyverno reports it: default registry `docker.io`, default
-/// tag `latest` (unless a digest is given), single-segment Docker Hub paths under `library/`.
+/// Splits an image reference the way Kyverno's context reports it: default registry
+/// `docker.io`, default tag `latest` (unless a digest is given); the path is kept as written
+/// (`busybox`, not `library/busybox`), which policies that rebuild references rely on.
 pub fn image_info(image: &str) -> Option<Value> {
     if image.is_empty() || image.chars().any(char::is_whitespace) {
         return None;
@@ -212,11 +213,6 @@ pub fn image_info(image: &str) -> Option<Value> {
     };
     let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
     let reference_with_tag = format!("{registry}/{path}:{tag}");
-    let path = if path.contains('/') {
-        path
-    } else {
-        format!("library/{path}")
-    };
     let reference = if digest.is_empty() {
         format!("{registry}/{path}:{tag}")
     } else {
@@ -259,6 +255,168 @@ pub fn add_variable(doc: &mut Value, dotted: &str, value: Value) {
     }
 }
 
+/// Loads `context` entries into `ctx` in order; each may use the ones before it. Entries a values
+/// file already supplied are not looked up again; `variable` entries are always computed (they
+/// may build on supplied values). What the provider cannot offer stays unset.
+pub fn load_entries(
+    entries: &[Value],
+    ctx: &mut Value,
+    provider: &dyn ContextProvider,
+) -> Result<(), String> {
+    for entry in entries {
+        let Some(name) = entry.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let present = |k: &str| entry.get(k).filter(|v| !v.is_null());
+        if let Some(variable) = present("variable") {
+            if let Some(value) = load_variable(name, variable, ctx)? {
+                add_variable(ctx, name, value);
+            }
+            continue;
+        }
+        if ctx.get(name).is_some() {
+            continue;
+        }
+        let substitute = |v: &Value, ctx: &Value| {
+            crate::variables::substitute_all(v, ctx).map_err(|e| e.to_string())
+        };
+        let loaded = if let Some(cm) = present("configMap") {
+            let cm = substitute(cm, ctx)?;
+            let field = |k: &str| cm.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            provider
+                .config_map(&field("namespace"), &field("name"))
+                .map_err(|e| e.to_string())?
+        } else if let Some(call) = present("apiCall") {
+            let call = substitute(call, ctx)?;
+            let text = |k: &str| call.get(k).and_then(Value::as_str).map(str::to_owned);
+            let api_call = ApiCall {
+                url_path: text("urlPath"),
+                method: text("method").unwrap_or_else(|| "GET".to_owned()),
+                data: call
+                    .get("data")
+                    .and_then(Value::as_array)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(|d| {
+                                Some((d.get("key")?.as_str()?.to_owned(), d.get("value")?.clone()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                service_url: call
+                    .pointer("/service/url")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            };
+            match provider.api_call(&api_call).map_err(|e| e.to_string())? {
+                Some(data) => Some(apply_jmespath(&call, data)?),
+                None => None,
+            }
+        } else if let Some(global) = present("globalReference") {
+            let global = substitute(global, ctx)?;
+            let gname = global.get("name").and_then(Value::as_str).unwrap_or("");
+            match provider
+                .global_reference(gname)
+                .map_err(|e| e.to_string())?
+            {
+                Some(data) => Some(apply_jmespath(&global, data)?),
+                None => None,
+            }
+        } else if let Some(registry) = present("imageRegistry") {
+            let registry = substitute(registry, ctx)?;
+            let reference = registry
+                .get("reference")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            match provider.image_data(reference).map_err(|e| e.to_string())? {
+                Some(data) => Some(apply_jmespath(&registry, data)?),
+                None => None,
+            }
+        } else {
+            None
+        };
+        if let Some(value) = loaded {
+            add_variable(ctx, name, value);
+        }
+    }
+    Ok(())
+}
+
+/// A `variable` entry: a literal `value` (with variables substituted), optionally queried by
+/// `jmesPath`, falling back to `default` when the result is null or the query fails.
+fn load_variable(name: &str, variable: &Value, ctx: &Value) -> Result<Option<Value>, String> {
+    use crate::{jmespath, variables};
+    let default = variable.get("default").filter(|v| !v.is_null());
+    let jmes_path = variable.get("jmesPath").and_then(Value::as_str);
+    let value = variable.get("value").filter(|v| !v.is_null());
+    let result = match (value, jmes_path) {
+        (Some(value), path) => {
+            let value = variables::substitute_all(value, ctx).map_err(|e| e.to_string())?;
+            match path {
+                Some(p) => {
+                    let p = substitute_text(p, ctx)?;
+                    jmespath::compile(&p).and_then(|e| e.search(&value)).ok()
+                }
+                None => Some(value),
+            }
+        }
+        (None, Some(p)) => {
+            let p = substitute_text(p, ctx)?;
+            let expr = jmespath::compile(&p).map_err(|e| e.to_string())?;
+            expr.search(ctx).ok()
+        }
+        (None, None) => None,
+    };
+    match result {
+        Some(Value::Null) | None => match default {
+            Some(d) => Ok(Some(
+                variables::substitute_all(d, ctx).map_err(|e| e.to_string())?,
+            )),
+            None if jmes_path.is_some() && value.is_none() => Err(format!(
+                "failed to evaluate context variable {name}: the query returned no value and no default is set"
+            )),
+            None => Ok(result),
+        },
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+/// Applies an entry's optional `jmesPath` to data a provider returned; `default` when the
+/// result is null or the query fails.
+fn apply_jmespath(entry: &Value, data: Value) -> Result<Value, String> {
+    match entry
+        .get("jmesPath")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+    {
+        Some(path) => {
+            let expr = crate::jmespath::compile(path).map_err(|e| e.to_string())?;
+            match expr.search(&data) {
+                Ok(Value::Null) | Err(_) => match entry.get("default") {
+                    Some(d) if !d.is_null() => Ok(d.clone()),
+                    _ => Ok(Value::Null),
+                },
+                Ok(v) => Ok(v),
+            }
+        }
+        None => Ok(data),
+    }
+}
+
+/// Substitutes `{{ }}` in a string that must stay a string (list expressions, JMESPath
+/// queries, messages).
+pub fn substitute_text(text: &str, ctx: &Value) -> Result<String, String> {
+    if !text.contains("{{") {
+        return Ok(text.to_owned());
+    }
+    match crate::variables::substitute_str(text, ctx) {
+        Ok(Value::String(s)) => Ok(s),
+        Ok(other) => Ok(other.to_string()),
+        Err(e) => Err(format!("variable substitution failed: {e}")),
+    }
+}
+
 /// Namespace labels as a context-friendly map.
 pub fn labels_value(labels: &BTreeMap<String, String>) -> Value {
     Value::Object(
@@ -278,10 +436,10 @@ mod tests {
     fn image_references_split_like_kyverno() {
         let nginx = image_info("nginx").unwrap();
         assert_eq!(nginx["registry"], "docker.io");
-        assert_eq!(nginx["path"], "library/nginx");
+        assert_eq!(nginx["path"], "nginx");
         assert_eq!(nginx["name"], "nginx");
         assert_eq!(nginx["tag"], "latest");
-        assert_eq!(nginx["reference"], "docker.io/library/nginx:latest");
+        assert_eq!(nginx["reference"], "docker.io/nginx:latest");
         assert_eq!(nginx["referenceWithTag"], "docker.io/nginx:latest");
 
         let ghcr = image_info("ghcr.io/org/app:1.2@sha256:abc").unwrap();

@@ -117,3 +117,163 @@ pub fn effective_action(
     }
     overridden(&policy.action_overrides).unwrap_or(policy.validation_failure_action)
 }
+
+/// The result of running every mutate rule of a policy set against a request.
+#[derive(Debug, Clone)]
+pub struct MutationResult {
+    pub responses: Vec<PolicyResponse>,
+    /// The object after every applied mutation (the request's object when nothing applied).
+    pub patched: Value,
+    /// A minimal RFC 6902 patch from the request's object to `patched`.
+    pub patch: Vec<crate::mutate::PatchOperation>,
+}
+
+impl PolicySet {
+    /// Runs the mutate rules of every policy, in order; later rules and policies see earlier
+    /// mutations, as in Kyverno's admission flow.
+    pub fn mutate(&self, request: &Request, provider: &dyn ContextProvider) -> MutationResult {
+        let mut context = request_context(request);
+        let mut current = request.object.clone();
+        let mut responses = Vec::new();
+        for policy in self.policies.iter().filter(|p| p.has_mutate()) {
+            let (response, patched) = mutate_policy(
+                policy,
+                request,
+                &current,
+                &mut context,
+                provider,
+                &self.exceptions,
+            );
+            current = patched;
+            responses.push(response);
+        }
+        let patch = crate::mutate::diff(&request.object, &current);
+        MutationResult {
+            responses,
+            patched: current,
+            patch,
+        }
+    }
+}
+
+/// Runs one policy's mutate rules against `object` (the request's object with earlier
+/// mutations applied). `context` is the request's context document; its `request.object` follows
+/// the mutations. Returns the responses and the mutated object.
+pub fn mutate_policy(
+    policy: &CompiledPolicy,
+    request: &Request,
+    object: &Value,
+    context: &mut Value,
+    provider: &dyn ContextProvider,
+    exceptions: &[CompiledException],
+) -> (PolicyResponse, Value) {
+    use crate::compile::RuleBody;
+    use crate::mutate::{mutate_rule, MutateStatus, ProviderEnv};
+    use crate::response::RuleType;
+    use crate::validate::{check_conditions, policy_applies, rule_selects};
+
+    let mut current = object.clone();
+    let mut rules = Vec::new();
+    // Matching looks at the object as mutated so far.
+    let mut view = request.clone();
+    view.object = current.clone();
+    if policy_applies(policy, &view) {
+        for rule in &policy.rules {
+            let RuleBody::Mutate(mutate) = &rule.body else {
+                continue;
+            };
+            // Mutate-existing rules act on other resources in the background, not on this one.
+            if mutate.get("targets").is_some_and(|t| !t.is_null()) {
+                continue;
+            }
+            if !rule_selects(rule, &view) {
+                continue;
+            }
+            if let Some(exception) = exceptions.iter().find(|e| {
+                matches!(
+                    e.applies(policy, rule, &view, context),
+                    crate::exceptions::ExceptionVerdict::Skip
+                        | crate::exceptions::ExceptionVerdict::PodSecurity(_)
+                )
+            }) {
+                let mut skipped = RuleResponse::new(
+                    &rule.name,
+                    RuleType::Mutation,
+                    RuleStatus::Skip,
+                    format!("rule skipped due to policy exception {}", exception.key()),
+                );
+                skipped.exception = Some(exception.key());
+                rules.push(skipped);
+                continue;
+            }
+            let mut rule_ctx = context.clone();
+            let prepared = prepare_rule_context(&mut rule_ctx, policy, rule, provider);
+            let response = match prepared {
+                Err(e) => RuleResponse::new(
+                    &rule.name,
+                    RuleType::Mutation,
+                    RuleStatus::Error,
+                    format!("failed to load context: {e}"),
+                ),
+                Ok(()) => match rule
+                    .preconditions
+                    .as_ref()
+                    .map(|p| check_conditions(p, &rule_ctx))
+                {
+                    Some(Err(e)) => RuleResponse::new(
+                        &rule.name,
+                        RuleType::Mutation,
+                        RuleStatus::Error,
+                        format!("failed to evaluate preconditions: {e}"),
+                    ),
+                    Some(Ok((false, _))) => RuleResponse::new(
+                        &rule.name,
+                        RuleType::Mutation,
+                        RuleStatus::Skip,
+                        "preconditions not met".to_owned(),
+                    ),
+                    _ => {
+                        let outcome =
+                            mutate_rule(mutate, &current, &mut rule_ctx, &ProviderEnv(provider));
+                        let status = match outcome.status {
+                            MutateStatus::Pass => RuleStatus::Pass,
+                            MutateStatus::Skip => RuleStatus::Skip,
+                            MutateStatus::Error => RuleStatus::Error,
+                            MutateStatus::Fail => RuleStatus::Fail,
+                        };
+                        if let Some(patched) = outcome.patched {
+                            current = patched;
+                            crate::mutate::set_request_object(context, &current);
+                            view.object = current.clone();
+                        }
+                        RuleResponse::new(&rule.name, RuleType::Mutation, status, outcome.message)
+                    }
+                },
+            };
+            rules.push(response);
+        }
+    }
+    (
+        PolicyResponse {
+            policy: policy.name.clone(),
+            policy_namespace: policy.namespace.clone(),
+            rules,
+        },
+        current,
+    )
+}
+
+/// Values-file stand-ins first, then the rule's own context entries.
+fn prepare_rule_context(
+    ctx: &mut Value,
+    policy: &CompiledPolicy,
+    rule: &crate::compile::CompiledRule,
+    provider: &dyn ContextProvider,
+) -> Result<(), String> {
+    if let Some(values) = provider.rule_values(&policy.name, &rule.name) {
+        for (key, value) in values {
+            crate::context::add_variable(ctx, key, value.clone());
+        }
+    }
+    crate::context::load_entries(&rule.context, ctx, provider)
+}

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod exceptions;
 pub mod jmespath;
 pub mod matching;
+pub mod mutate;
 pub mod pattern;
 pub mod podsecurity;
 pub mod quantity;

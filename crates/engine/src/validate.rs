@@ -10,7 +10,7 @@ use crate::compile::{
     RawCondition, RuleBody, ValidateCheck, ValidateRule,
 };
 use crate::conditions::{self, Condition};
-use crate::context::{add_variable, ContextProvider};
+use crate::context::{add_variable, substitute_text, ContextProvider};
 use crate::exceptions::{CompiledException, ExceptionVerdict};
 use crate::pattern::{Pattern, PatternOutcome};
 use crate::podsecurity;
@@ -238,146 +238,14 @@ impl RuleScope<'_, '_> {
         }
     }
 
-    /// Loads context entries in order; each may use the ones before it.
+    /// Loads context entries in order; each may use the ones before it. The shared base
+    /// document is only copied when there is something to load.
     fn load_context(&mut self, entries: &[Value]) -> Result<(), String> {
-        for entry in entries {
-            let Some(name) = entry.get("name").and_then(Value::as_str) else {
-                continue;
-            };
-            if let Some(variable) = entry.get("variable").filter(|v| !v.is_null()) {
-                let value = self.load_variable(name, variable)?;
-                if let Some(value) = value {
-                    add_variable(self.ctx_mut(), name, value);
-                }
-                continue;
-            }
-            // Entries already supplied (values files) are not looked up again.
-            if self.ctx().get(name).is_some() {
-                continue;
-            }
-            let loaded = if let Some(cm) = entry.get("configMap").filter(|v| !v.is_null()) {
-                let cm = variables::substitute_all(cm, self.ctx()).map_err(|e| e.to_string())?;
-                let field = |k: &str| cm.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-                self.eval
-                    .provider
-                    .config_map(&field("namespace"), &field("name"))
-                    .map_err(|e| e.to_string())?
-            } else if let Some(call) = entry.get("apiCall").filter(|v| !v.is_null()) {
-                let call =
-                    variables::substitute_all(call, self.ctx()).map_err(|e| e.to_string())?;
-                let api_call = crate::context::ApiCall {
-                    url_path: call
-                        .get("urlPath")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                    method: call
-                        .get("method")
-                        .and_then(Value::as_str)
-                        .unwrap_or("GET")
-                        .to_owned(),
-                    data: call
-                        .get("data")
-                        .and_then(Value::as_array)
-                        .map(|items| {
-                            items
-                                .iter()
-                                .filter_map(|d| {
-                                    Some((
-                                        d.get("key")?.as_str()?.to_owned(),
-                                        d.get("value")?.clone(),
-                                    ))
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    service_url: call
-                        .pointer("/service/url")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                };
-                let response = self
-                    .eval
-                    .provider
-                    .api_call(&api_call)
-                    .map_err(|e| e.to_string())?;
-                match response {
-                    Some(data) => Some(apply_jmespath(&call, data)?),
-                    None => None,
-                }
-            } else if let Some(global) = entry.get("globalReference").filter(|v| !v.is_null()) {
-                let global =
-                    variables::substitute_all(global, self.ctx()).map_err(|e| e.to_string())?;
-                let gname = global.get("name").and_then(Value::as_str).unwrap_or("");
-                match self
-                    .eval
-                    .provider
-                    .global_reference(gname)
-                    .map_err(|e| e.to_string())?
-                {
-                    Some(data) => Some(apply_jmespath(&global, data)?),
-                    None => None,
-                }
-            } else if let Some(registry) = entry.get("imageRegistry").filter(|v| !v.is_null()) {
-                let registry =
-                    variables::substitute_all(registry, self.ctx()).map_err(|e| e.to_string())?;
-                let reference = registry
-                    .get("reference")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                match self
-                    .eval
-                    .provider
-                    .image_data(reference)
-                    .map_err(|e| e.to_string())?
-                {
-                    Some(data) => Some(apply_jmespath(&registry, data)?),
-                    None => None,
-                }
-            } else {
-                None
-            };
-            if let Some(value) = loaded {
-                add_variable(self.ctx_mut(), name, value);
-            }
+        if entries.is_empty() {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    /// A `variable` entry: a literal `value` (with variables substituted), optionally queried by
-    /// `jmesPath`, falling back to `default` when the result is null or the query fails.
-    fn load_variable(&self, name: &str, variable: &Value) -> Result<Option<Value>, String> {
-        let default = variable.get("default").filter(|v| !v.is_null());
-        let jmes_path = variable.get("jmesPath").and_then(Value::as_str);
-        let value = variable.get("value").filter(|v| !v.is_null());
-        let result = match (value, jmes_path) {
-            (Some(value), path) => {
-                let value =
-                    variables::substitute_all(value, self.ctx()).map_err(|e| e.to_string())?;
-                match path {
-                    Some(p) => {
-                        let p = substitute_text(p, self.ctx())?;
-                        jmespath::compile(&p).and_then(|e| e.search(&value)).ok()
-                    }
-                    None => Some(value),
-                }
-            }
-            (None, Some(p)) => {
-                let p = substitute_text(p, self.ctx())?;
-                let expr = jmespath::compile(&p).map_err(|e| e.to_string())?;
-                expr.search(self.ctx()).ok()
-            }
-            (None, None) => None,
-        };
-        match result {
-            Some(Value::Null) | None => match default {
-                Some(d) => Ok(Some(variables::substitute_all(d, self.ctx()).map_err(|e| e.to_string())?)),
-                None if jmes_path.is_some() && value.is_none() => Err(format!(
-                    "failed to evaluate context variable {name}: the query returned no value and no default is set"
-                )),
-                None => Ok(result),
-            },
-            Some(v) => Ok(Some(v)),
-        }
+        let provider = self.eval.provider;
+        crate::context::load_entries(entries, self.ctx_mut(), provider)
     }
 
     fn check(
@@ -631,37 +499,6 @@ enum CheckResult {
         detail: Option<String>,
         path: Option<String>,
     },
-}
-
-fn substitute_text(text: &str, ctx: &Value) -> Result<String, String> {
-    if !text.contains("{{") {
-        return Ok(text.to_owned());
-    }
-    match variables::substitute_str(text, ctx) {
-        Ok(Value::String(s)) => Ok(s),
-        Ok(other) => Ok(other.to_string()),
-        Err(e) => Err(format!("variable substitution failed: {e}")),
-    }
-}
-
-fn apply_jmespath(entry: &Value, data: Value) -> Result<Value, String> {
-    match entry
-        .get("jmesPath")
-        .and_then(Value::as_str)
-        .filter(|p| !p.is_empty())
-    {
-        Some(path) => {
-            let expr = jmespath::compile(path).map_err(|e| e.to_string())?;
-            match expr.search(&data) {
-                Ok(Value::Null) | Err(_) => match entry.get("default") {
-                    Some(d) if !d.is_null() => Ok(d.clone()),
-                    _ => Ok(Value::Null),
-                },
-                Ok(v) => Ok(v),
-            }
-        }
-        None => Ok(data),
-    }
 }
 
 /// Evaluates an any/all block after substituting variables in keys and values. Unresolvable

@@ -1,0 +1,580 @@
+//! A mutate rule applied to one resource: variable substitution, the patch, `foreach` and
+//! `targets`, with Kyverno's statuses and messages.
+//!
+//! The caller drives the policy: it matches the rule, loads the rule's `context`, checks its
+//! `preconditions`, then calls [`mutate_rule`] with the current resource and the context
+//! document. On `Pass` the context's `request.object` is updated to the mutated resource, so
+//! the next rule of the policy sees the earlier mutations.
+
+use serde_json::Value;
+
+use super::{json6902, strategic_merge};
+use crate::compile::compile_conditions;
+use crate::context::{add_variable, load_entries, ContextProvider, NoContext};
+use crate::pattern::wildcard_match;
+use crate::validate::check_conditions;
+use crate::{jmespath, variables};
+
+/// What the rule needs from the surrounding engine.
+pub trait MutateEnv {
+    /// Substitutes `{{ }}` variables in `value`, which sits at JSON pointer `at` within the
+    /// rule (for `{{@}}`), against `ctx`.
+    fn substitute(&self, value: &Value, at: &str, ctx: &Value) -> Result<Value, String>;
+
+    /// Evaluates a `foreach.list` expression against `ctx`; missing data is `null`.
+    fn query(&self, expression: &str, ctx: &Value) -> Result<Value, String>;
+
+    /// Loads `context` entries (of a foreach entry or a target) into `ctx`.
+    fn load_context(&self, entries: &[Value], ctx: &mut Value) -> Result<(), String>;
+
+    /// Evaluates a `preconditions` block (`any`/`all`, or the old plain list) against `ctx`:
+    /// whether it holds, and the message of the deciding conditions.
+    fn preconditions(&self, block: &Value, ctx: &Value) -> Result<(bool, Option<String>), String>;
+}
+
+/// A [`MutateEnv`] from the engine's own modules: variables, JMESPath and conditions.
+/// Context entries: only `variable` entries are loaded; lookups that need the outside world
+/// (`configMap`, `apiCall`, …) are left unset, as offline evaluation does.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StandardEnv;
+
+impl MutateEnv for StandardEnv {
+    fn substitute(&self, value: &Value, at: &str, ctx: &Value) -> Result<Value, String> {
+        ProviderEnv(&NoContext).substitute(value, at, ctx)
+    }
+
+    fn query(&self, expression: &str, ctx: &Value) -> Result<Value, String> {
+        ProviderEnv(&NoContext).query(expression, ctx)
+    }
+
+    fn load_context(&self, entries: &[Value], ctx: &mut Value) -> Result<(), String> {
+        ProviderEnv(&NoContext).load_context(entries, ctx)
+    }
+
+    fn preconditions(&self, block: &Value, ctx: &Value) -> Result<(bool, Option<String>), String> {
+        ProviderEnv(&NoContext).preconditions(block, ctx)
+    }
+}
+
+/// The engine's environment for mutation: variables, JMESPath, context entries through a
+/// [`ContextProvider`] and conditions, shared with validation.
+pub struct ProviderEnv<'a>(pub &'a dyn ContextProvider);
+
+impl MutateEnv for ProviderEnv<'_> {
+    fn substitute(&self, value: &Value, at: &str, ctx: &Value) -> Result<Value, String> {
+        variables::Substitution::new(ctx)
+            .at(at)
+            .value(value)
+            .map_err(|e| e.to_string())
+    }
+
+    fn query(&self, expression: &str, ctx: &Value) -> Result<Value, String> {
+        let compiled = jmespath::compile(expression).map_err(|e| e.to_string())?;
+        match compiled.search(ctx) {
+            Ok(value) => Ok(value),
+            Err(e) if e.is_not_found() => Ok(Value::Null),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn load_context(&self, entries: &[Value], ctx: &mut Value) -> Result<(), String> {
+        load_entries(entries, ctx, self.0)
+    }
+
+    fn preconditions(&self, block: &Value, ctx: &Value) -> Result<(bool, Option<String>), String> {
+        let compiled =
+            compile_conditions(Some(block), "preconditions").map_err(|e| e.to_string())?;
+        match compiled {
+            Some(block) => check_conditions(&block, ctx),
+            None => Ok((true, None)),
+        }
+    }
+}
+
+/// Puts `resource` at `request.object` in the context document.
+pub fn set_request_object(ctx: &mut Value, resource: &Value) {
+    add_variable(ctx, "request.object", resource.clone());
+}
+
+/// The outcome of a mutate rule, as Kyverno reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MutateStatus {
+    Pass,
+    Skip,
+    Error,
+    Fail,
+}
+
+/// Status, message and, on `Pass`, the mutated resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MutateOutcome {
+    pub status: MutateStatus,
+    pub message: String,
+    pub patched: Option<Value>,
+}
+
+impl MutateOutcome {
+    fn pass(patched: Value) -> Self {
+        MutateOutcome {
+            status: MutateStatus::Pass,
+            message: success_message(&patched),
+            patched: Some(patched),
+        }
+    }
+
+    fn skip(message: impl Into<String>) -> Self {
+        MutateOutcome {
+            status: MutateStatus::Skip,
+            message: message.into(),
+            patched: None,
+        }
+    }
+
+    fn error(message: impl Into<String>) -> Self {
+        MutateOutcome {
+            status: MutateStatus::Error,
+            message: message.into(),
+            patched: None,
+        }
+    }
+}
+
+/// Kyverno's message for an applied mutation: `mutated Pod/name in namespace ns`.
+pub fn success_message(resource: &Value) -> String {
+    let text = |pointer: &str| {
+        resource
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let (kind, name, namespace) = (
+        text("/kind"),
+        text("/metadata/name"),
+        text("/metadata/namespace"),
+    );
+    if namespace.is_empty() {
+        format!("mutated {kind}/{name}")
+    } else {
+        format!("mutated {kind}/{name} in namespace {namespace}")
+    }
+}
+
+/// Applies one mutate rule (`mutate` is the rule's `mutate` object) to `resource`.
+///
+/// `ctx` is the context document with the rule's own `context` loaded; its `request.object`
+/// should be `resource`. On `Pass` it is updated to the mutated resource.
+pub fn mutate_rule(
+    mutate: &Value,
+    resource: &Value,
+    ctx: &mut Value,
+    env: &dyn MutateEnv,
+) -> MutateOutcome {
+    let outcome = apply_rule(mutate, resource, ctx, env);
+    if let Some(patched) = &outcome.patched {
+        set_request_object(ctx, patched);
+    }
+    outcome
+}
+
+fn apply_rule(
+    mutate: &Value,
+    resource: &Value,
+    ctx: &mut Value,
+    env: &dyn MutateEnv,
+) -> MutateOutcome {
+    match mutate.get("foreach").and_then(Value::as_array) {
+        Some(entries) => {
+            let step = foreach(entries, resource, ctx, 0, "/mutate/foreach", env);
+            match step.status {
+                MutateStatus::Pass => MutateOutcome::pass(step.resource),
+                MutateStatus::Skip => MutateOutcome::skip(step.message),
+                _ => MutateOutcome::error(step.message),
+            }
+        }
+        None => {
+            let step = patch_once(mutate, "/mutate", resource, ctx, env);
+            match step.status {
+                MutateStatus::Pass => MutateOutcome::pass(step.resource),
+                MutateStatus::Skip => MutateOutcome::skip(step.message),
+                _ => MutateOutcome::error(step.message),
+            }
+        }
+    }
+}
+
+/// An intermediate result: the resource after the step (unchanged unless `Pass`).
+struct Step {
+    status: MutateStatus,
+    resource: Value,
+    message: String,
+}
+
+impl Step {
+    fn error(resource: &Value, message: String) -> Self {
+        Step {
+            status: MutateStatus::Error,
+            resource: resource.clone(),
+            message,
+        }
+    }
+}
+
+/// Substitutes and applies the patch of a `mutate` object or a foreach entry.
+fn patch_once(
+    section: &Value,
+    at: &str,
+    resource: &Value,
+    ctx: &Value,
+    env: &dyn MutateEnv,
+) -> Step {
+    let overlay = section.get("patchStrategicMerge").filter(|v| !v.is_null());
+    let json_patch = section
+        .get("patchesJson6902")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let patched = if let Some(overlay) = overlay {
+        let overlay = match env.substitute(overlay, &format!("{at}/patchStrategicMerge"), ctx) {
+            Ok(v) => v,
+            Err(e) => return Step::error(resource, format!("variable substitution failed: {e}")),
+        };
+        strategic_merge(resource, &overlay)
+    } else if let Some(text) = json_patch {
+        let text = match env.substitute(
+            &Value::String(text.to_owned()),
+            &format!("{at}/patchesJson6902"),
+            ctx,
+        ) {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(e) => return Step::error(resource, format!("variable substitution failed: {e}")),
+        };
+        json6902(resource, &text)
+    } else {
+        return Step::error(resource, "empty mutate rule".to_owned());
+    };
+    match patched {
+        Err(e) => Step::error(resource, format!("failed to patch resource: {e}")),
+        Ok(patched) if patched == *resource => Step {
+            status: MutateStatus::Skip,
+            resource: patched,
+            message: "no patches applied".to_owned(),
+        },
+        Ok(patched) => Step {
+            status: MutateStatus::Pass,
+            resource: patched,
+            message: "resource patched".to_owned(),
+        },
+    }
+}
+
+/// A list of foreach entries at one nesting level.
+fn foreach(
+    entries: &[Value],
+    resource: &Value,
+    ctx: &mut Value,
+    nesting: usize,
+    at: &str,
+    env: &dyn MutateEnv,
+) -> Step {
+    let mut current = resource.clone();
+    let mut applied = 0usize;
+    for (position, entry) in entries.iter().enumerate() {
+        let list = entry
+            .get("list")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let elements = match env.query(list, ctx) {
+            Ok(Value::Array(items)) => items,
+            Ok(other) => vec![other],
+            Err(e) => return Step::error(resource, format!("failed to evaluate list {list}: {e}")),
+        };
+        let step = foreach_elements(
+            entry,
+            &elements,
+            &current,
+            ctx,
+            nesting,
+            &format!("{at}/{position}"),
+            env,
+        );
+        match step.status {
+            MutateStatus::Error | MutateStatus::Fail => {
+                return Step::error(
+                    resource,
+                    format!("failed to mutate elements: {}", step.message),
+                )
+            }
+            MutateStatus::Skip => {}
+            MutateStatus::Pass => {
+                applied += 1;
+                current = step.resource;
+                set_request_object(ctx, &current);
+            }
+        }
+    }
+    Step {
+        status: if applied == 0 {
+            MutateStatus::Skip
+        } else {
+            MutateStatus::Pass
+        },
+        resource: current,
+        message: format!("{applied} elements processed"),
+    }
+}
+
+/// Whether a foreach entry walks its list backwards: by default for strategic merge patches
+/// (kustomize applies them in reverse), else as `order` says.
+fn descending(entry: &Value) -> bool {
+    match entry.get("order").and_then(Value::as_str) {
+        Some(order) => order == "Descending",
+        None => entry
+            .get("patchStrategicMerge")
+            .is_some_and(|v| !v.is_null()),
+    }
+}
+
+fn foreach_elements(
+    entry: &Value,
+    elements: &[Value],
+    resource: &Value,
+    ctx: &Value,
+    nesting: usize,
+    at: &str,
+    env: &dyn MutateEnv,
+) -> Step {
+    let mut order: Vec<usize> = (0..elements.len()).collect();
+    if descending(entry) {
+        order.reverse();
+    }
+    let no_entries = Vec::new();
+    let context_entries = entry
+        .get("context")
+        .and_then(Value::as_array)
+        .unwrap_or(&no_entries);
+    let mut current = resource.clone();
+    for index in order {
+        let Some(element) = elements.get(index).filter(|e| !e.is_null()) else {
+            continue;
+        };
+        let mut element_ctx = ctx.clone();
+        for (name, value) in [
+            ("element".to_owned(), element.clone()),
+            (format!("element{nesting}"), element.clone()),
+            ("elementIndex".to_owned(), Value::from(index)),
+            (format!("elementIndex{nesting}"), Value::from(index)),
+        ] {
+            add_variable(&mut element_ctx, &name, value);
+        }
+        if let Err(e) = env.load_context(context_entries, &mut element_ctx) {
+            return Step::error(
+                resource,
+                format!("failed to load to mutate.foreach[{index}].context: {e}"),
+            );
+        }
+        if let Some(block) = entry.get("preconditions").filter(|v| !v.is_null()) {
+            match env.preconditions(block, &element_ctx) {
+                Err(e) => {
+                    return Step::error(
+                        resource,
+                        format!("failed to evaluate mutate.foreach[{index}].preconditions: {e}"),
+                    )
+                }
+                Ok((false, _)) => continue,
+                Ok((true, _)) => {}
+            }
+        }
+        let step = match entry.get("foreach").and_then(Value::as_array) {
+            Some(nested) => foreach(
+                nested,
+                &current,
+                &mut element_ctx,
+                nesting + 1,
+                &format!("{at}/foreach"),
+                env,
+            ),
+            None => patch_once(entry, at, &current, &element_ctx, env),
+        };
+        match step.status {
+            MutateStatus::Error | MutateStatus::Fail => return step,
+            MutateStatus::Pass => current = step.resource,
+            MutateStatus::Skip => {}
+        }
+    }
+    if current != *resource {
+        Step {
+            status: MutateStatus::Pass,
+            resource: current,
+            message: String::new(),
+        }
+    } else {
+        Step {
+            status: MutateStatus::Skip,
+            resource: current,
+            message: "no patches applied".to_owned(),
+        }
+    }
+}
+
+/// The outcome for one target of a mutate-existing rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetOutcome {
+    /// The target before mutation; `None` for an error not tied to one target.
+    pub target: Option<Value>,
+    pub outcome: MutateOutcome,
+}
+
+/// Applies a mutate-existing rule (`mutate.targets`) to the matching `candidates` (the
+/// resources that exist, e.g. a test's `targetResources`). Each target is exposed as `target`
+/// in its own copy of `ctx`, gets its `context` and `preconditions`, and is mutated by the
+/// rule's patch or foreach. A namespaced policy only reaches targets in its namespace.
+pub fn mutate_existing(
+    mutate: &Value,
+    candidates: &[Value],
+    policy_namespace: Option<&str>,
+    ctx: &Value,
+    env: &dyn MutateEnv,
+) -> Vec<TargetOutcome> {
+    let mut results = Vec::new();
+    let no_targets = Vec::new();
+    let targets = mutate
+        .get("targets")
+        .and_then(Value::as_array)
+        .unwrap_or(&no_targets);
+    for (position, spec) in targets.iter().enumerate() {
+        let mut selector = spec.clone();
+        if let Value::Object(map) = &mut selector {
+            map.shift_remove("context");
+            map.shift_remove("preconditions");
+        }
+        let selector = match env.substitute(&selector, &format!("/mutate/targets/{position}"), ctx)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                results.push(TargetOutcome {
+                    target: None,
+                    outcome: MutateOutcome::error(format!(
+                        "failed to substitute variables in target[{position}]: {e}"
+                    )),
+                });
+                continue;
+            }
+        };
+        for candidate in candidates
+            .iter()
+            .filter(|c| target_selected(&selector, c, policy_namespace))
+        {
+            let outcome = mutate_target(mutate, spec, candidate, ctx, env);
+            results.push(TargetOutcome {
+                target: Some(candidate.clone()),
+                outcome,
+            });
+        }
+    }
+    results
+}
+
+fn mutate_target(
+    mutate: &Value,
+    spec: &Value,
+    target: &Value,
+    ctx: &Value,
+    env: &dyn MutateEnv,
+) -> MutateOutcome {
+    let mut target_ctx = ctx.clone();
+    add_variable(&mut target_ctx, "target", target.clone());
+    let no_entries = Vec::new();
+    let entries = spec
+        .get("context")
+        .and_then(Value::as_array)
+        .unwrap_or(&no_entries);
+    if let Err(e) = env.load_context(entries, &mut target_ctx) {
+        return MutateOutcome::error(format!("failed to load context: {e}"));
+    }
+    if let Some(block) = spec.get("preconditions").filter(|v| !v.is_null()) {
+        match env.preconditions(block, &target_ctx) {
+            Err(e) => {
+                return MutateOutcome::error(format!("failed to evaluate preconditions: {e}"))
+            }
+            Ok((false, message)) => {
+                let text = match message.filter(|m| !m.is_empty()) {
+                    Some(m) => format!("preconditions not met; {m}"),
+                    None => "preconditions not met".to_owned(),
+                };
+                return MutateOutcome::skip(text);
+            }
+            Ok((true, _)) => {}
+        }
+    }
+    apply_rule(mutate, target, &mut target_ctx, env)
+}
+
+/// Whether `resource` is selected by a (substituted) target spec: apiVersion and kind, name
+/// and namespace with wildcards, and a label selector.
+fn target_selected(spec: &Value, resource: &Value, policy_namespace: Option<&str>) -> bool {
+    let text = |v: &Value, pointer: &str| {
+        v.pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let api_version = text(spec, "/apiVersion");
+    if !api_version.is_empty() && api_version != text(resource, "/apiVersion") {
+        return false;
+    }
+    let kind = text(spec, "/kind");
+    if !kind.is_empty() && kind != text(resource, "/kind") {
+        return false;
+    }
+    let namespace = match policy_namespace {
+        Some(ns) => ns.to_owned(),
+        None => text(spec, "/namespace"),
+    };
+    let name = text(spec, "/name");
+    let (res_namespace, res_name) = (
+        text(resource, "/metadata/namespace"),
+        text(resource, "/metadata/name"),
+    );
+    if !namespace.is_empty() && !wildcard_match(&namespace, &res_namespace) {
+        return false;
+    }
+    if !name.is_empty() && !wildcard_match(&name, &res_name) {
+        return false;
+    }
+    match spec.get("selector").filter(|s| !s.is_null()) {
+        Some(selector) => labels_match(selector, resource.pointer("/metadata/labels")),
+        None => true,
+    }
+}
+
+fn labels_match(selector: &Value, labels: Option<&Value>) -> bool {
+    let label = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
+    if let Some(match_labels) = selector.get("matchLabels").and_then(Value::as_object) {
+        if match_labels.iter().any(|(k, v)| label(k) != v.as_str()) {
+            return false;
+        }
+    }
+    let no_expressions = Vec::new();
+    let expressions = selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .unwrap_or(&no_expressions);
+    expressions.iter().all(|expression| {
+        let key = expression
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let values: Vec<&str> = expression
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        match expression.get("operator").and_then(Value::as_str) {
+            Some("In") => label(key).is_some_and(|v| values.contains(&v)),
+            Some("NotIn") => label(key).is_none_or(|v| !values.contains(&v)),
+            Some("Exists") => label(key).is_some(),
+            Some("DoesNotExist") => label(key).is_none(),
+            _ => false,
+        }
+    })
+}
