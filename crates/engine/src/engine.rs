@@ -27,24 +27,40 @@ impl PolicySet {
         }
     }
 
-    /// Runs every policy's validate rules against the request.
+    /// Runs every policy's validate rules against the request, sharing one context document.
     pub fn validate(
         &self,
         request: &Request,
         provider: &dyn ContextProvider,
     ) -> Vec<PolicyResponse> {
-        let context = request_context(request);
+        let mut context = request_context(request);
         self.policies
             .iter()
             .filter(|p| p.has_validate())
             .map(|policy| {
-                validate_with_context(policy, request, &context, provider, &self.exceptions)
+                validate_with_context_mut(policy, request, &mut context, provider, &self.exceptions)
             })
             .collect()
     }
 }
 
-/// Runs one policy's validate rules with a prepared context document.
+/// Runs one policy's validate rules with a prepared context document (left as it was found).
+pub fn validate_with_context_mut(
+    policy: &CompiledPolicy,
+    request: &Request,
+    context: &mut Value,
+    provider: &dyn ContextProvider,
+    exceptions: &[CompiledException],
+) -> PolicyResponse {
+    let eval = Evaluation {
+        request,
+        provider,
+        exceptions,
+    };
+    validate_policy(policy, &eval, context)
+}
+
+/// Runs one policy's validate rules with a prepared context document, working on a copy.
 pub fn validate_with_context(
     policy: &CompiledPolicy,
     request: &Request,
@@ -52,13 +68,8 @@ pub fn validate_with_context(
     provider: &dyn ContextProvider,
     exceptions: &[CompiledException],
 ) -> PolicyResponse {
-    let eval = Evaluation {
-        request,
-        context,
-        provider,
-        exceptions,
-    };
-    validate_policy(policy, &eval)
+    let mut context = context.clone();
+    validate_with_context_mut(policy, request, &mut context, provider, exceptions)
 }
 
 /// Runs one policy's validate rules with extra request variables (values files, `--set`).
@@ -71,7 +82,7 @@ pub fn validate_with_variables(
 ) -> PolicyResponse {
     let mut context = request_context(request);
     apply_variables(&mut context, variables);
-    validate_with_context(policy, request, &context, provider, exceptions)
+    validate_with_context_mut(policy, request, &mut context, provider, exceptions)
 }
 
 /// The result a PolicyReport (and `bylaw test`) records for a rule response: failures of a

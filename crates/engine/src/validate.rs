@@ -21,9 +21,6 @@ use crate::{jmespath, variables};
 /// Inputs that are the same for every policy evaluated against one request.
 pub struct Evaluation<'a> {
     pub request: &'a Request,
-    /// The base context document (see [`crate::context::request_context`]), with any request
-    /// variables from values files already applied.
-    pub context: &'a Value,
     pub provider: &'a dyn ContextProvider,
     pub exceptions: &'a [CompiledException],
 }
@@ -44,7 +41,15 @@ pub fn rule_selects(rule: &CompiledRule, request: &Request) -> bool {
 
 /// Evaluates every validate rule of a policy. Rules that do not select the resource produce no
 /// response, as in Kyverno.
-pub fn validate_policy(policy: &CompiledPolicy, eval: &Evaluation<'_>) -> PolicyResponse {
+///
+/// `ctx` is the request's context document (see [`crate::context::request_context`]). Rules add
+/// to it (context entries, foreach elements) and take their additions back before returning, so
+/// one document serves every rule and policy of a request without copies.
+pub fn validate_policy(
+    policy: &CompiledPolicy,
+    eval: &Evaluation<'_>,
+    ctx: &mut Value,
+) -> PolicyResponse {
     let mut rules = Vec::new();
     if policy_applies(policy, eval.request) {
         for rule in &policy.rules {
@@ -54,7 +59,7 @@ pub fn validate_policy(policy: &CompiledPolicy, eval: &Evaluation<'_>) -> Policy
             if !rule_selects(rule, eval.request) {
                 continue;
             }
-            if let Some(response) = validate_rule(policy, rule, validate, eval) {
+            if let Some(response) = validate_rule(policy, rule, validate, eval, ctx) {
                 rules.push(response);
             }
         }
@@ -73,6 +78,7 @@ fn validate_rule(
     rule: &CompiledRule,
     validate: &ValidateRule,
     eval: &Evaluation<'_>,
+    ctx: &mut Value,
 ) -> Option<RuleResponse> {
     let deleting = eval.request.operation == crate::request::Operation::Delete;
     if deleting
@@ -87,7 +93,7 @@ fn validate_rule(
     }
     let mut pod_security_exception = None;
     for exception in eval.exceptions {
-        match exception.applies(policy, rule, eval.request, eval.context) {
+        match exception.applies(policy, rule, eval.request, ctx) {
             ExceptionVerdict::NotApplicable => {}
             ExceptionVerdict::Skip => {
                 return Some(skipped_by_exception(&rule.name, exception.key()));
@@ -103,7 +109,8 @@ fn validate_rule(
         policy,
         rule,
         eval,
-        ctx: None,
+        ctx,
+        saved: Vec::new(),
         pod_security_exception,
     };
     Some(match scope.run(validate) {
@@ -123,13 +130,16 @@ fn skipped_by_exception(rule: &str, key: String) -> RuleResponse {
     response
 }
 
-/// A rule's evaluation state: the context document is cloned from the shared base only when
-/// the rule adds to it (context entries, foreach elements), keeping plain pattern rules cheap.
-struct RuleScope<'p, 'e> {
+/// A rule's evaluation state. It writes into the request's shared context document and
+/// records the old value of every top-level key it touches; dropping the scope puts them back.
+struct RuleScope<'p, 'e, 'c> {
     policy: &'p CompiledPolicy,
     rule: &'p CompiledRule,
     eval: &'p Evaluation<'e>,
-    ctx: Option<Value>,
+    ctx: &'c mut Value,
+    /// Top-level context keys this rule changed, with what they held before (restored in
+    /// reverse order).
+    saved: Vec<(String, Option<Value>)>,
     /// A PolicyException with podSecurity exclusions that matched: a failing podSecurity check
     /// is re-checked with them and becomes a skip if nothing is left.
     pod_security_exception: Option<(String, Vec<podsecurity::Exclusion>)>,
@@ -137,14 +147,54 @@ struct RuleScope<'p, 'e> {
 
 type Outcome = Result<RuleResponse, String>;
 
-impl RuleScope<'_, '_> {
+impl Drop for RuleScope<'_, '_, '_> {
+    fn drop(&mut self) {
+        self.restore_to(0);
+    }
+}
+
+impl RuleScope<'_, '_, '_> {
     fn ctx(&self) -> &Value {
-        self.ctx.as_ref().unwrap_or(self.eval.context)
+        self.ctx
     }
 
-    fn ctx_mut(&mut self) -> &mut Value {
-        let base = self.eval.context;
-        self.ctx.get_or_insert_with(|| base.clone())
+    /// Remembers a top-level key's current value unless this scope level (entries from
+    /// `mark` on) already did.
+    fn remember(&mut self, dotted: &str, mark: usize) {
+        let top = dotted.split('.').next().unwrap_or(dotted);
+        let known = self
+            .saved
+            .get(mark..)
+            .is_some_and(|level| level.iter().any(|(k, _)| k == top));
+        if !known {
+            let old = self.ctx.get(top).cloned();
+            self.saved.push((top.to_owned(), old));
+        }
+    }
+
+    /// Sets a (dotted) variable, remembering what it replaces at the scope level `mark`.
+    fn set_var(&mut self, dotted: &str, value: Value, mark: usize) {
+        self.remember(dotted, mark);
+        add_variable(self.ctx, dotted, value);
+    }
+
+    /// Puts back every key remembered from `mark` on.
+    fn restore_to(&mut self, mark: usize) {
+        while self.saved.len() > mark {
+            let Some((key, old)) = self.saved.pop() else {
+                break;
+            };
+            if let Value::Object(map) = &mut *self.ctx {
+                match old {
+                    Some(value) => {
+                        map.insert(key, value);
+                    }
+                    None => {
+                        map.remove(&key);
+                    }
+                }
+            }
+        }
     }
 
     fn run(&mut self, validate: &ValidateRule) -> Outcome {
@@ -157,12 +207,11 @@ impl RuleScope<'_, '_> {
             .provider
             .rule_values(&self.policy.name, &rule.name);
         if let Some(values) = values {
-            let values = values.clone();
             for (key, value) in values {
-                add_variable(self.ctx_mut(), &key, value);
+                self.set_var(key, value.clone(), 0);
             }
         }
-        self.load_context(&rule.context)
+        self.load_context(&rule.context, 0)
             .map_err(|e| format!("failed to load context: {e}"))?;
 
         if let Some(pre) = &rule.preconditions {
@@ -238,14 +287,15 @@ impl RuleScope<'_, '_> {
         }
     }
 
-    /// Loads context entries in order; each may use the ones before it. The shared base
-    /// document is only copied when there is something to load.
-    fn load_context(&mut self, entries: &[Value]) -> Result<(), String> {
-        if entries.is_empty() {
-            return Ok(());
+    /// Loads context entries in order; each may use the ones before it. The keys they set are
+    /// remembered at scope level `mark`.
+    fn load_context(&mut self, entries: &[Value], mark: usize) -> Result<(), String> {
+        for entry in entries {
+            if let Some(name) = entry.get("name").and_then(Value::as_str) {
+                self.remember(name, mark);
+            }
         }
-        let provider = self.eval.provider;
-        crate::context::load_entries(entries, self.ctx_mut(), provider)
+        crate::context::load_entries(entries, self.ctx, self.eval.provider)
     }
 
     fn check(
@@ -392,7 +442,6 @@ impl RuleScope<'_, '_> {
                 Ok(other) => vec![other],
                 Err(_) => continue,
             };
-            let saved = self.ctx.clone();
             let foreach_values = self
                 .eval
                 .provider
@@ -404,9 +453,16 @@ impl RuleScope<'_, '_> {
                 if element.is_null() {
                     continue;
                 }
-                self.ctx = saved.clone();
-                let result =
-                    self.foreach_element(entry, element, index, depth, foreach_values.as_ref());
+                let mark = self.saved.len();
+                let result = self.foreach_element(
+                    entry,
+                    element,
+                    index,
+                    depth,
+                    foreach_values.as_ref(),
+                    mark,
+                );
+                self.restore_to(mark);
                 match result {
                     Ok(CheckResult::Pass) => applied += 1,
                     Ok(CheckResult::Skip(_)) => {}
@@ -428,7 +484,6 @@ impl RuleScope<'_, '_> {
                     Err(_) => {}
                 }
             }
-            self.ctx = saved;
             if let Some(outcome) = outcome {
                 return outcome;
             }
@@ -446,6 +501,7 @@ impl RuleScope<'_, '_> {
         index: usize,
         depth: usize,
         foreach_values: Option<&Map<String, Value>>,
+        mark: usize,
     ) -> Result<CheckResult, String> {
         // A map element is the pattern's target unless elementScope says otherwise; other
         // elements are checked against the whole resource.
@@ -459,21 +515,18 @@ impl RuleScope<'_, '_> {
             Some(scope) => scope,
             None => is_map,
         };
-        {
-            let ctx = self.ctx_mut();
-            add_variable(ctx, "element", element.clone());
-            add_variable(ctx, "elementIndex", Value::from(index));
-            add_variable(ctx, &format!("element{depth}"), element.clone());
-            add_variable(ctx, &format!("elementIndex{depth}"), Value::from(index));
-            if let Some(values) = foreach_values {
-                for (key, list) in values {
-                    if let Some(v) = list.get(index) {
-                        add_variable(ctx, key, v.clone());
-                    }
+        self.set_var("element", element.clone(), mark);
+        self.set_var("elementIndex", Value::from(index), mark);
+        self.set_var(&format!("element{depth}"), element.clone(), mark);
+        self.set_var(&format!("elementIndex{depth}"), Value::from(index), mark);
+        if let Some(values) = foreach_values {
+            for (key, list) in values {
+                if let Some(v) = list.get(index) {
+                    self.set_var(key, v.clone(), mark);
                 }
             }
         }
-        self.load_context(&entry.context)
+        self.load_context(&entry.context, mark)
             .map_err(|e| format!("failed to load context: {e}"))?;
         if let Some(pre) = &entry.preconditions {
             let (passed, _) = check_conditions(pre, self.ctx())
@@ -482,12 +535,13 @@ impl RuleScope<'_, '_> {
                 return Ok(CheckResult::Skip("preconditions not met".to_owned()));
             }
         }
+        let request = self.eval.request;
         let target = if scoped {
-            element.clone()
+            element
         } else {
-            self.eval.request.resource().clone()
+            request.resource()
         };
-        self.check(&entry.check, &target, depth + 1)
+        self.check(&entry.check, target, depth + 1)
     }
 }
 
