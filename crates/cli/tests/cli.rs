@@ -240,3 +240,67 @@ fn version_names_the_commit() {
         stdout(&out)
     );
 }
+
+#[test]
+fn hostile_nesting_and_wildcards_end_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A resource nested 10,000 levels deep: a clean error naming the file, not a stack overflow.
+    let deep = dir.path().join("deep.yaml");
+    let mut text = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata: ");
+    text.push_str(&"[".repeat(10_000));
+    text.push_str(&"]".repeat(10_000));
+    text.push('\n');
+    std::fs::write(&deep, text).unwrap();
+    let out = bylaw(&[
+        "apply",
+        "examples/require-team-label/policy.yaml",
+        "-r",
+        deep.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("deep.yaml"), "{}", stderr(&out));
+
+    // A pathological wildcard pattern against a long value finishes (and fails) promptly.
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata: {{name: wildcard}}
+spec:
+  rules:
+    - name: r
+      match: {{any: [{{resources: {{kinds: [ConfigMap]}}}}]}}
+      validate:
+        pattern:
+          data:
+            key: "{}b"
+"#,
+            "*a".repeat(500)
+        ),
+    )
+    .unwrap();
+    let resource = dir.path().join("cm.yaml");
+    std::fs::write(
+        &resource,
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: long, namespace: x}}\ndata:\n  key: \"{}\"\n",
+            "a".repeat(20_000)
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = bylaw(&[
+        "apply",
+        policy.to_str().unwrap(),
+        "-r",
+        resource.to_str().unwrap(),
+    ]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "pathological wildcard did not finish promptly ({:?}): backtracking blow-up?",
+        started.elapsed()
+    );
+    assert!(stdout(&out).contains("fail: 1"), "{}", stdout(&out));
+}
