@@ -101,6 +101,24 @@ fn pod_spec() -> Value {
     })
 }
 
+/// Every ClusterPolicy of the library with a mutate rule that applies to Pods, for the mutation
+/// benchmark.
+fn pod_mutation_set() -> PolicySet {
+    let mut docs = Vec::new();
+    policies_below(&corpus(), &mut docs);
+    let policies = docs
+        .iter()
+        .filter(|d| {
+            let text = d.to_string();
+            text.contains("\"mutate\"") && text.contains("\"Pod\"")
+        })
+        .filter_map(|d| compile_policy(d).ok())
+        .filter(|p| p.has_mutate())
+        .collect::<Vec<_>>();
+    eprintln!("benchmarking {} mutate policies", policies.len());
+    PolicySet::new(policies, Vec::new())
+}
+
 fn bench(c: &mut Criterion) {
     let set = pod_security_set();
     let pod = Request::create(json!({
@@ -132,6 +150,10 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("pod-security set / Deployment", |b| {
         b.iter(|| set.validate(std::hint::black_box(&deployment), &NoContext))
+    });
+    let mutation = pod_mutation_set();
+    c.bench_function("library mutate policies / 3-container Pod", |b| {
+        b.iter(|| mutation.mutate(std::hint::black_box(&pod), &NoContext))
     });
 }
 

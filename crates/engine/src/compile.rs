@@ -209,6 +209,25 @@ pub struct ConditionBlock {
     pub has_any: bool,
 }
 
+/// `podSecurity.exclude` of a rule, or `podSecurity` of a PolicyException.
+pub fn pod_security_exclusions(value: Option<&Value>) -> Vec<podsecurity::Exclusion> {
+    let text = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
+    value
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|e| podsecurity::Exclusion {
+                    control_name: text(e, "controlName").unwrap_or_default(),
+                    images: string_list(e.get("images")),
+                    restricted_field: text(e, "restrictedField"),
+                    values: string_list(e.get("values")),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Compiles a ClusterPolicy or Policy document.
 pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
     let kind = match doc.get("kind").and_then(Value::as_str) {
@@ -612,25 +631,7 @@ fn compile_check(value: &Value, path: &str, depth: usize) -> Result<ValidateChec
                 format!("must be latest or v1.N, got {version_text:?}"),
             )
         })?;
-        let exclusions = match ps.get("exclude").and_then(Value::as_array) {
-            Some(items) => items
-                .iter()
-                .map(|e| podsecurity::Exclusion {
-                    control_name: e
-                        .get("controlName")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned(),
-                    images: string_list(e.get("images")),
-                    restricted_field: e
-                        .get("restrictedField")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                    values: string_list(e.get("values")),
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        let exclusions = pod_security_exclusions(ps.get("exclude"));
         podsecurity::validate_exclusions(level, &version, &exclusions)
             .map_err(|reason| CompileError::new(format!("{at}.exclude"), reason))?;
         return Ok(ValidateCheck::PodSecurity(PodSecurityRule {

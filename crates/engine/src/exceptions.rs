@@ -4,7 +4,8 @@
 use serde_json::Value;
 
 use crate::compile::{
-    compile_conditions, CompileError, CompiledPolicy, CompiledRule, ConditionBlock,
+    compile_conditions, pod_security_exclusions, CompileError, CompiledPolicy, CompiledRule,
+    ConditionBlock,
 };
 use crate::matching::{string_list, MatchBlock};
 use crate::podsecurity;
@@ -97,28 +98,7 @@ impl CompiledException {
             .collect::<Result<Vec<_>, CompileError>>()?;
         let match_block = MatchBlock::compile(spec.get("match"), "spec.match")?;
         let conditions = compile_conditions(spec.get("conditions"), "spec.conditions")?;
-        let pod_security = spec
-            .get("podSecurity")
-            .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|e| podsecurity::Exclusion {
-                        control_name: e
-                            .get("controlName")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_owned(),
-                        images: string_list(e.get("images")),
-                        restricted_field: e
-                            .get("restrictedField")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned),
-                        values: string_list(e.get("values")),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let pod_security = pod_security_exclusions(spec.get("podSecurity"));
         Ok(CompiledException {
             name,
             namespace: meta("namespace"),
