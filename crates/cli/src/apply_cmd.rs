@@ -4,14 +4,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use bylaw_engine::engine::{effective_action, report_status, validate_with_variables};
+use bylaw_engine::context::request_context;
+use bylaw_engine::engine::{
+    effective_action, generate_policy, mutate_policy, report_status, validate_with_variables,
+};
+use bylaw_engine::generate::has_generate;
 use bylaw_engine::request::{metadata_str, Request};
 use bylaw_engine::response::{FailureAction, RuleStatus};
+use bylaw_engine::validate::apply_variables;
 use clap::Args;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::load::{self, read_documents, Values};
+use crate::test_cmd::Cluster;
 use crate::{output, ApplyFormat};
 
 #[derive(Debug, Args)]
@@ -46,6 +52,10 @@ pub struct ApplyArgs {
     /// Print every rule result, not only failures.
     #[arg(long = "detailed-results")]
     detailed_results: bool,
+    /// Also write mutated resources (`<name>-mutated.yaml`) and generated resources
+    /// (`<policy>-generated.yaml`) into this directory.
+    #[arg(long = "output-dir")]
+    output_dir: Option<PathBuf>,
 }
 
 /// One rule result of one policy on one resource.
@@ -57,6 +67,25 @@ pub struct ApplyResult {
     pub status: RuleStatus,
     pub action: &'static str,
     pub message: String,
+}
+
+impl ApplyResult {
+    fn new(
+        policy: &bylaw_engine::compile::CompiledPolicy,
+        rule: &bylaw_engine::response::RuleResponse,
+        resource: &str,
+        status: RuleStatus,
+        action: &'static str,
+    ) -> Self {
+        ApplyResult {
+            policy: policy.key(),
+            rule: rule.name.clone(),
+            resource: resource.to_owned(),
+            status,
+            action,
+            message: rule.message.clone(),
+        }
+    }
 }
 
 pub fn run(args: ApplyArgs) -> Result<ExitCode> {
@@ -71,6 +100,7 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         output: format,
         audit_warn,
         detailed_results,
+        output_dir,
     } = args;
     let mut docs = Vec::new();
     for p in policies.iter().chain(exceptions.iter()) {
@@ -107,7 +137,15 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     for doc in &mut objects {
         load::default_namespace(&mut doc.value);
     }
+    // Every input resource exists as far as generate rules are concerned, so clone sources
+    // can be given with `-r`.
+    let mut cluster = Cluster {
+        values: &values,
+        objects: objects.iter().map(|d| d.value.clone()).collect(),
+    };
+    cluster.objects.retain(Value::is_object);
     let mut results = Vec::new();
+    let mut outputs = Outputs::default();
     let mut blocked = false;
     for doc in &objects {
         let object = &doc.value;
@@ -122,11 +160,52 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         } else {
             format!("{kind}/{namespace}/{name}")
         };
-        for policy in &bundle.policies {
-            let vars = values.request_variables(&policy.name, name);
-            let mut request = Request::create(object.clone());
+        let request_for = |current: &Value| {
+            let mut request = Request::create(current.clone());
             request.user = user.clone();
             request.namespace_labels = values.namespace_labels.get(namespace).cloned();
+            request
+        };
+        // As `bylaw test` and Kyverno's CLI: every policy's mutations first (each sees the
+        // ones before), then validation and generation on the mutated resource.
+        let mut current = object.clone();
+        let mut mutated_by = Vec::new();
+        for policy in bundle.policies.iter().filter(|p| p.has_mutate()) {
+            let vars = values.request_variables(&policy.name, name);
+            let request = request_for(&current);
+            let mut context = request_context(&request);
+            apply_variables(&mut context, &vars);
+            let (response, patched) = mutate_policy(
+                policy,
+                &request,
+                &current,
+                &mut context,
+                &values,
+                &bundle.exceptions,
+            );
+            if patched != current {
+                mutated_by.push(policy.key());
+            }
+            current = patched;
+            for rule in &response.rules {
+                let status = report_status(policy, rule);
+                results.push(ApplyResult::new(
+                    policy,
+                    rule,
+                    &resource_id,
+                    status,
+                    NO_ACTION,
+                ));
+            }
+        }
+        if !mutated_by.is_empty() {
+            outputs
+                .mutated
+                .push((resource_id.clone(), mutated_by, current.clone()));
+        }
+        for policy in bundle.policies.iter().filter(|p| p.has_validate()) {
+            let vars = values.request_variables(&policy.name, name);
+            let request = request_for(&current);
             let response =
                 validate_with_variables(policy, &request, &vars, &values, &bundle.exceptions);
             for rule in &response.rules {
@@ -144,18 +223,48 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
                         status = RuleStatus::Warn;
                     }
                 }
-                results.push(ApplyResult {
-                    policy: policy.key(),
-                    rule: rule.name.clone(),
-                    resource: resource_id.clone(),
+                results.push(ApplyResult::new(
+                    policy,
+                    rule,
+                    &resource_id,
                     status,
-                    action: action.as_str(),
-                    message: rule.message.clone(),
-                });
+                    action.as_str(),
+                ));
+            }
+        }
+        for policy in bundle.policies.iter().filter(|p| has_generate(p)) {
+            let vars = values.request_variables(&policy.name, name);
+            let request = request_for(&current);
+            let mut context = request_context(&request);
+            apply_variables(&mut context, &vars);
+            let generation =
+                generate_policy(policy, &request, &context, &cluster, &bundle.exceptions);
+            for rule in &generation.response.rules {
+                let status = report_status(policy, rule);
+                results.push(ApplyResult::new(
+                    policy,
+                    rule,
+                    &resource_id,
+                    status,
+                    NO_ACTION,
+                ));
+            }
+            for rule in &generation.rules {
+                for generated in &rule.resources {
+                    outputs.generated.push(Generated {
+                        policy: policy.key(),
+                        rule: rule.rule.clone(),
+                        trigger: resource_id.clone(),
+                        object: generated.object.clone(),
+                    });
+                }
             }
         }
     }
 
+    if let Some(dir) = &output_dir {
+        outputs.write(dir)?;
+    }
     if policy_report {
         let report = cluster_policy_report(&results);
         match format {
@@ -168,7 +277,10 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
             ApplyFormat::Yaml => output::text(&bylaw_api::yaml::to_yaml_string(
                 &serde_json::to_value(&results)?,
             )),
-            ApplyFormat::Table => print_results(&results, detailed_results),
+            ApplyFormat::Table => {
+                outputs.print();
+                print_results(&results, detailed_results)
+            }
         }
     }
     Ok(if blocked {
@@ -176,6 +288,75 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The ACTION column of mutate and generate results: failure actions belong to validation.
+const NO_ACTION: &str = "-";
+
+/// One object a generate rule produced.
+struct Generated {
+    policy: String,
+    rule: String,
+    /// The trigger, as `Kind/namespace/name`.
+    trigger: String,
+    object: Value,
+}
+
+/// The resources `bylaw apply` shows besides the results.
+#[derive(Default)]
+struct Outputs {
+    /// (resource, policies that changed it, the resource after every mutation)
+    mutated: Vec<(String, Vec<String>, Value)>,
+    generated: Vec<Generated>,
+}
+
+impl Outputs {
+    fn print(&self) {
+        for (resource, policies, object) in &self.mutated {
+            output::line(&format!("Mutated {resource} (by {}):", policies.join(", ")));
+            output::text(&format!("---\n{}", bylaw_api::yaml::to_yaml_string(object)));
+            output::line("");
+        }
+        for generated in &self.generated {
+            let id = bylaw_engine::generate::ResourceRef::of(&generated.object);
+            output::line(&format!(
+                "Generated {id} (policy {}, rule {}, for {}):",
+                generated.policy, generated.rule, generated.trigger
+            ));
+            output::text(&format!(
+                "---\n{}",
+                bylaw_api::yaml::to_yaml_string(&generated.object)
+            ));
+            output::line("");
+        }
+    }
+
+    /// `<name>-mutated.yaml` per mutated resource, `<policy>-generated.yaml` per policy.
+    fn write(&self, dir: &std::path::Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let write = |file: String, text: &str| -> Result<()> {
+            let path = dir.join(file.replace('/', "_"));
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+        };
+        for (_, _, object) in &self.mutated {
+            let name = metadata_str(object, "name");
+            write(
+                format!("{name}-mutated.yaml"),
+                &bylaw_api::yaml::to_yaml_string(object),
+            )?;
+        }
+        let mut by_policy: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for generated in &self.generated {
+            by_policy
+                .entry(generated.policy.as_str())
+                .or_default()
+                .push(bylaw_api::yaml::to_yaml_string(&generated.object));
+        }
+        for (policy, documents) in by_policy {
+            write(format!("{policy}-generated.yaml"), &documents.join("---\n"))?;
+        }
+        Ok(())
+    }
 }
 
 fn print_results(results: &[ApplyResult], detailed: bool) {

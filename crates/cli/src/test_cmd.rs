@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use bylaw_engine::compile::CompiledPolicy;
 use bylaw_engine::context::request_context;
-use bylaw_engine::engine::{mutate_policy, report_status, validate_with_variables};
+use bylaw_engine::context::{ContextError, ContextProvider};
+use bylaw_engine::engine::{
+    generate_policy, mutate_policy, report_status, validate_with_variables,
+};
+use bylaw_engine::generate::{has_generate, labels::strip_generate_labels, ResourceRef};
 use bylaw_engine::request::{metadata_str, GroupVersionKind, Operation, Request, UserInfo};
 use bylaw_engine::response::PolicyResponse;
 use bylaw_engine::response::RuleStatus;
@@ -117,6 +121,8 @@ struct Evaluated {
     rules: Vec<(String, RuleStatus, String)>,
     /// The resource after this policy's mutations (and every earlier policy's).
     patched: Value,
+    /// `(rule, object)` for every object this policy's generate rules produced.
+    generated: Vec<(String, Value)>,
 }
 
 /// Runs one suite file.
@@ -184,6 +190,26 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
         Some(u) => load::read_user_info(&base.join(u))?,
         None => UserInfo::default(),
     };
+    let rows = get_ci(&doc, "results")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    // Clone sources a row names are part of the pretend cluster generate rules see, as in
+    // Kyverno's CLI.
+    let mut clone_sources = Vec::new();
+    for row in &rows {
+        if let Some(file) = get_ci(row, "cloneSourceResource")
+            .and_then(Value::as_str)
+            .filter(|f| !f.is_empty())
+        {
+            for mut source in read_documents(&base.join(file))? {
+                load::default_namespace(&mut source.value);
+                if !clone_sources.contains(&source.value) {
+                    clone_sources.push(source.value);
+                }
+            }
+        }
+    }
 
     // Evaluate every policy against every resource.
     let mut evaluated = Vec::new();
@@ -223,6 +249,7 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
                 resource_namespace: namespace.clone(),
                 rules: statuses(policy, &response),
                 patched: current.clone(),
+                generated: Vec::new(),
             });
         }
         for policy in bundle.policies.iter().filter(|p| p.has_validate()) {
@@ -237,14 +264,43 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
                 resource_namespace: namespace.clone(),
                 rules: statuses(policy, &response),
                 patched: current.clone(),
+                generated: Vec::new(),
+            });
+        }
+        // Generate rules run last, on the mutated resource, against a cluster holding the
+        // resource itself and the clone sources.
+        let mut cluster = Cluster {
+            values: &values,
+            objects: vec![current.clone()],
+        };
+        cluster.objects.extend(clone_sources.iter().cloned());
+        for policy in bundle.policies.iter().filter(|p| has_generate(p)) {
+            let vars = values.request_variables(&policy.name, &name);
+            let request = build_request(&current, &vars, &user, &values);
+            let mut context = request_context(&request);
+            apply_variables(&mut context, &vars);
+            let generation =
+                generate_policy(policy, &request, &context, &cluster, &bundle.exceptions);
+            evaluated.push(Evaluated {
+                policy_key: policy.key(),
+                resource_kind: kind.clone(),
+                resource_name: name.clone(),
+                resource_namespace: namespace.clone(),
+                rules: statuses(policy, &generation.response),
+                patched: current.clone(),
+                generated: generation
+                    .rules
+                    .iter()
+                    .flat_map(|r| {
+                        r.resources
+                            .iter()
+                            .map(|g| (r.rule.clone(), g.object.clone()))
+                    })
+                    .collect(),
             });
         }
     }
 
-    let rows = get_ci(&doc, "results")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     for row in &rows {
         let field = |k: &str| {
             get_ci(row, k)
@@ -263,6 +319,10 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
         let patched_file = ["patchedResource", "patchedResources"]
             .iter()
             .find_map(|k| get_ci(row, k).and_then(Value::as_str))
+            .filter(|f| !f.is_empty())
+            .map(|f| base.join(f));
+        let generated_file = get_ci(row, "generatedResource")
+            .and_then(Value::as_str)
             .filter(|f| !f.is_empty())
             .map(|f| base.join(f));
         let mut names = bylaw_engine::matching::string_list(get_ci(row, "resources"));
@@ -285,6 +345,7 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
                     resource: &resource,
                     expected: &expected,
                     patched_file: patched_file.clone(),
+                    generated_file: generated_file.clone(),
                 },
                 &bundle.unsupported,
             ));
@@ -356,6 +417,8 @@ struct RowKey<'a> {
     expected: &'a str,
     /// `patchedResource(s)`: a file holding the expected resource after mutation.
     patched_file: Option<PathBuf>,
+    /// `generatedResource`: a file holding the objects a generate rule should produce.
+    generated_file: Option<PathBuf>,
 }
 
 fn compare_row(
@@ -449,6 +512,56 @@ fn compare_row(
             return row;
         }
     }
+    if let Some(file) = &key.generated_file {
+        let generated: Vec<&Value> = candidates
+            .iter()
+            .flat_map(|c| c.generated.iter())
+            .filter(|(rule, _)| rule_names.contains(rule))
+            .map(|(_, object)| object)
+            .collect();
+        let mismatch = if generated.is_empty() {
+            Some(format!(
+                "the rule generated nothing to compare with {}",
+                file.display()
+            ))
+        } else {
+            generated
+                .iter()
+                .find_map(|object| compare_generated(object, file).err())
+        };
+        row.actual = found.first().map(|(_, s, _)| s.as_str().to_owned());
+        row.message = found.first().map(|(_, _, m)| m.clone()).unwrap_or_default();
+        // As for mutations, `fail` expects the generated object NOT to look like the file.
+        if key.expected == "fail" {
+            row.passed = mismatch.is_some() || row.actual.as_deref() == Some("fail");
+            row.reason = if row.passed {
+                "Ok (the generated resource differs, as expected)".to_owned()
+            } else {
+                format!(
+                    "want the generated resource to differ from {}",
+                    file.display()
+                )
+            };
+            return row;
+        }
+        if let Some(reason) = mismatch {
+            let status = row.actual.as_deref().unwrap_or("no result");
+            row.reason = if status == key.expected {
+                reason
+            } else {
+                format!(
+                    "want {}, got {status}: {}",
+                    key.expected,
+                    if row.message.is_empty() {
+                        reason
+                    } else {
+                        row.message.clone()
+                    }
+                )
+            };
+            return row;
+        }
+    }
     // Every matching response must agree with the expectation.
     for (_, status, message) in &found {
         row.actual = Some(status.as_str().to_owned());
@@ -504,19 +617,105 @@ fn compare_patched(actual: &Value, file: &Path) -> Result<(), String> {
     if actual == expected {
         return Ok(());
     }
-    let changes: Vec<String> = bylaw_engine::mutate::diff(&expected, &actual)
-        .iter()
-        .take(5)
-        .map(|op| serde_json::to_string(op).unwrap_or_default())
-        .collect();
     Err(format!(
-        "patched resource differs from {} (expected → actual: {})",
+        "patched resource differs from {}: {}",
         file.display(),
-        changes.join(", ")
+        describe_differences(&expected, &actual)
     ))
 }
 
-/// Drops nulls and empty maps and lists, recursively.
+/// Compares an object a generate rule produced with the document in `file` that has the same
+/// kind, name and namespace (a document without apiVersion or namespace matches any). The
+/// labels generation adds are ignored on both sides, as Kyverno's CLI does, and so are nulls
+/// and empty maps and lists.
+fn compare_generated(actual: &Value, file: &Path) -> Result<(), String> {
+    let docs = read_documents(file).map_err(|e| format!("{e:#}"))?;
+    let id = ResourceRef::of(actual);
+    let expected = docs
+        .into_iter()
+        .map(|d| d.value)
+        .find(|d| {
+            let want = ResourceRef::of(d);
+            want.kind == id.kind
+                && want.name == id.name
+                && (want.api_version.is_empty() || want.api_version == id.api_version)
+                && (want.namespace.is_empty() || want.namespace == id.namespace)
+        })
+        .ok_or_else(|| {
+            format!(
+                "{}: no document for the generated {id} to compare with",
+                file.display()
+            )
+        })?;
+    let mut expected = expected;
+    if metadata_str(&expected, "namespace").is_empty() && !id.namespace.is_empty() {
+        if let Some(metadata) = expected.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.insert("namespace".into(), Value::String(id.namespace.clone()));
+        }
+    }
+    let mut actual = actual.clone();
+    strip_generate_labels(&mut actual);
+    strip_generate_labels(&mut expected);
+    let (actual, expected) = (tidy(&actual), tidy(&expected));
+    if actual == expected {
+        return Ok(());
+    }
+    Err(format!(
+        "generated {id} differs from {}: {}",
+        file.display(),
+        describe_differences(&expected, &actual)
+    ))
+}
+
+/// The first few differences between two documents as `path: expected X, got Y`.
+fn describe_differences(expected: &Value, actual: &Value) -> String {
+    const SHOWN: usize = 5;
+    let short = |v: &Value| {
+        let text = v.to_string();
+        if text.chars().count() > 60 {
+            format!("{}…", text.chars().take(60).collect::<String>())
+        } else {
+            text
+        }
+    };
+    let mut found = Vec::new();
+    let mut stack = vec![(String::new(), Some(expected), Some(actual))];
+    while let Some((path, want, have)) = stack.pop() {
+        let at = if path.is_empty() { "/" } else { path.as_str() };
+        match (want, have) {
+            (Some(Value::Object(w)), Some(Value::Object(h))) => {
+                let mut keys: Vec<&String> = w.keys().chain(h.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for key in keys.into_iter().rev() {
+                    let child = format!("{path}/{}", bylaw_engine::mutate::escape_token(key));
+                    stack.push((child, w.get(key), h.get(key)));
+                }
+            }
+            (Some(Value::Array(w)), Some(Value::Array(h))) if w.len() == h.len() => {
+                for (i, (wv, hv)) in w.iter().zip(h.iter()).enumerate().rev() {
+                    stack.push((format!("{path}/{i}"), Some(wv), Some(hv)));
+                }
+            }
+            (Some(w), Some(h)) if w == h => {}
+            (Some(w), Some(h)) => {
+                found.push(format!("{at}: expected {}, got {}", short(w), short(h)))
+            }
+            (Some(w), None) => found.push(format!("{at}: missing (expected {})", short(w))),
+            (None, Some(h)) => found.push(format!("{at}: unexpected {}", short(h))),
+            (None, None) => {}
+        }
+    }
+    let more = found.len().saturating_sub(SHOWN);
+    let mut text = found.into_iter().take(SHOWN).collect::<Vec<_>>().join("; ");
+    if more > 0 {
+        text.push_str(&format!("; … and {more} more"));
+    }
+    text
+}
+
+/// Drops nulls and empty maps and lists, recursively (list elements included), as Kyverno's
+/// CLI tidies objects before comparing them.
 fn tidy(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
@@ -525,7 +724,13 @@ fn tidy(value: &Value) -> Value {
                 .filter(|(_, v)| !is_empty_value(v))
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.iter().map(tidy).collect()),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(tidy)
+                .filter(|v| !is_empty_value(v))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -565,4 +770,61 @@ pub fn totals(results: &[SuiteResult]) -> Totals {
         }
     }
     t
+}
+
+/// A suite's pretend cluster for generate rules: the values file, plus the objects that exist
+/// (the resource under test and the clone sources the suite names).
+pub(crate) struct Cluster<'a> {
+    pub values: &'a Values,
+    pub objects: Vec<Value>,
+}
+
+impl ContextProvider for Cluster<'_> {
+    fn rule_values(&self, policy: &str, rule: &str) -> Option<&serde_json::Map<String, Value>> {
+        self.values.rule_values(policy, rule)
+    }
+
+    fn foreach_values(&self, policy: &str, rule: &str) -> Option<&serde_json::Map<String, Value>> {
+        self.values.foreach_values(policy, rule)
+    }
+
+    fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ContextError> {
+        Ok(self
+            .objects
+            .iter()
+            .find(|o| {
+                let id = ResourceRef::of(o);
+                (api_version.is_empty() || id.api_version == api_version)
+                    && id.kind == kind
+                    && id.namespace == namespace
+                    && id.name == name
+            })
+            .cloned())
+    }
+
+    fn list_resources(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        _selector: Option<&Value>,
+    ) -> Result<Vec<Value>, ContextError> {
+        Ok(self
+            .objects
+            .iter()
+            .filter(|o| {
+                let id = ResourceRef::of(o);
+                (api_version.is_empty() || id.api_version == api_version)
+                    && id.kind == kind
+                    && id.namespace == namespace
+            })
+            .cloned()
+            .collect())
+    }
 }

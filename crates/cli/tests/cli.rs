@@ -28,7 +28,7 @@ fn every_example_passes_bylaw_test() {
     let out = bylaw(&["test", "examples"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("3 suites passed, 0 suites failed"), "{text}");
+    assert!(text.contains("5 suites passed, 0 suites failed"), "{text}");
 }
 
 #[test]
@@ -189,7 +189,7 @@ results:
 fn test_output_formats() {
     let out = bylaw(&["test", "examples", "-o", "json"]);
     let suites: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(suites.as_array().map(Vec::len), Some(3));
+    assert_eq!(suites.as_array().map(Vec::len), Some(5));
     let out = bylaw(&["test", "examples", "-o", "junit"]);
     let xml = stdout(&out);
     assert!(xml.starts_with("<?xml"), "{xml}");
@@ -303,4 +303,203 @@ spec:
         started.elapsed()
     );
     assert!(stdout(&out).contains("fail: 1"), "{}", stdout(&out));
+}
+
+#[test]
+fn apply_prints_and_writes_mutated_and_generated_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = bylaw(&[
+        "apply",
+        "examples/add-default-networkpolicy/policy.yaml",
+        "examples/add-team-label/policy.yaml",
+        "-r",
+        "examples/add-default-networkpolicy/resource.yaml",
+        "-r",
+        "examples/add-team-label/resource.yaml",
+        "--output-dir",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Mutated Pod/shop/cart (by add-team-label):"),
+        "{text}"
+    );
+    assert!(text.contains("team: unassigned"), "{text}");
+    assert!(!text.contains("Mutated Pod/shop/search"), "{text}");
+    assert!(
+        text.contains("Generated NetworkPolicy checkout/default-deny-ingress"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("kube-node-lease/default-deny-ingress"),
+        "{text}"
+    );
+    // The summary counts mutate and generate results too; nothing failed.
+    assert!(
+        text.contains("pass: 2, fail: 0, warn: 0, error: 0, skip: 1"),
+        "{text}"
+    );
+
+    let mutated = std::fs::read_to_string(out_dir.join("cart-mutated.yaml")).unwrap();
+    let mutated: serde_json::Value = serde_yaml_ng::from_str(&mutated).unwrap();
+    assert_eq!(mutated["metadata"]["labels"]["team"], "unassigned");
+    assert_eq!(mutated["metadata"]["labels"]["app"], "cart");
+
+    let generated =
+        std::fs::read_to_string(out_dir.join("add-default-networkpolicy-generated.yaml")).unwrap();
+    let generated: serde_json::Value = serde_yaml_ng::from_str(&generated).unwrap();
+    assert_eq!(generated["kind"], "NetworkPolicy");
+    assert_eq!(generated["metadata"]["namespace"], "checkout");
+    let labels = &generated["metadata"]["labels"];
+    assert_eq!(labels["owner"], "payments");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "bylaw");
+    assert_eq!(
+        labels["generate.kyverno.io/policy-name"],
+        "add-default-networkpolicy"
+    );
+    assert_eq!(
+        labels["generate.kyverno.io/rule-name"],
+        "default-deny-ingress"
+    );
+    assert_eq!(labels["generate.kyverno.io/trigger-kind"], "Namespace");
+}
+
+#[test]
+fn apply_validates_the_mutated_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let require = dir.path().join("require-team.yaml");
+    std::fs::write(
+        &require,
+        r#"apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata: {name: require-team}
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: team
+      match: {any: [{resources: {kinds: [Pod]}}]}
+      validate:
+        message: a team label is required
+        pattern: {metadata: {labels: {team: "?*"}}}
+"#,
+    )
+    .unwrap();
+    let resources = "examples/add-team-label/resource.yaml";
+    let alone = bylaw(&["apply", require.to_str().unwrap(), "-r", resources]);
+    assert_eq!(alone.status.code(), Some(1), "{}", stdout(&alone));
+    let with_mutation = bylaw(&[
+        "apply",
+        "examples/add-team-label/policy.yaml",
+        require.to_str().unwrap(),
+        "-r",
+        resources,
+    ]);
+    assert_eq!(
+        with_mutation.status.code(),
+        Some(0),
+        "{}",
+        stdout(&with_mutation)
+    );
+}
+
+#[test]
+fn test_shows_where_a_generated_resource_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo_root().join("examples/add-default-networkpolicy");
+    for f in ["policy.yaml", "resource.yaml", "kyverno-test.yaml"] {
+        std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
+    }
+    let expected = std::fs::read_to_string(root.join("generated-networkpolicy.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("generated-networkpolicy.yaml"),
+        expected.replace("owner: payments", "owner: search"),
+    )
+    .unwrap();
+    let out = bylaw(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains(r#"/metadata/labels/owner: expected "search", got "payments""#),
+        "{text}"
+    );
+    assert!(text.contains("1 rows passed, 1 rows failed"), "{text}");
+}
+
+#[test]
+fn test_clones_from_the_clone_source_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "policy.yaml",
+        r#"apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata: {name: sync-secrets}
+spec:
+  rules:
+    - name: sync-image-pull-secret
+      match: {any: [{resources: {kinds: [Namespace]}}]}
+      generate:
+        apiVersion: v1
+        kind: Secret
+        name: regcred
+        namespace: "{{request.object.metadata.name}}"
+        synchronize: true
+        clone: {namespace: default, name: regcred}
+"#,
+    );
+    write(
+        "resource.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n",
+    );
+    let source = "apiVersion: v1\nkind: Secret\ntype: kubernetes.io/dockerconfigjson\n\
+                  metadata: {name: regcred, namespace: NS, uid: 1234, resourceVersion: '7'}\n\
+                  data: {.dockerconfigjson: e30=}\n";
+    write("source.yaml", &source.replace("NS", "default"));
+    write(
+        "generated.yaml",
+        &source
+            .replace("NS", "team-a")
+            .replace(", uid: 1234, resourceVersion: '7'", ""),
+    );
+    write(
+        "kyverno-test.yaml",
+        r#"apiVersion: cli.kyverno.io/v1alpha1
+kind: Test
+metadata: {name: clone}
+policies: [policy.yaml]
+resources: [resource.yaml]
+results:
+  - policy: sync-secrets
+    rule: sync-image-pull-secret
+    kind: Namespace
+    resources: [team-a]
+    cloneSourceResource: source.yaml
+    generatedResource: generated.yaml
+    result: pass
+"#,
+    );
+    let out = bylaw(&["test", dir.path().to_str().unwrap(), "--detailed-results"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("generated Secret team-a/regcred"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Without the clone source the rule cannot run: an error, not a silent pass.
+    let suite = std::fs::read_to_string(dir.path().join("kyverno-test.yaml")).unwrap();
+    write(
+        "kyverno-test.yaml",
+        &suite.replace("    cloneSourceResource: source.yaml\n", ""),
+    );
+    let out = bylaw(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out)
+            .contains("want pass, got error: clone source Secret default/regcred not found"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -55,6 +55,31 @@ pub trait ContextProvider {
     fn image_data(&self, _reference: &str) -> Result<Option<Value>, ContextError> {
         Ok(None)
     }
+
+    /// One object of the cluster (a generate rule's clone source or existing target);
+    /// `namespace` is empty for cluster-scoped kinds. `Ok(None)`: it does not exist.
+    fn resource(
+        &self,
+        _api_version: &str,
+        _kind: &str,
+        _namespace: &str,
+        _name: &str,
+    ) -> Result<Option<Value>, ContextError> {
+        Ok(None)
+    }
+
+    /// The objects of one kind in a namespace (a `cloneList` source), optionally narrowed by a
+    /// label selector (`matchLabels`/`matchExpressions`). The engine applies the selector again,
+    /// so a provider may ignore it.
+    fn list_resources(
+        &self,
+        _api_version: &str,
+        _kind: &str,
+        _namespace: &str,
+        _selector: Option<&Value>,
+    ) -> Result<Vec<Value>, ContextError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A provider with nothing to offer: pure offline evaluation.

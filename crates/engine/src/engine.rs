@@ -288,3 +288,240 @@ fn prepare_rule_context(
     }
     crate::context::load_entries(&rule.context, ctx, provider)
 }
+
+impl PolicySet {
+    /// Runs the generate rules of every policy against the request (its object as admitted,
+    /// i.e. after mutation). Applying the result is the caller's job.
+    pub fn generate(
+        &self,
+        request: &Request,
+        provider: &dyn ContextProvider,
+    ) -> Vec<crate::generate::PolicyGeneration> {
+        let context = request_context(request);
+        self.policies
+            .iter()
+            .filter(|p| crate::generate::has_generate(p))
+            .map(|policy| generate_policy(policy, request, &context, provider, &self.exceptions))
+            .collect()
+    }
+}
+
+/// Runs one policy's generate rules with a prepared context document (see
+/// [`crate::context::request_context`]): match and exclude, exceptions, context entries and
+/// preconditions as for other rules, then [`crate::generate::generate_rule`].
+///
+/// Besides the objects to write, each rule says what to do with the downstream objects the
+/// trigger already has: an UPDATE after which the rule no longer selects the trigger (or its
+/// preconditions no longer hold) is a `fail`, as in Kyverno, and asks for their deletion when
+/// the rule synchronizes; a DELETE of the trigger does the same without a response, unless the
+/// rule names DELETE among its operations and so generates on deletion.
+pub fn generate_policy(
+    policy: &CompiledPolicy,
+    request: &Request,
+    context: &Value,
+    provider: &dyn ContextProvider,
+    exceptions: &[CompiledException],
+) -> crate::generate::PolicyGeneration {
+    use crate::compile::RuleBody;
+    use crate::generate::{settings, PolicyGeneration};
+    use crate::validate::policy_applies;
+
+    let apply_one = policy
+        .source
+        .pointer("/spec/applyRules")
+        .and_then(Value::as_str)
+        == Some("One");
+    let mut rules = Vec::new();
+    if policy_applies(policy, request) {
+        for rule in &policy.rules {
+            let RuleBody::Generate(generate) = &rule.body else {
+                continue;
+            };
+            let settings = settings(policy, generate);
+            let Some(outcome) = generate_for_request(
+                policy, rule, generate, settings, request, context, provider, exceptions,
+            ) else {
+                continue;
+            };
+            let decisive = outcome
+                .response
+                .as_ref()
+                .is_some_and(|r| r.status != RuleStatus::Skip);
+            rules.push(outcome);
+            if apply_one && decisive {
+                break;
+            }
+        }
+    }
+    PolicyGeneration {
+        response: PolicyResponse {
+            policy: policy.name.clone(),
+            policy_namespace: policy.namespace.clone(),
+            rules: rules.iter().filter_map(|r| r.response.clone()).collect(),
+        },
+        rules,
+    }
+}
+
+/// One generate rule for one request; `None` when the rule has nothing to say about it.
+#[allow(clippy::too_many_arguments)]
+fn generate_for_request(
+    policy: &CompiledPolicy,
+    rule: &crate::compile::CompiledRule,
+    generate: &Value,
+    settings: crate::generate::GenerateSettings,
+    request: &Request,
+    context: &Value,
+    provider: &dyn ContextProvider,
+    exceptions: &[CompiledException],
+) -> Option<crate::generate::RuleGeneration> {
+    use crate::generate::{generate_rule, DownstreamAction, LifecycleEvent, RuleGeneration};
+    use crate::request::Operation;
+    use crate::response::RuleType;
+    use crate::validate::{check_conditions, rule_selects};
+
+    let outcome = |response: Option<RuleResponse>, downstream: DownstreamAction| RuleGeneration {
+        rule: rule.name.clone(),
+        settings,
+        response,
+        resources: Vec::new(),
+        downstream,
+    };
+    let respond = |status: RuleStatus, message: String| {
+        Some(RuleResponse::new(
+            &rule.name,
+            RuleType::Generation,
+            status,
+            message,
+        ))
+    };
+    let no_longer = settings.decide(LifecycleEvent::TriggerModified {
+        still_matches: false,
+    });
+
+    if !rule_selects(rule, request) {
+        // Only an update that moves the trigger out of the rule's reach matters.
+        let was_selected = request.operation == Operation::Update
+            && request.old_object.as_ref().is_some_and(|old| {
+                let mut view = request.clone();
+                view.object = old.clone();
+                rule_selects(rule, &view)
+            });
+        return was_selected.then(|| {
+            outcome(
+                respond(
+                    RuleStatus::Fail,
+                    "the resource no longer matches the rule".to_owned(),
+                ),
+                no_longer,
+            )
+        });
+    }
+    if request.operation == Operation::Delete && !names_delete_operation(&rule.source) {
+        return Some(outcome(
+            None,
+            settings.decide(LifecycleEvent::TriggerDeleted),
+        ));
+    }
+    if let Some(exception) = exceptions.iter().find(|e| {
+        matches!(
+            e.applies(policy, rule, request, context),
+            crate::exceptions::ExceptionVerdict::Skip
+                | crate::exceptions::ExceptionVerdict::PodSecurity(_)
+        )
+    }) {
+        let mut skipped = RuleResponse::new(
+            &rule.name,
+            RuleType::Generation,
+            RuleStatus::Skip,
+            format!("rule skipped due to policy exception {}", exception.key()),
+        );
+        skipped.exception = Some(exception.key());
+        return Some(outcome(Some(skipped), DownstreamAction::Keep));
+    }
+    let mut rule_ctx = context.clone();
+    if let Err(e) = prepare_rule_context(&mut rule_ctx, policy, rule, provider) {
+        return Some(outcome(
+            respond(RuleStatus::Error, format!("failed to load context: {e}")),
+            DownstreamAction::Keep,
+        ));
+    }
+    if let Some(preconditions) = &rule.preconditions {
+        match check_conditions(preconditions, &rule_ctx) {
+            Err(e) => {
+                return Some(outcome(
+                    respond(
+                        RuleStatus::Error,
+                        format!("failed to evaluate preconditions: {e}"),
+                    ),
+                    DownstreamAction::Keep,
+                ))
+            }
+            Ok((false, message)) => {
+                // Preconditions that held for the old object and fail now end the trigger's
+                // downstream objects, as a trigger that stopped matching does.
+                let held_before = request.operation == Operation::Update
+                    && request.old_object.as_ref().is_some_and(|old| {
+                        let mut old_ctx = rule_ctx.clone();
+                        crate::mutate::set_request_object(&mut old_ctx, old);
+                        matches!(check_conditions(preconditions, &old_ctx), Ok((true, _)))
+                    });
+                if held_before {
+                    return Some(outcome(
+                        respond(
+                            RuleStatus::Fail,
+                            "preconditions no longer met by the resource".to_owned(),
+                        ),
+                        no_longer,
+                    ));
+                }
+                let text = match message.filter(|m| !m.is_empty()) {
+                    Some(m) => format!("preconditions not met: {m}"),
+                    None => "preconditions not met".to_owned(),
+                };
+                return Some(outcome(
+                    respond(RuleStatus::Skip, text),
+                    DownstreamAction::Keep,
+                ));
+            }
+            Ok((true, _)) => {}
+        }
+    }
+    let (response, resources) = generate_rule(
+        policy,
+        &rule.name,
+        generate,
+        request.resource(),
+        &rule_ctx,
+        provider,
+    );
+    let downstream = match request.operation {
+        Operation::Update => settings.decide(LifecycleEvent::TriggerModified {
+            still_matches: true,
+        }),
+        _ => DownstreamAction::Keep,
+    };
+    let mut result = outcome(Some(response), downstream);
+    result.resources = resources;
+    Some(result)
+}
+
+/// Whether a rule's match block lists DELETE among its operations (a rule that generates when
+/// its trigger is deleted).
+fn names_delete_operation(rule_source: &Value) -> bool {
+    let Some(block) = rule_source.get("match") else {
+        return false;
+    };
+    let filters = ["any", "all"]
+        .iter()
+        .filter_map(|k| block.get(*k).and_then(Value::as_array))
+        .flatten()
+        .chain(std::iter::once(block));
+    filters
+        .filter_map(|f| f.pointer("/resources/operations").and_then(Value::as_array))
+        .flatten()
+        .any(|op| {
+            op.as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("DELETE"))
+        })
+}

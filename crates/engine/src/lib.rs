@@ -19,6 +19,7 @@ pub mod conditions;
 pub mod context;
 pub mod engine;
 pub mod exceptions;
+pub mod generate;
 pub mod jmespath;
 pub mod matching;
 pub mod mutate;

@@ -536,11 +536,7 @@ impl RuleScope<'_, '_, '_> {
             }
         }
         let request = self.eval.request;
-        let target = if scoped {
-            element
-        } else {
-            request.resource()
-        };
+        let target = if scoped { element } else { request.resource() };
         self.check(&entry.check, target, depth + 1)
     }
 }
