@@ -27,7 +27,8 @@
 //!
 //! Not handled here: `$( )` references to other parts of a pattern.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -107,6 +108,105 @@ fn internal_error() -> VariableError {
     VariableError::Limit("variable pattern failed to compile".to_owned())
 }
 
+/// Removes the braces and surrounding spaces of a `{{ … }}` variable.
+fn expression_of(var: &str) -> String {
+    var.replace("{{", "").replace("}}", "").trim().to_owned()
+}
+
+/// Drops the backslash of every escaped `\{{ … }}`.
+fn unescape(text: String) -> String {
+    match escaped_regex() {
+        Some(esc) if esc.is_match(&text) => esc
+            .replace_all(&text, |c: &regex::Captures<'_>| {
+                c.get(0)
+                    .and_then(|m| m.as_str().get(1..))
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .into_owned(),
+        _ => text,
+    }
+}
+
+/// The first scan of a string for variables, which depends on the string alone and is kept
+/// per distinct string: policies substitute the same few strings on every request.
+enum Template {
+    /// No variable: the string substitutes to this text (escapes removed).
+    Verbatim(String),
+    /// The variables of the first scan, in order.
+    Variables(Vec<TemplateVar>),
+}
+
+struct TemplateVar {
+    /// Byte range of `{{ … }}` in the string.
+    start: usize,
+    end: usize,
+    /// The variable as written, braces included.
+    text: String,
+    /// The expression inside the braces.
+    expr: String,
+    /// Its compilation, unless it is `@` or invalid (both handled when resolving).
+    compiled: Option<jmespath::Expression>,
+}
+
+/// Most distinct strings whose scan is kept; when full the cache is emptied.
+const TEMPLATE_CACHE_CAPACITY: usize = 4096;
+/// Longer strings are scanned every time rather than kept.
+const MAX_CACHED_TEMPLATE_LEN: usize = 4096;
+
+type TemplateCache = RwLock<HashMap<String, Arc<Template>>>;
+
+fn template_cache() -> &'static TemplateCache {
+    static CACHE: OnceLock<TemplateCache> = OnceLock::new();
+    CACHE.get_or_init(|| RwLock::new(HashMap::new()))
+}
+
+fn template(s: &str) -> Result<Arc<Template>, VariableError> {
+    if let Ok(map) = template_cache().read() {
+        if let Some(found) = map.get(s) {
+            return Ok(Arc::clone(found));
+        }
+    }
+    let scanned = Arc::new(scan(s)?);
+    if s.len() <= MAX_CACHED_TEMPLATE_LEN {
+        if let Ok(mut map) = template_cache().write() {
+            if map.len() >= TEMPLATE_CACHE_CAPACITY {
+                map.clear();
+            }
+            map.insert(s.to_owned(), Arc::clone(&scanned));
+        }
+    }
+    Ok(scanned)
+}
+
+fn scan(s: &str) -> Result<Template, VariableError> {
+    let re = variable_regex().ok_or_else(internal_error)?;
+    let vars: Vec<TemplateVar> = re
+        .captures_iter(s)
+        .filter_map(|c| {
+            let var = c.get(2)?;
+            let expr = expression_of(var.as_str());
+            let compiled = if expr == "@" {
+                None
+            } else {
+                jmespath::compile(&expr).ok()
+            };
+            Some(TemplateVar {
+                start: var.start(),
+                end: var.end(),
+                text: var.as_str().to_owned(),
+                expr,
+                compiled,
+            })
+        })
+        .collect();
+    if vars.is_empty() {
+        Ok(Template::Verbatim(unescape(s.to_owned())))
+    } else {
+        Ok(Template::Variables(vars))
+    }
+}
+
 /// Whether substitution would change this value: it holds a `{{ }}` variable (or an escaped
 /// `\{{ }}` that loses its backslash) in a string or an object key.
 pub fn has_variables(value: &Value) -> bool {
@@ -152,18 +252,15 @@ pub struct Substitution<'a> {
     ctx: &'a Value,
     base_path: String,
     env: &'a dyn Env,
-    is_delete: bool,
 }
 
 impl<'a> Substitution<'a> {
     /// Substitution against `ctx`, for a value at the root (path ``).
     pub fn new(ctx: &'a Value) -> Self {
-        let is_delete = ctx.pointer("/request/operation").and_then(Value::as_str) == Some("DELETE");
         Substitution {
             ctx,
             base_path: String::new(),
             env: &SystemEnv,
-            is_delete,
         }
     }
 
@@ -182,15 +279,15 @@ impl<'a> Substitution<'a> {
 
     /// Substitutes every string and key in `value`.
     pub fn value(&self, value: &Value) -> Result<Value, VariableError> {
-        self.walk(value, &self.base_path, 0)
+        self.walk(value, &Path::Base(&self.base_path), 0)
     }
 
     /// Substitutes one string.
     pub fn string(&self, s: &str) -> Result<Value, VariableError> {
-        self.leaf(s, &self.base_path, 0)
+        self.leaf(s, &Path::Base(&self.base_path), 0)
     }
 
-    fn walk(&self, value: &Value, path: &str, depth: usize) -> Result<Value, VariableError> {
+    fn walk(&self, value: &Value, path: &Path<'_>, depth: usize) -> Result<Value, VariableError> {
         if depth > MAX_DEPTH {
             return Err(VariableError::Limit(format!(
                 "document nested deeper than {MAX_DEPTH} levels at {path}"
@@ -201,7 +298,7 @@ impl<'a> Substitution<'a> {
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    out.push(self.walk(item, &format!("{path}/{i}"), depth + 1)?);
+                    out.push(self.walk(item, &Path::Index(path, i), depth + 1)?);
                 }
                 Ok(Value::Array(out))
             }
@@ -213,7 +310,7 @@ impl<'a> Substitution<'a> {
                         Value::Null => key.clone(),
                         _ => return Err(VariableError::NonStringKey { key: key.clone() }),
                     };
-                    let new_value = self.walk(item, &format!("{path}/{key}"), depth + 1)?;
+                    let new_value = self.walk(item, &Path::Key(path, key), depth + 1)?;
                     out.insert(new_key, new_value);
                 }
                 Ok(Value::Object(out))
@@ -223,7 +320,7 @@ impl<'a> Substitution<'a> {
     }
 
     /// A string leaf; a typed result is walked again, as Kyverno's traversal does.
-    fn leaf(&self, s: &str, path: &str, depth: usize) -> Result<Value, VariableError> {
+    fn leaf(&self, s: &str, path: &Path<'_>, depth: usize) -> Result<Value, VariableError> {
         match self.substitute_text(s, path)? {
             replaced @ (Value::Array(_) | Value::Object(_)) => {
                 if has_variables(&replaced) {
@@ -236,21 +333,40 @@ impl<'a> Substitution<'a> {
         }
     }
 
-    fn substitute_text(&self, s: &str, path: &str) -> Result<Value, VariableError> {
+    fn substitute_text(&self, s: &str, path: &Path<'_>) -> Result<Value, VariableError> {
         if !s.contains("{{") {
             return Ok(Value::String(s.to_owned()));
         }
+        let template = template(s)?;
+        let mut text = match template.as_ref() {
+            Template::Verbatim(text) => return Ok(Value::String(text.clone())),
+            Template::Variables(vars) => {
+                let mut rebuilt = String::with_capacity(s.len());
+                let mut cursor = 0;
+                for var in vars {
+                    let resolved = self.resolve(&var.expr, var.compiled.as_ref(), path)?;
+                    if var.start == 0 && var.end == s.len() {
+                        return Ok(resolved);
+                    }
+                    rebuilt.push_str(s.get(cursor..var.start).unwrap_or(""));
+                    self.splice(&mut rebuilt, &resolved, &var.text, path)?;
+                    cursor = var.end;
+                }
+                rebuilt.push_str(s.get(cursor..).unwrap_or(""));
+                rebuilt
+            }
+        };
+        // Spliced values and nested variables (`{{ a.{{ b }} }}`) can form new variables:
+        // scan again until none is left.
+        if !text.contains("{{") {
+            return Ok(Value::String(text));
+        }
         let re = variable_regex().ok_or_else(internal_error)?;
-        let mut text = s.to_owned();
-        let mut passes = 0;
+        let mut passes = 1;
         loop {
-            let matches: Vec<(usize, usize, usize)> = re
+            let matches: Vec<(usize, usize)> = re
                 .captures_iter(&text)
-                .filter_map(|c| {
-                    let whole = c.get(0)?;
-                    let var = c.get(2)?;
-                    Some((whole.start(), var.start(), var.end()))
-                })
+                .filter_map(|c| c.get(2).map(|var| (var.start(), var.end())))
                 .collect();
             if matches.is_empty() {
                 break;
@@ -263,72 +379,93 @@ impl<'a> Substitution<'a> {
             }
             let mut rebuilt = String::with_capacity(text.len());
             let mut cursor = 0;
-            for (_, start, end) in &matches {
-                let var = text.get(*start..*end).unwrap_or("");
-                let resolved = self.resolve(var, path)?;
-                if *start == 0 && *end == text.len() {
+            for (start, end) in matches {
+                let var = text.get(start..end).unwrap_or("");
+                let resolved = self.resolve(&expression_of(var), None, path)?;
+                if start == 0 && end == text.len() {
                     return Ok(resolved);
                 }
-                rebuilt.push_str(text.get(cursor..*start).unwrap_or(""));
-                match &resolved {
-                    Value::String(v) => rebuilt.push_str(v),
-                    other => rebuilt.push_str(&jmespath::value::go_json(other).map_err(|_| {
-                        VariableError::Limit(format!(
-                            "value of {var} is nested too deeply to print"
-                        ))
-                    })?),
-                }
-                cursor = *end;
-                if rebuilt.len() > MAX_STRING_LEN {
-                    return Err(VariableError::Limit(format!(
-                        "substituting variables at path {path} built a string over {MAX_STRING_LEN} bytes"
-                    )));
-                }
+                rebuilt.push_str(text.get(cursor..start).unwrap_or(""));
+                self.splice(&mut rebuilt, &resolved, var, path)?;
+                cursor = end;
             }
             rebuilt.push_str(text.get(cursor..).unwrap_or(""));
             text = rebuilt;
         }
-        if let Some(esc) = escaped_regex() {
-            if esc.is_match(&text) {
-                text = esc
-                    .replace_all(&text, |c: &regex::Captures<'_>| {
-                        c.get(0)
-                            .and_then(|m| m.as_str().get(1..))
-                            .unwrap_or("")
-                            .to_owned()
-                    })
-                    .into_owned();
-            }
-        }
-        Ok(Value::String(text))
+        Ok(Value::String(unescape(text)))
     }
 
-    /// Evaluates one `{{ … }}` (braces included).
-    fn resolve(&self, var: &str, path: &str) -> Result<Value, VariableError> {
-        let mut expr = var.replace("{{", "").replace("}}", "").trim().to_owned();
-        if expr == "@" {
-            expr = self.current_path(path);
+    /// Appends a resolved variable to interpolated text: strings as they are, anything else
+    /// as Go's `json.Marshal` prints it.
+    fn splice(
+        &self,
+        out: &mut String,
+        resolved: &Value,
+        var: &str,
+        path: &Path<'_>,
+    ) -> Result<(), VariableError> {
+        match resolved {
+            Value::String(v) => out.push_str(v),
+            other => out.push_str(&jmespath::value::go_json(other).map_err(|_| {
+                VariableError::Limit(format!("value of {var} is nested too deeply to print"))
+            })?),
         }
-        if self.is_delete {
-            expr = expr.replace("request.object", "request.oldObject");
+        if out.len() > MAX_STRING_LEN {
+            return Err(VariableError::Limit(format!(
+                "substituting variables at path {path} built a string over {MAX_STRING_LEN} bytes"
+            )));
         }
-        let compiled =
-            jmespath::compile(&expr).map_err(|source| VariableError::InvalidExpression {
-                variable: expr.clone(),
-                path: path.to_owned(),
+        Ok(())
+    }
+
+    /// Evaluates one variable's expression (braces removed); `compiled` is its compilation
+    /// when known in advance.
+    fn resolve(
+        &self,
+        expr: &str,
+        compiled: Option<&jmespath::Expression>,
+        path: &Path<'_>,
+    ) -> Result<Value, VariableError> {
+        let is_delete = self
+            .ctx
+            .get("request")
+            .and_then(|r| r.get("operation"))
+            .and_then(Value::as_str)
+            == Some("DELETE");
+        let rewritten;
+        let (expr, compiled) = if expr == "@" || is_delete {
+            let mut owned = if expr == "@" {
+                self.current_path(&path.to_string())
+            } else {
+                expr.to_owned()
+            };
+            if is_delete {
+                owned = owned.replace("request.object", "request.oldObject");
+            }
+            rewritten = owned;
+            (rewritten.as_str(), None)
+        } else {
+            (expr, compiled)
+        };
+        let compiled = match compiled {
+            Some(c) => c.clone(),
+            None => jmespath::compile(expr).map_err(|source| VariableError::InvalidExpression {
+                variable: expr.to_owned(),
+                path: path.to_string(),
                 source,
-            })?;
+            })?,
+        };
         compiled
             .search_with_env(self.ctx, self.env)
             .map_err(|source| match source {
                 JmespathError::NotFound { key } => VariableError::NotFound {
-                    variable: expr.clone(),
-                    path: path.to_owned(),
+                    variable: expr.to_owned(),
+                    path: path.to_string(),
                     key,
                 },
                 source => VariableError::Evaluation {
-                    variable: expr.clone(),
-                    path: path.to_owned(),
+                    variable: expr.to_owned(),
+                    path: path.to_string(),
                     source,
                 },
             })
@@ -353,6 +490,40 @@ impl<'a> Substitution<'a> {
             &["request", "object"]
         };
         jmespath_of(prefix.iter().chain(rest.iter()).copied())
+    }
+}
+
+/// Where a value sits in its rule, as a JSON pointer; rendered only for `{{@}}` and errors.
+enum Path<'p> {
+    Base(&'p str),
+    Index(&'p Path<'p>, usize),
+    Key(&'p Path<'p>, &'p str),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut chain = Vec::new();
+        let mut at = self;
+        loop {
+            match at {
+                Path::Base(base) => {
+                    f.write_str(base)?;
+                    break;
+                }
+                Path::Index(parent, _) | Path::Key(parent, _) => {
+                    chain.push(at);
+                    at = parent;
+                }
+            }
+        }
+        for step in chain.iter().rev() {
+            match step {
+                Path::Index(_, i) => write!(f, "/{i}")?,
+                Path::Key(_, key) => write!(f, "/{key}")?,
+                Path::Base(_) => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -517,6 +688,52 @@ mod tests {
             .value(&json!({"spec": {"x": "{{@}}"}}))
             .unwrap();
         assert_eq!(got, json!({"spec": {"x": 1}}));
+    }
+
+    #[test]
+    fn the_same_string_resolves_against_each_context() {
+        let text = "{{ request.object.metadata.name }}-{{ request.operation }}";
+        let create =
+            json!({"request": {"operation": "CREATE", "object": {"metadata": {"name": "a"}}}});
+        let update =
+            json!({"request": {"operation": "UPDATE", "object": {"metadata": {"name": "b"}}}});
+        let delete = json!({"request": {
+            "operation": "DELETE",
+            "object": {"metadata": {"name": "c"}},
+            "oldObject": {"metadata": {"name": "old"}}
+        }});
+        assert_eq!(substitute_str(text, &create).unwrap(), json!("a-CREATE"));
+        assert_eq!(substitute_str(text, &update).unwrap(), json!("b-UPDATE"));
+        assert_eq!(substitute_str(text, &delete).unwrap(), json!("old-DELETE"));
+        assert_eq!(substitute_str(text, &create).unwrap(), json!("a-CREATE"));
+    }
+
+    #[test]
+    fn the_same_at_variable_follows_its_position() {
+        let ctx = context();
+        let rule =
+            json!({"validate": {"pattern": {"spec": {"port": "{{@}}", "replicas": "{{@}}"}}}});
+        let got = substitute_all(&rule, &ctx).unwrap();
+        assert_eq!(
+            got,
+            json!({"validate": {"pattern": {"spec": {"port": "443", "replicas": 5}}}})
+        );
+    }
+
+    #[test]
+    fn errors_name_the_position_of_the_failing_string() {
+        let ctx = context();
+        let rule = json!({"any": [{"key": "x", "value": "{{ request.object.nope }}"}]});
+        let err = Substitution::new(&ctx)
+            .at("/preconditions")
+            .value(&rule)
+            .unwrap_err();
+        assert!(err.is_not_found());
+        assert!(
+            err.to_string()
+                .contains("at path /preconditions/any/0/value"),
+            "{err}"
+        );
     }
 
     #[test]

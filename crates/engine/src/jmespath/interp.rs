@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::functions::{self, Arg};
 use super::parser::{Ast, Cmp};
-use super::value::{compare_scalars, is_truthy, json_equal};
+use super::value::{compare_scalars, is_truthy, json_equal_at, MAX_VALUE_DEPTH};
 use super::{Env, JmespathError};
 
 /// Why a sub-expression produced no value.
@@ -29,12 +29,125 @@ impl From<JmespathError> for Fail {
     }
 }
 
-pub(crate) type Res<'a> = Result<Cow<'a, Value>, Fail>;
+static NULL: Value = Value::Null;
+
+/// An intermediate result: borrowed from the document (or the expression's literals), computed,
+/// or an array assembled from other results. The last one lets projections, flattens, slices
+/// and multi-selects collect borrowed elements without copying them; only the final result
+/// (or a function argument) is turned into a real `Value`.
+#[derive(Debug, Clone)]
+pub(crate) enum Val<'a> {
+    Ref(&'a Value),
+    Owned(Value),
+    List(Vec<Val<'a>>),
+}
+
+impl<'a> Val<'a> {
+    fn null() -> Self {
+        Val::Ref(&NULL)
+    }
+
+    fn is_null(&self) -> bool {
+        matches!(self, Val::Ref(Value::Null) | Val::Owned(Value::Null))
+    }
+
+    fn is_truthy(&self) -> bool {
+        match self {
+            Val::Ref(v) => is_truthy(v),
+            Val::Owned(v) => is_truthy(v),
+            Val::List(items) => !items.is_empty(),
+        }
+    }
+
+    /// The value as JSON, copying only what is not borrowed from the document.
+    pub(crate) fn into_cow(self) -> Cow<'a, Value> {
+        match self {
+            Val::Ref(v) => Cow::Borrowed(v),
+            Val::Owned(v) => Cow::Owned(v),
+            list @ Val::List(_) => Cow::Owned(list.into_owned()),
+        }
+    }
+
+    pub(crate) fn into_owned(self) -> Value {
+        match self {
+            Val::Ref(v) => v.clone(),
+            Val::Owned(v) => v,
+            Val::List(items) => Value::Array(items.into_iter().map(Val::into_owned).collect()),
+        }
+    }
+
+    /// The elements of an array result, keeping borrows; `None` for anything else.
+    fn into_elements(self) -> Option<Vec<Val<'a>>> {
+        match self {
+            Val::Ref(Value::Array(items)) => Some(items.iter().map(Val::Ref).collect()),
+            Val::Owned(Value::Array(items)) => Some(items.into_iter().map(Val::Owned).collect()),
+            Val::List(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    fn len_if_array(&self) -> Option<usize> {
+        match self {
+            Val::Ref(Value::Array(items)) => Some(items.len()),
+            Val::Owned(Value::Array(items)) => Some(items.len()),
+            Val::List(items) => Some(items.len()),
+            _ => None,
+        }
+    }
+}
+
+/// Deep equality of two results, as [`super::value::json_equal`] sees their JSON.
+fn val_equal(a: &Val<'_>, b: &Val<'_>, depth: usize) -> bool {
+    fn plain<'v>(v: &'v Val<'_>) -> Option<&'v Value> {
+        match v {
+            Val::Ref(v) => Some(v),
+            Val::Owned(v) => Some(v),
+            Val::List(_) => None,
+        }
+    }
+    if let (Some(x), Some(y)) = (plain(a), plain(b)) {
+        return json_equal_at(x, y, depth);
+    }
+    if depth > MAX_VALUE_DEPTH {
+        return false;
+    }
+    // At least one side is an assembled array: compare element by element.
+    fn element<'v>(v: &'v Val<'_>, i: usize) -> Option<Val<'v>> {
+        match v {
+            Val::Ref(Value::Array(items)) => items.get(i).map(Val::Ref),
+            Val::Owned(Value::Array(items)) => items.get(i).map(Val::Ref),
+            Val::List(items) => items.get(i).map(|item| match item {
+                Val::Ref(r) => Val::Ref(r),
+                Val::Owned(o) => Val::Ref(o),
+                Val::List(_) => item.clone(),
+            }),
+            _ => None,
+        }
+    }
+    match (a.len_if_array(), b.len_if_array()) {
+        (Some(n), Some(m)) if n == m => (0..n).all(|i| match (element(a, i), element(b, i)) {
+            (Some(x), Some(y)) => val_equal(&x, &y, depth + 1),
+            _ => false,
+        }),
+        _ => false,
+    }
+}
+
+pub(crate) type Res<'a> = Result<Val<'a>, Fail>;
 
 pub(crate) fn evaluate(ast: &Ast, data: &Value, env: &dyn Env) -> Result<Value, JmespathError> {
+    evaluate_ref(ast, data, env).map(Cow::into_owned)
+}
+
+/// Evaluates, borrowing the result from `data` (or the expression) when it is part of it.
+pub(crate) fn evaluate_ref<'a>(
+    ast: &'a Ast,
+    data: &'a Value,
+    env: &dyn Env,
+) -> Result<Cow<'a, Value>, JmespathError> {
     let mut interp = Interp { env };
-    match interp.eval(ast, Cow::Borrowed(data)) {
-        Ok(v) => Ok(v.into_owned()),
+    match interp.eval(ast, Val::Ref(data)) {
+        Ok(v) => Ok(v.into_cow()),
         Err(Fail::NotFound(key)) => Err(JmespathError::NotFound { key }),
         Err(Fail::Error(e)) => Err(e),
     }
@@ -47,41 +160,25 @@ pub(crate) struct Interp<'e> {
 /// Reads "not found" as null; other failures stay failures.
 fn or_null(res: Res<'_>) -> Res<'_> {
     match res {
-        Err(Fail::NotFound(_)) => Ok(Cow::Owned(Value::Null)),
+        Err(Fail::NotFound(_)) => Ok(Val::null()),
         other => other,
     }
 }
 
 /// Any failure reads as null (go-jmespath does this for the left side of projections).
-fn any_null(res: Res<'_>) -> Cow<'_, Value> {
-    res.unwrap_or(Cow::Owned(Value::Null))
-}
-
-fn share<'a>(v: &Cow<'a, Value>) -> Cow<'a, Value> {
-    match v {
-        Cow::Borrowed(r) => Cow::Borrowed(*r),
-        Cow::Owned(o) => Cow::Owned(o.clone()),
-    }
-}
-
-/// Splits an array value into its elements, keeping borrows where the array was borrowed.
-fn elements(v: Cow<'_, Value>) -> Option<Vec<Cow<'_, Value>>> {
-    match v {
-        Cow::Borrowed(Value::Array(items)) => Some(items.iter().map(Cow::Borrowed).collect()),
-        Cow::Owned(Value::Array(items)) => Some(items.into_iter().map(Cow::Owned).collect()),
-        _ => None,
-    }
+fn any_null(res: Res<'_>) -> Val<'_> {
+    res.unwrap_or(Val::null())
 }
 
 fn null<'a>() -> Res<'a> {
-    Ok(Cow::Owned(Value::Null))
+    Ok(Val::null())
 }
 
 impl Interp<'_> {
-    pub(crate) fn eval<'a>(&mut self, ast: &'a Ast, v: Cow<'a, Value>) -> Res<'a> {
+    pub(crate) fn eval<'a>(&mut self, ast: &'a Ast, v: Val<'a>) -> Res<'a> {
         match ast {
             Ast::Identity => Ok(v),
-            Ast::Literal(value) => Ok(Cow::Borrowed(value)),
+            Ast::Literal(value) => Ok(Val::Ref(value)),
             Ast::Field(name) => field(v, name),
             Ast::Index(i) => Ok(index(v, *i)),
             Ast::Slice(start, stop, step) => slice(v, *start, *stop, *step),
@@ -91,75 +188,64 @@ impl Interp<'_> {
             }
             Ast::Projection(lhs, rhs) => {
                 let left = or_null(self.eval(lhs, v))?;
-                let Some(items) = elements(left) else {
+                let Some(items) = left.into_elements() else {
                     return null();
                 };
-                let mut out = Vec::with_capacity(items.len());
-                for item in items {
-                    let r = or_null(self.eval(rhs, item))?;
-                    if !r.is_null() {
-                        out.push(r.into_owned());
-                    }
-                }
-                Ok(Cow::Owned(Value::Array(out)))
+                self.project(rhs, items)
             }
             Ast::ValueProjection(lhs, rhs) => {
                 let left = any_null(self.eval(lhs, v));
-                let values: Vec<Cow<'a, Value>> = match left {
-                    Cow::Borrowed(Value::Object(map)) => map.values().map(Cow::Borrowed).collect(),
-                    Cow::Owned(Value::Object(map)) => {
-                        map.into_iter().map(|(_, v)| Cow::Owned(v)).collect()
+                let values: Vec<Val<'a>> = match left {
+                    Val::Ref(Value::Object(map)) => map.values().map(Val::Ref).collect(),
+                    Val::Owned(Value::Object(map)) => {
+                        map.into_iter().map(|(_, v)| Val::Owned(v)).collect()
                     }
                     _ => return null(),
                 };
-                let mut out = Vec::with_capacity(values.len());
-                for item in values {
-                    let r = or_null(self.eval(rhs, item))?;
-                    if !r.is_null() {
-                        out.push(r.into_owned());
-                    }
-                }
-                Ok(Cow::Owned(Value::Array(out)))
+                self.project(rhs, values)
             }
             Ast::FilterProjection(lhs, rhs, cond) => {
                 let left = any_null(self.eval(lhs, v));
-                let Some(items) = elements(left) else {
+                let Some(items) = left.into_elements() else {
                     return null();
                 };
                 let mut out = Vec::new();
                 for item in items {
-                    let keep = or_null(self.eval(cond, share(&item)))?;
-                    if is_truthy(&keep) {
+                    let keep = or_null(self.eval(cond, item.clone()))?;
+                    if keep.is_truthy() {
                         let r = or_null(self.eval(rhs, item))?;
                         if !r.is_null() {
-                            out.push(r.into_owned());
+                            out.push(r);
                         }
                     }
                 }
-                Ok(Cow::Owned(Value::Array(out)))
+                Ok(Val::List(out))
             }
             Ast::Flatten(inner) => {
                 let left = any_null(self.eval(inner, v));
-                let Some(items) = elements(left) else {
+                let Some(items) = left.into_elements() else {
                     return null();
                 };
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
                     match item {
-                        Cow::Borrowed(Value::Array(nested)) => out.extend(nested.iter().cloned()),
-                        Cow::Owned(Value::Array(nested)) => out.extend(nested),
-                        other => out.push(other.into_owned()),
+                        Val::Ref(Value::Array(nested)) => out.extend(nested.iter().map(Val::Ref)),
+                        Val::Owned(Value::Array(nested)) => {
+                            out.extend(nested.into_iter().map(Val::Owned));
+                        }
+                        Val::List(nested) => out.extend(nested),
+                        other => out.push(other),
                     }
                 }
-                Ok(Cow::Owned(Value::Array(out)))
+                Ok(Val::List(out))
             }
             Ast::Pipe(lhs, rhs) => {
                 let left = or_null(self.eval(lhs, v))?;
                 or_null(self.eval(rhs, left))
             }
             Ast::Or(lhs, rhs) => {
-                let left = or_null(self.eval(lhs, share(&v)))?;
-                if is_truthy(&left) {
+                let left = or_null(self.eval(lhs, v.clone()))?;
+                if left.is_truthy() {
                     Ok(left)
                 } else {
                     // Kyverno resolves a missing right-hand operand of a top-level `||` to
@@ -168,8 +254,8 @@ impl Interp<'_> {
                 }
             }
             Ast::And(lhs, rhs) => {
-                let left = or_null(self.eval(lhs, share(&v)))?;
-                if is_truthy(&left) {
+                let left = or_null(self.eval(lhs, v.clone()))?;
+                if left.is_truthy() {
                     self.eval(rhs, v)
                 } else {
                     Ok(left)
@@ -177,12 +263,12 @@ impl Interp<'_> {
             }
             Ast::Not(inner) => {
                 let value = or_null(self.eval(inner, v))?;
-                Ok(Cow::Owned(Value::Bool(!is_truthy(&value))))
+                Ok(Val::Owned(Value::Bool(!value.is_truthy())))
             }
             Ast::Compare(cmp, lhs, rhs) => {
-                let left = or_null(self.eval(lhs, share(&v)))?;
+                let left = or_null(self.eval(lhs, v.clone()))?;
                 let right = or_null(self.eval(rhs, v))?;
-                Ok(Cow::Owned(compare(*cmp, &left, &right)))
+                Ok(Val::Owned(compare(*cmp, &left, &right)))
             }
             Ast::MultiList(items) => {
                 if v.is_null() {
@@ -190,9 +276,9 @@ impl Interp<'_> {
                 }
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
-                    out.push(or_null(self.eval(item, share(&v)))?.into_owned());
+                    out.push(or_null(self.eval(item, v.clone()))?);
                 }
-                Ok(Cow::Owned(Value::Array(out)))
+                Ok(Val::List(out))
             }
             Ast::MultiHash(pairs) => {
                 if v.is_null() {
@@ -200,21 +286,30 @@ impl Interp<'_> {
                 }
                 let mut out = Map::new();
                 for (key, item) in pairs {
-                    let value = or_null(self.eval(item, share(&v)))?.into_owned();
+                    let value = or_null(self.eval(item, v.clone()))?.into_owned();
                     out.insert(key.clone(), value);
                 }
-                Ok(Cow::Owned(Value::Object(out)))
+                Ok(Val::Owned(Value::Object(out)))
             }
             Ast::Function(name, args) => {
                 let mut resolved = Vec::with_capacity(args.len());
                 for arg in args {
                     match arg {
                         Ast::Expref(inner) => resolved.push(Arg::Expref(inner)),
-                        other => resolved.push(Arg::Value(or_null(self.eval(other, share(&v)))?)),
+                        other => {
+                            let value = or_null(self.eval(other, v.clone()))?;
+                            // `length` of an assembled array needs no copy of its elements.
+                            if name == "length" && args.len() == 1 {
+                                if let Val::List(items) = &value {
+                                    return Ok(Val::Owned(Value::from(items.len())));
+                                }
+                            }
+                            resolved.push(Arg::Value(value.into_cow()));
+                        }
                     }
                 }
                 let result = functions::call(self, name, resolved)?;
-                Ok(Cow::Owned(result))
+                Ok(Val::Owned(result))
             }
             Ast::Expref(_) => Err(Fail::Error(JmespathError::function(
                 "an expression reference (&expr) can only be passed to a function",
@@ -222,9 +317,21 @@ impl Interp<'_> {
         }
     }
 
+    /// Applies `rhs` to each item, keeping the non-null results.
+    fn project<'a>(&mut self, rhs: &'a Ast, items: Vec<Val<'a>>) -> Res<'a> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let r = or_null(self.eval(rhs, item))?;
+            if !r.is_null() {
+                out.push(r);
+            }
+        }
+        Ok(Val::List(out))
+    }
+
     /// Evaluates an `&expr` argument against one value; a missing key reads as null.
     pub(crate) fn eval_expref(&mut self, ast: &Ast, v: &Value) -> Result<Value, JmespathError> {
-        match self.eval(ast, Cow::Borrowed(v)) {
+        match self.eval(ast, Val::Ref(v)) {
             Ok(r) => Ok(r.into_owned()),
             Err(Fail::NotFound(_)) => Ok(Value::Null),
             Err(Fail::Error(e)) => Err(e),
@@ -232,15 +339,15 @@ impl Interp<'_> {
     }
 }
 
-fn field<'a>(v: Cow<'a, Value>, name: &str) -> Res<'a> {
+fn field<'a>(v: Val<'a>, name: &str) -> Res<'a> {
     match v {
-        Cow::Borrowed(Value::Object(map)) => map
+        Val::Ref(Value::Object(map)) => map
             .get(name)
-            .map(Cow::Borrowed)
+            .map(Val::Ref)
             .ok_or_else(|| Fail::NotFound(name.to_owned())),
-        Cow::Owned(Value::Object(mut map)) => map
+        Val::Owned(Value::Object(mut map)) => map
             .remove(name)
-            .map(Cow::Owned)
+            .map(Val::Owned)
             .ok_or_else(|| Fail::NotFound(name.to_owned())),
         _ => null(),
     }
@@ -256,29 +363,26 @@ fn resolve_index(len: usize, i: i64) -> Option<usize> {
     }
 }
 
-fn index(v: Cow<'_, Value>, i: i64) -> Cow<'_, Value> {
+fn index(v: Val<'_>, i: i64) -> Val<'_> {
     match v {
-        Cow::Borrowed(Value::Array(items)) => resolve_index(items.len(), i)
+        Val::Ref(Value::Array(items)) => resolve_index(items.len(), i)
             .and_then(|idx| items.get(idx))
-            .map_or(Cow::Owned(Value::Null), Cow::Borrowed),
-        Cow::Owned(Value::Array(mut items)) => match resolve_index(items.len(), i) {
-            Some(idx) if idx < items.len() => Cow::Owned(items.swap_remove(idx)),
-            _ => Cow::Owned(Value::Null),
+            .map_or(Val::null(), Val::Ref),
+        Val::Owned(Value::Array(mut items)) => match resolve_index(items.len(), i) {
+            Some(idx) if idx < items.len() => Val::Owned(items.swap_remove(idx)),
+            _ => Val::null(),
         },
-        _ => Cow::Owned(Value::Null),
+        Val::List(mut items) => match resolve_index(items.len(), i) {
+            Some(idx) if idx < items.len() => items.swap_remove(idx),
+            _ => Val::null(),
+        },
+        _ => Val::null(),
     }
 }
 
-fn slice<'a>(
-    v: Cow<'a, Value>,
-    start: Option<i64>,
-    stop: Option<i64>,
-    step: Option<i64>,
-) -> Res<'a> {
-    let items: &[Value] = match &v {
-        Cow::Borrowed(Value::Array(items)) => items,
-        Cow::Owned(Value::Array(items)) => items,
-        _ => return null(),
+fn slice<'a>(v: Val<'a>, start: Option<i64>, stop: Option<i64>, step: Option<i64>) -> Res<'a> {
+    let Some(items) = v.into_elements() else {
+        return null();
     };
     let step = step.unwrap_or(1);
     if step == 0 {
@@ -323,16 +427,23 @@ fn slice<'a>(
         }
         i += step;
     }
-    Ok(Cow::Owned(Value::Array(out)))
+    Ok(Val::List(out))
 }
 
-fn compare(cmp: Cmp, left: &Value, right: &Value) -> Value {
+fn compare(cmp: Cmp, left: &Val<'_>, right: &Val<'_>) -> Value {
     match cmp {
-        Cmp::Eq => Value::Bool(json_equal(left, right)),
-        Cmp::Ne => Value::Bool(!json_equal(left, right)),
+        Cmp::Eq => Value::Bool(val_equal(left, right, 0)),
+        Cmp::Ne => Value::Bool(!val_equal(left, right, 0)),
         _ => {
             // go-jmespath orders numbers only; anything else compares to null.
-            let (Value::Number(_), Value::Number(_)) = (left, right) else {
+            fn number<'v>(v: &'v Val<'_>) -> Option<&'v Value> {
+                match v {
+                    Val::Ref(n @ Value::Number(_)) => Some(*n),
+                    Val::Owned(n @ Value::Number(_)) => Some(n),
+                    _ => None,
+                }
+            }
+            let (Some(left), Some(right)) = (number(left), number(right)) else {
                 return Value::Null;
             };
             let Some(ord) = compare_scalars(left, right) else {

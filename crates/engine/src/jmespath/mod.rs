@@ -21,6 +21,7 @@ mod semver_range;
 pub(crate) mod value;
 mod x509;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -156,6 +157,21 @@ impl Expression {
     /// Evaluates against `data`, taking time and randomness from `env`.
     pub fn search_with_env(&self, data: &Value, env: &dyn Env) -> Result<Value, JmespathError> {
         interp::evaluate(&self.inner.ast, data, env)
+    }
+
+    /// Like [`Expression::search`], but borrows the result when it is part of `data` (or a
+    /// literal of the expression), so `request.object.spec.containers` copies nothing.
+    pub fn search_ref<'a>(&'a self, data: &'a Value) -> Result<Cow<'a, Value>, JmespathError> {
+        self.search_ref_with_env(data, &SystemEnv)
+    }
+
+    /// [`Expression::search_ref`] with time and randomness from `env`.
+    pub fn search_ref_with_env<'a>(
+        &'a self,
+        data: &'a Value,
+        env: &dyn Env,
+    ) -> Result<Cow<'a, Value>, JmespathError> {
+        interp::evaluate_ref(&self.inner.ast, data, env)
     }
 }
 

@@ -277,3 +277,23 @@ fn numbers_come_back_as_integers_when_integral() {
     let got = search("divide(`1`, `4`)", &json!({})).unwrap();
     assert_eq!(got.to_string(), "0.25");
 }
+
+#[test]
+fn search_ref_borrows_parts_of_the_document_and_computes_the_rest() {
+    use std::borrow::Cow;
+    let doc = document();
+    let containers = compile("request.object.spec.containers").unwrap();
+    let found = containers.search_ref(&doc).unwrap();
+    assert!(matches!(found, Cow::Borrowed(_)), "a path copies nothing");
+    assert_eq!(
+        found.as_ref(),
+        &doc["request"]["object"]["spec"]["containers"]
+    );
+    let names = compile("request.object.spec.containers[].name").unwrap();
+    assert_eq!(
+        names.search_ref(&doc).unwrap().as_ref(),
+        &json!(["app", "sidecar"])
+    );
+    let missing = compile("request.object.spec.missing").unwrap();
+    assert!(missing.search_ref(&doc).unwrap_err().is_not_found());
+}

@@ -61,10 +61,11 @@ pub(crate) fn num(value: f64) -> Value {
 /// Deep equality with numbers compared as floats, as Go's `reflect.DeepEqual` sees decoded
 /// JSON. Depth is bounded; values nested deeper than that compare unequal.
 pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
-    equal_at(a, b, 0)
+    json_equal_at(a, b, 0)
 }
 
-fn equal_at(a: &Value, b: &Value, depth: usize) -> bool {
+/// [`json_equal`] for values found `depth` levels down in the values being compared.
+pub(crate) fn json_equal_at(a: &Value, b: &Value, depth: usize) -> bool {
     if depth > MAX_VALUE_DEPTH {
         return false;
     }
@@ -74,12 +75,12 @@ fn equal_at(a: &Value, b: &Value, depth: usize) -> bool {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         (Value::String(x), Value::String(y)) => x == y,
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal_at(p, q, depth + 1))
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal_at(p, q, depth + 1))
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
                 && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| equal_at(v, w, depth + 1)))
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal_at(v, w, depth + 1)))
         }
         _ => false,
     }
