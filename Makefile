@@ -1,8 +1,11 @@
 # bylaw — common tasks. `make help` lists them.
 CARGO ?= cargo
 CONFORMANCE_DIR ?= $(abspath ../shared/conformance/kyverno-policies)
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+BENCH_SECONDS ?= 10
+BENCH_CONNECTIONS ?= 32
 
-.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench e2e
+.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook e2e
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -37,9 +40,12 @@ conformance: ## score bylaw against Kyverno's policy library (prints `N passed, 
 conformance-update: ## rewrite tests/conformance.passing with every suite that passes now
 	$(CARGO) run -q --release -p bylaw-cli -- conformance --corpus $(CONFORMANCE_DIR) --index $(abspath ../shared/conformance/kyverno-policies-index.json) --update
 
-demo: ## no cluster needed: apply the example policies to their resources, then run their tests
-	@for d in examples/*/; do \
-	  echo "== bylaw apply $$d"; \
-	  $(CARGO) run -q -p bylaw-cli -- apply $$d/policy.yaml -r $$d/resource.yaml --detailed-results || true; \
-	done
-	$(CARGO) run -q -p bylaw-cli -- test examples
+demo: ## no cluster needed: run `bylaw serve` on examples/ with a dev certificate and send it sample AdmissionReviews over HTTPS
+	$(CARGO) build -q -p bylaw-cli
+	BYLAW=$(TARGET_DIR)/debug/bylaw sh examples/admission-reviews/demo.sh
+
+bench-webhook: ## load-test the admission webhook (release build, oha, Pod Security policies, 127.0.0.1 only)
+	$(CARGO) build -q --release -p bylaw-cli
+	@command -v oha >/dev/null 2>&1 || $(CARGO) install oha --locked
+	BYLAW=$(TARGET_DIR)/release/bylaw POLICY_DIR=$(CONFORMANCE_DIR)/pod-security \
+	  DURATION=$(BENCH_SECONDS) CONNECTIONS=$(BENCH_CONNECTIONS) sh examples/admission-reviews/bench/run.sh

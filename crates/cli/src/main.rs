@@ -10,6 +10,7 @@ mod conformance;
 mod jp_cmd;
 mod load;
 mod output;
+mod serve_cmd;
 mod test_cmd;
 
 /// bylaw — a Kyverno-compatible Kubernetes policy engine.
@@ -70,6 +71,8 @@ enum Command {
     /// Score bylaw against Kyverno's public policy library (`make conformance`).
     #[command(hide = true)]
     Conformance(conformance::ConformanceArgs),
+    /// Run the admission webhook standalone: policies from files, reloaded when they change.
+    Serve(Box<serve_cmd::ServeArgs>),
     /// Print the version and the git commit bylaw was built from.
     Version,
 }
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Jp(args) => jp_cmd::run(args),
         Command::Crds { out_dir } => write_crds(out_dir),
         Command::Conformance(args) => conformance::run(args),
+        Command::Serve(args) => serve_cmd::run(*args),
         Command::Version => {
             output::line(&format!(
                 "bylaw {} (commit {})",

@@ -2,10 +2,11 @@
 //! policy cache. Depends on the engine and api crates; the webhook, controller and reports crates
 //! build on it.
 //!
-//! The admission contract ([`admission::AdmissionEvaluator`] and its data types) lives here and is
+//! The admission contract ([`admission::AdmissionEvaluator`] and its data types) is
 //! engine-agnostic, so the webhook server does not depend on the engine; the engine adapter
-//! implements the trait. Until the policy cache and Kubernetes client land here, this crate needs
-//! neither the engine nor the api crate and does not depend on them.
+//! ([`evaluator::PolicyEvaluator`]) implements it over the [`policy_cache::PolicyCache`], fed by a
+//! [`sources::PolicySource`] and asking a [`sources::ContextSource`] for namespace labels and
+//! other context.
 #![cfg_attr(
     not(test),
     deny(
@@ -17,19 +18,27 @@
 )]
 
 pub mod admission;
+pub mod evaluator;
 pub mod logging;
 pub mod metrics;
+pub mod policy_cache;
 pub mod results;
 pub mod shutdown;
+pub mod sources;
 
 pub use admission::{
     AdmissionEvaluator, EvalError, GroupVersionKind, GroupVersionResource, Operation, Phase,
     ReviewRequest, RuleOutcome, RuleResult, RuleType, UserInfo, Verdict,
 };
+pub use evaluator::PolicyEvaluator;
 pub use logging::{init_tracing, LogArgs, LogFormat, LogHandle};
 pub use metrics::Metrics;
+pub use policy_cache::{PolicyCache, ReloadOutcome};
 pub use results::{results_channel, ResultsReceiver, ResultsSender, ReviewOutcomes};
 pub use shutdown::{os_termination_signal, Shutdown, ShutdownSignal};
+pub use sources::{
+    ContextSource, EmptyContext, FileContextSource, FilePolicySource, PolicyDocument, PolicySource,
+};
 
 /// Errors of the runtime plumbing.
 #[derive(Debug, thiserror::Error)]

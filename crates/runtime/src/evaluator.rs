@@ -1,0 +1,1177 @@
+//! The engine adapter: answers admission reviews with the policies in a [`PolicyCache`], the way
+//! Kyverno's admission webhook does.
+//!
+//! Validate phase, per review:
+//! * a policy takes part when it has validate rules and `spec.admission` is not false;
+//! * it is an *enforce policy* when its action, a rule's `failureAction` or any override says
+//!   `Enforce`; otherwise an *audit policy*;
+//! * the request is denied when a failing rule of an enforce policy resolves to `Enforce` for the
+//!   request's namespace ([`effective_action`]), or when a rule of an enforce policy errored and
+//!   one of the enforce policies has `failurePolicy: Fail`. The message lists every non-passing
+//!   rule of the enforce policies, per policy, as Kyverno does;
+//! * otherwise it is admitted, with a warning for every non-passing rule of the enforce policies
+//!   and of the audit policies with `emitWarning: true`;
+//! * on UPDATE, a failing `Enforce` rule with `allowExistingViolations` (the default) that also
+//!   fails on the old object becomes a skip: existing violations do not block unrelated edits.
+//!
+//! Mutate phase: the mutate rules of every admission policy run in order, each policy seeing the
+//! object as the previous ones left it, and the answer carries one JSON patch from the request's
+//! object to the result. A policy whose rules fail or error contributes no change; it denies the
+//! request when it fails an Enforce policy, or errors while a policy seen so far has
+//! `failurePolicy: Fail` (Kyverno's rule). Non-passing rules come back as warnings.
+//!
+//! Every rule outcome is returned in [`Verdict::results`]; the server turns them into metrics and
+//! sends them to the results channel.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bylaw_engine::compile::{CompiledPolicy, FailurePolicy, RuleBody};
+use bylaw_engine::context::request_context;
+use bylaw_engine::engine::{effective_action, mutate_policy, validate_with_context_mut, PolicySet};
+use bylaw_engine::request::{self as engine_request, Request};
+use bylaw_engine::response::{FailureAction, PolicyResponse, RuleResponse, RuleStatus};
+use serde_json::{Map, Value};
+
+use crate::admission::{
+    AdmissionEvaluator, EvalError, Operation, Phase, ReviewRequest, RuleOutcome, RuleResult,
+    RuleType, Verdict,
+};
+use crate::policy_cache::PolicyCache;
+use crate::sources::{ContextSource, NAMESPACE_NAME_LABEL};
+
+/// Message of a rule skipped because the old object violated it too (Kyverno's wording).
+pub const EXISTING_VIOLATION_SKIP: &str =
+    "skipping the rule evaluation as pre-existing violations are allowed";
+
+/// Evaluates reviews against the cached policies, with context from a [`ContextSource`].
+pub struct PolicyEvaluator {
+    cache: Arc<PolicyCache>,
+    context: Arc<dyn ContextSource>,
+}
+
+impl std::fmt::Debug for PolicyEvaluator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEvaluator").finish_non_exhaustive()
+    }
+}
+
+impl PolicyEvaluator {
+    /// An evaluator over `cache`; not ready until the cache has loaded.
+    pub fn new(cache: Arc<PolicyCache>, context: Arc<dyn ContextSource>) -> Self {
+        PolicyEvaluator { cache, context }
+    }
+
+    /// The cache this evaluator reads.
+    pub fn cache(&self) -> &Arc<PolicyCache> {
+        &self.cache
+    }
+
+    fn validate(
+        &self,
+        set: &PolicySet,
+        review: &ReviewRequest,
+        deadline: Instant,
+    ) -> Result<Verdict, EvalError> {
+        if !set.policies.iter().any(|p| p.admission && p.has_validate()) {
+            return Ok(Verdict::allow());
+        }
+        let request = self.engine_request(review)?;
+        // One context document per review, shared by every policy (the engine leaves it as it
+        // found it).
+        let mut context = request_context(&request);
+        let namespace = engine_request::metadata_str(request.resource(), "namespace").to_owned();
+        let mut old: Option<(Request, Value)> = None;
+
+        let mut evaluated = Vec::new();
+        for policy in &set.policies {
+            if !policy.admission || !policy.has_validate() {
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Err(EvalError::DeadlineExceeded);
+            }
+            let started = Instant::now();
+            let mut response = validate_with_context_mut(
+                policy,
+                &request,
+                &mut context,
+                self.context.as_ref(),
+                &set.exceptions,
+            );
+            if request.operation == engine_request::Operation::Update
+                && response.rules.iter().any(|rule| {
+                    rule.status == RuleStatus::Fail && tolerates_existing(policy, &rule.name)
+                })
+            {
+                let (old_request, old_context) = match &mut old {
+                    Some(old) => old,
+                    None => old.insert(old_object_request(&request)),
+                };
+                let before = validate_with_context_mut(
+                    policy,
+                    old_request,
+                    old_context,
+                    self.context.as_ref(),
+                    &set.exceptions,
+                );
+                allow_existing_violations(policy, &mut response, &before);
+            }
+            evaluated.push(Evaluated {
+                policy,
+                response,
+                elapsed: started.elapsed(),
+            });
+        }
+        Ok(decide(
+            &evaluated,
+            review,
+            &namespace,
+            request.namespace_labels.as_ref(),
+        ))
+    }
+
+    fn mutate(
+        &self,
+        set: &PolicySet,
+        review: &ReviewRequest,
+        deadline: Instant,
+    ) -> Result<Verdict, EvalError> {
+        let mut policies = set
+            .policies
+            .iter()
+            .filter(|p| p.admission && p.has_mutate())
+            .peekable();
+        // Deletions carry no object to change; without mutate policies there is nothing to do.
+        if review.operation == Operation::Delete || policies.peek().is_none() {
+            return Ok(Verdict::allow());
+        }
+        let request = self.engine_request(review)?;
+        let mut context = request_context(&request);
+        let mut current = request.object.clone();
+        let mut results = Vec::new();
+        let mut warnings = Vec::new();
+        let mut fail_closed = false;
+        for policy in policies {
+            if Instant::now() >= deadline {
+                return Err(EvalError::DeadlineExceeded);
+            }
+            fail_closed |= policy.failure_policy == FailurePolicy::Fail;
+            let started = Instant::now();
+            let (response, patched) = mutate_policy(
+                policy,
+                &request,
+                &current,
+                &mut context,
+                self.context.as_ref(),
+                &set.exceptions,
+            );
+            let share = per_rule(started.elapsed(), response.rules.len());
+            let enforce = policy.validation_failure_action == FailureAction::Enforce;
+            let failed = |status| response.rules.iter().any(|r| r.status == status);
+            let (has_fail, has_error) = (failed(RuleStatus::Fail), failed(RuleStatus::Error));
+            for rule in &response.rules {
+                results.push(RuleOutcome {
+                    policy: policy.name.clone(),
+                    policy_namespace: policy.namespace.clone(),
+                    rule: rule.name.clone(),
+                    rule_type: RuleType::Mutate,
+                    result: rule_result(rule.status),
+                    message: rule.message.clone(),
+                    enforce,
+                    background: policy.background,
+                    duration: share,
+                });
+                if reportable(rule) {
+                    warnings.push(format!(
+                        "policy {}.{}: {}",
+                        policy.name, rule.name, rule.message
+                    ));
+                }
+            }
+            if (has_fail && enforce) || (has_error && fail_closed) {
+                let rules: Vec<String> = response
+                    .rules
+                    .iter()
+                    .filter(|rule| reportable(rule))
+                    .map(|rule| format!("{}: {}", rule.name, rule.message))
+                    .collect();
+                return Ok(Verdict {
+                    allowed: false,
+                    message: Some(format!(
+                        "failed to apply policy {} rules [{}]",
+                        policy.name,
+                        rules.join(" ")
+                    )),
+                    results,
+                    ..Verdict::default()
+                });
+            }
+            if has_fail || has_error {
+                // An unsuccessful policy changes nothing; later policies see the object as before.
+                bylaw_engine::mutate::set_request_object(&mut context, &current);
+            } else {
+                current = patched;
+            }
+        }
+        let operations = bylaw_engine::mutate::diff(&request.object, &current);
+        let patch = if operations.is_empty() {
+            None
+        } else {
+            let patch = serde_json::to_value(&operations)
+                .and_then(serde_json::from_value::<json_patch::Patch>)
+                .map_err(|e| {
+                    EvalError::Internal(format!("cannot encode the mutation patch: {e}"))
+                })?;
+            Some(patch)
+        };
+        Ok(Verdict {
+            allowed: true,
+            message: None,
+            warnings,
+            patch,
+            results,
+        })
+    }
+
+    /// Builds the engine's request from the review: kind, subresource, user (roles are unknown
+    /// without a cluster), namespace labels from the context source.
+    fn engine_request(&self, review: &ReviewRequest) -> Result<Request, EvalError> {
+        let present = |v: &Option<Value>| v.as_ref().filter(|v| !v.is_null()).cloned();
+        let (operation, object, old_object) = match review.operation {
+            Operation::Create => (
+                engine_request::Operation::Create,
+                present(&review.object),
+                None,
+            ),
+            Operation::Update => (
+                engine_request::Operation::Update,
+                present(&review.object),
+                present(&review.old_object),
+            ),
+            Operation::Delete => (
+                engine_request::Operation::Delete,
+                Some(Value::Null),
+                present(&review.old_object),
+            ),
+            Operation::Connect => (
+                engine_request::Operation::Connect,
+                present(&review.object),
+                None,
+            ),
+        };
+        let mut object = object.ok_or_else(|| {
+            EvalError::InvalidRequest(format!("{} request carries no object", review.operation))
+        })?;
+        let mut old_object = old_object;
+        if review.operation == Operation::Delete && old_object.is_none() {
+            return Err(EvalError::InvalidRequest(
+                "DELETE request carries no oldObject".to_owned(),
+            ));
+        }
+        // The API server sets the namespace from the request path; keep objects consistent when
+        // a client (or a hand-written review) leaves it out.
+        if let Some(namespace) = &review.namespace {
+            for value in std::iter::once(&mut object).chain(old_object.as_mut()) {
+                set_namespace_if_missing(value, namespace)?;
+            }
+        }
+        let namespace_labels = match &review.namespace {
+            Some(namespace) if review.kind.kind != "Namespace" => {
+                let mut labels = self.context.namespace_labels(namespace).unwrap_or_default();
+                labels
+                    .entry(NAMESPACE_NAME_LABEL.to_owned())
+                    .or_insert_with(|| namespace.clone());
+                Some(labels)
+            }
+            _ => Some(BTreeMap::new()),
+        };
+        Ok(Request {
+            operation,
+            object,
+            old_object,
+            kind: engine_request::GroupVersionKind {
+                group: review.kind.group.clone(),
+                version: review.kind.version.clone(),
+                kind: review.kind.kind.clone(),
+            },
+            subresource: review.sub_resource.clone().unwrap_or_default(),
+            user: engine_request::UserInfo {
+                username: review.user_info.username.clone(),
+                uid: review.user_info.uid.clone(),
+                groups: review.user_info.groups.clone(),
+                roles: Vec::new(),
+                cluster_roles: Vec::new(),
+            },
+            namespace_labels,
+            dry_run: review.dry_run,
+        })
+    }
+}
+
+fn set_namespace_if_missing(object: &mut Value, namespace: &str) -> Result<(), EvalError> {
+    if object.is_null() {
+        return Ok(());
+    }
+    let Value::Object(map) = object else {
+        return Err(EvalError::InvalidRequest(
+            "the object is not a JSON object".to_owned(),
+        ));
+    };
+    let metadata = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(metadata) = metadata {
+        let missing = metadata
+            .get("namespace")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
+        if missing {
+            metadata.insert("namespace".to_owned(), Value::String(namespace.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// The old object as if it were being created, to see whether it already violated a rule.
+fn old_object_request(request: &Request) -> (Request, Value) {
+    let old = Request {
+        operation: engine_request::Operation::Create,
+        object: request.old_object.clone().unwrap_or(Value::Null),
+        old_object: None,
+        kind: request.kind.clone(),
+        subresource: request.subresource.clone(),
+        user: request.user.clone(),
+        namespace_labels: request.namespace_labels.clone(),
+        dry_run: request.dry_run,
+    };
+    let context = request_context(&old);
+    (old, context)
+}
+
+/// Kyverno checks the old object only for validate rules whose own action (the rule's
+/// `failureAction`, else the policy's `validationFailureAction`; overrides are not consulted)
+/// is Enforce and that allow existing violations.
+fn tolerates_existing(policy: &CompiledPolicy, rule_name: &str) -> bool {
+    let Some(rule) = policy.rules.iter().find(|r| r.name == rule_name) else {
+        return false;
+    };
+    let RuleBody::Validate(validate) = &rule.body else {
+        return false;
+    };
+    let action = validate
+        .failure_action
+        .unwrap_or(policy.validation_failure_action);
+    action == FailureAction::Enforce && validate.allow_existing_violations
+}
+
+fn allow_existing_violations(
+    policy: &CompiledPolicy,
+    response: &mut PolicyResponse,
+    before: &PolicyResponse,
+) {
+    for rule in &mut response.rules {
+        if rule.status != RuleStatus::Fail || !tolerates_existing(policy, &rule.name) {
+            continue;
+        }
+        let failed_before = before
+            .rules
+            .iter()
+            .any(|old| old.name == rule.name && old.status == RuleStatus::Fail);
+        if failed_before {
+            rule.status = RuleStatus::Skip;
+            rule.message = EXISTING_VIOLATION_SKIP.to_owned();
+            rule.path = None;
+        }
+    }
+}
+
+/// Kyverno counts a policy as enforcing when anything in it says Enforce.
+fn is_enforce_policy(policy: &CompiledPolicy) -> bool {
+    policy.validation_failure_action == FailureAction::Enforce
+        || policy
+            .action_overrides
+            .iter()
+            .any(|o| o.action == FailureAction::Enforce)
+        || policy.rules.iter().any(|rule| match &rule.body {
+            RuleBody::Validate(v) => {
+                v.failure_action == Some(FailureAction::Enforce)
+                    || v.action_overrides
+                        .iter()
+                        .any(|o| o.action == FailureAction::Enforce)
+            }
+            _ => false,
+        })
+}
+
+struct Evaluated<'a> {
+    policy: &'a CompiledPolicy,
+    response: PolicyResponse,
+    elapsed: Duration,
+}
+
+/// The engine times whole policies; each rule is charged an equal share.
+fn per_rule(elapsed: Duration, rules: usize) -> Duration {
+    elapsed / u32::try_from(rules.max(1)).unwrap_or(u32::MAX)
+}
+
+fn rule_result(status: RuleStatus) -> RuleResult {
+    match status {
+        RuleStatus::Pass => RuleResult::Pass,
+        RuleStatus::Fail => RuleResult::Fail,
+        RuleStatus::Warn => RuleResult::Warn,
+        RuleStatus::Error => RuleResult::Error,
+        RuleStatus::Skip => RuleResult::Skip,
+    }
+}
+
+fn reportable(rule: &RuleResponse) -> bool {
+    !matches!(rule.status, RuleStatus::Pass | RuleStatus::Skip)
+}
+
+/// The rule's message, with the offending field appended when the message does not name it.
+fn message_with_path(rule: &RuleResponse) -> String {
+    match &rule.path {
+        Some(path) if !path.is_empty() && !rule.message.contains(path.as_str()) => {
+            format!("{} (at {path})", rule.message)
+        }
+        _ => rule.message.clone(),
+    }
+}
+
+fn decide(
+    evaluated: &[Evaluated<'_>],
+    review: &ReviewRequest,
+    namespace: &str,
+    namespace_labels: Option<&BTreeMap<String, String>>,
+) -> Verdict {
+    let mut results = Vec::new();
+    let mut blocked = false;
+    let mut fail_closed = false;
+    let mut errored = false;
+    for item in evaluated {
+        let policy = item.policy;
+        let enforce_policy = is_enforce_policy(policy);
+        if enforce_policy {
+            fail_closed |= policy.failure_policy == FailurePolicy::Fail;
+        }
+        let share = per_rule(item.elapsed, item.response.rules.len());
+        for rule in &item.response.rules {
+            let enforce = effective_action(policy, &rule.name, namespace, namespace_labels)
+                == FailureAction::Enforce;
+            if enforce_policy {
+                blocked |= enforce && rule.status == RuleStatus::Fail;
+                errored |= rule.status == RuleStatus::Error;
+            }
+            results.push(RuleOutcome {
+                policy: policy.name.clone(),
+                policy_namespace: policy.namespace.clone(),
+                rule: rule.name.clone(),
+                rule_type: RuleType::Validate,
+                result: rule_result(rule.status),
+                message: rule.message.clone(),
+                enforce,
+                background: policy.background,
+                duration: share,
+            });
+        }
+    }
+    blocked |= errored && fail_closed;
+
+    let enforce_responses = || {
+        evaluated
+            .iter()
+            .filter(|item| is_enforce_policy(item.policy))
+    };
+    if blocked {
+        return Verdict {
+            allowed: false,
+            message: Some(blocked_message(review, enforce_responses())),
+            results,
+            ..Verdict::default()
+        };
+    }
+    let warn_audit = evaluated
+        .iter()
+        .filter(|item| !is_enforce_policy(item.policy) && item.policy.emit_warning);
+    let warnings = enforce_responses()
+        .chain(warn_audit)
+        .flat_map(|item| {
+            item.response
+                .rules
+                .iter()
+                .filter(|rule| reportable(rule))
+                .map(|rule| {
+                    format!(
+                        "policy {}.{}: {}",
+                        item.policy.name,
+                        rule.name,
+                        message_with_path(rule)
+                    )
+                })
+        })
+        .collect();
+    Verdict {
+        allowed: true,
+        warnings,
+        results,
+        ..Verdict::default()
+    }
+}
+
+/// Kyverno's denial text: the resource, then a YAML map of policy → rule → message.
+fn blocked_message<'a>(
+    review: &ReviewRequest,
+    responses: impl Iterator<Item = &'a Evaluated<'a>>,
+) -> String {
+    let mut failures: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
+    for item in responses {
+        let mut rules = BTreeMap::new();
+        for rule in &item.response.rules {
+            if reportable(rule) && rule.message != "preconditions not met" {
+                rules.insert(rule.name.as_str(), message_with_path(rule));
+            }
+        }
+        if !rules.is_empty() {
+            failures
+                .entry(item.policy.name.as_str())
+                .or_default()
+                .extend(rules);
+        }
+    }
+    let yaml = Value::Object(
+        failures
+            .into_iter()
+            .map(|(policy, rules)| {
+                let rules = rules
+                    .into_iter()
+                    .map(|(rule, message)| (rule.to_owned(), Value::String(message)))
+                    .collect();
+                (policy.to_owned(), Value::Object(rules))
+            })
+            .collect(),
+    );
+    let subject = review.subject();
+    let meta = |field: &str| {
+        subject
+            .and_then(|o| o.pointer(&format!("/metadata/{field}")))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let name = if review.name.is_empty() {
+        meta("name")
+    } else {
+        review.name.clone()
+    };
+    let namespace = review
+        .namespace
+        .clone()
+        .unwrap_or_else(|| meta("namespace"));
+    format!(
+        "\n\nresource {}/{namespace}/{name} was blocked due to the following policies \n\n{}",
+        review.kind.kind,
+        bylaw_api::yaml::to_yaml_string(&yaml)
+    )
+}
+
+impl AdmissionEvaluator for PolicyEvaluator {
+    fn evaluate(
+        &self,
+        phase: Phase,
+        request: &ReviewRequest,
+        deadline: Instant,
+    ) -> Result<Verdict, EvalError> {
+        let Some(set) = self.cache.current() else {
+            return Err(EvalError::NotReady);
+        };
+        match phase {
+            Phase::Mutate => self.mutate(&set, request, deadline),
+            Phase::Validate => self.validate(&set, request, deadline),
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.cache.is_loaded()
+    }
+
+    fn validate_policy(&self, object: &Value) -> Result<(), Vec<String>> {
+        bylaw_engine::compile::compile_policy(object)
+            .map(|_| ())
+            .map_err(|error| vec![error.to_string()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::{GroupVersionKind, GroupVersionResource, UserInfo};
+    use crate::metrics::Metrics;
+    use crate::sources::{ContextProvider, EmptyContext, PolicyDocument};
+    use serde_json::json;
+
+    const ENFORCE_LATEST: &str = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: disallow-latest-tag
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: require-image-tag
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      validate:
+        message: "An image tag is required."
+        pattern:
+          spec:
+            containers:
+              - image: "*:*"
+    - name: validate-image-tag
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      validate:
+        message: "Using a mutable image tag e.g. 'latest' is not allowed."
+        pattern:
+          spec:
+            containers:
+              - image: "!*:latest"
+"#;
+
+    const AUDIT_TEAM_WARN: &str = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: require-team
+spec:
+  validationFailureAction: Audit
+  emitWarning: true
+  rules:
+    - name: check-team
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      validate:
+        message: "label team is required"
+        pattern:
+          metadata:
+            labels:
+              team: "?*"
+"#;
+
+    const AUDIT_SILENT: &str = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: require-owner
+spec:
+  validationFailureAction: Audit
+  rules:
+    - name: check-owner
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      validate:
+        message: "label owner is required"
+        pattern:
+          metadata:
+            labels:
+              owner: "?*"
+"#;
+
+    fn evaluator_with(policies: &[&str], context: Arc<dyn ContextSource>) -> PolicyEvaluator {
+        let docs: Vec<PolicyDocument> = policies
+            .iter()
+            .flat_map(|text| bylaw_api::yaml::parse_documents(text, "inline").unwrap())
+            .map(|value| PolicyDocument {
+                value,
+                origin: "inline".into(),
+            })
+            .collect();
+        let cache = Arc::new(PolicyCache::new(Metrics::new("test")));
+        cache.replace(&docs).unwrap();
+        PolicyEvaluator::new(cache, context)
+    }
+
+    fn evaluator(policies: &[&str]) -> PolicyEvaluator {
+        evaluator_with(policies, Arc::new(EmptyContext))
+    }
+
+    fn pod(image: &str, labels: Value) -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "nginx", "namespace": "default", "labels": labels},
+            "spec": {"containers": [{"name": "nginx", "image": image}]}
+        })
+    }
+
+    fn review(operation: Operation, object: Option<Value>, old: Option<Value>) -> ReviewRequest {
+        ReviewRequest {
+            uid: "u1".into(),
+            kind: GroupVersionKind {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "Pod".into(),
+            },
+            resource: GroupVersionResource {
+                group: String::new(),
+                version: "v1".into(),
+                resource: "pods".into(),
+            },
+            sub_resource: None,
+            request_kind: None,
+            request_resource: None,
+            request_sub_resource: None,
+            name: "nginx".into(),
+            namespace: Some("default".into()),
+            operation,
+            user_info: UserInfo {
+                username: "alice".into(),
+                groups: vec!["system:authenticated".into()],
+                ..UserInfo::default()
+            },
+            object,
+            old_object: old,
+            dry_run: false,
+            options: None,
+        }
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    fn validate(evaluator: &PolicyEvaluator, review: &ReviewRequest) -> Verdict {
+        evaluator
+            .evaluate(Phase::Validate, review, later())
+            .unwrap()
+    }
+
+    #[test]
+    fn enforce_failure_denies_with_kyvernos_message() {
+        let evaluator = evaluator(&[ENFORCE_LATEST, AUDIT_TEAM_WARN]);
+        let verdict = validate(
+            &evaluator,
+            &review(
+                Operation::Create,
+                Some(pod("nginx:latest", json!({}))),
+                None,
+            ),
+        );
+        assert!(!verdict.allowed);
+        assert_eq!(
+            verdict.message.as_deref(),
+            Some(
+                "\n\nresource Pod/default/nginx was blocked due to the following policies \n\n\
+                 disallow-latest-tag:\n  validate-image-tag: 'validation error: Using a mutable image tag e.g. ''latest'' is not allowed. rule validate-image-tag failed at path /spec/containers/0/image/ \
+                 (got \"nginx:latest\", want \"!*:latest\")'\n"
+            )
+        );
+        // Denied requests carry no warnings; every rule outcome is still reported.
+        assert!(verdict.warnings.is_empty());
+        let outcomes: Vec<(&str, RuleResult, bool)> = verdict
+            .results
+            .iter()
+            .map(|o| (o.rule.as_str(), o.result, o.enforce))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("require-image-tag", RuleResult::Pass, true),
+                ("validate-image-tag", RuleResult::Fail, true),
+                ("check-team", RuleResult::Fail, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn audit_failures_admit_and_warn_only_with_emit_warning() {
+        let evaluator = evaluator(&[ENFORCE_LATEST, AUDIT_TEAM_WARN, AUDIT_SILENT]);
+        let verdict = validate(
+            &evaluator,
+            &review(Operation::Create, Some(pod("nginx:1.27", json!({}))), None),
+        );
+        assert!(verdict.allowed);
+        assert_eq!(verdict.message, None);
+        assert_eq!(
+            verdict.warnings,
+            // Kyverno's message, then bylaw's note of what was found and expected.
+            ["policy require-team.check-team: validation error: label team is required. rule check-team failed at path /metadata/labels/team/ (got nothing (field is missing), want \"?*\")"]
+        );
+        let failed: Vec<&str> = verdict
+            .results
+            .iter()
+            .filter(|o| o.result == RuleResult::Fail)
+            .map(|o| o.policy.as_str())
+            .collect();
+        assert_eq!(failed, ["require-team", "require-owner"]);
+
+        let compliant = validate(
+            &evaluator,
+            &review(
+                Operation::Create,
+                Some(pod("nginx:1.27", json!({"team": "a", "owner": "b"}))),
+                None,
+            ),
+        );
+        assert!(compliant.allowed);
+        assert!(compliant.warnings.is_empty());
+        assert!(compliant
+            .results
+            .iter()
+            .all(|o| o.result == RuleResult::Pass));
+    }
+
+    #[test]
+    fn update_keeps_existing_violations_unless_disallowed() {
+        let strict = ENFORCE_LATEST
+            .replace("name: disallow-latest-tag", "name: strict-latest-tag")
+            .replace(
+                "        message: \"Using",
+                "        allowExistingViolations: false\n        message: \"Using",
+            );
+        let evaluator = evaluator(&[ENFORCE_LATEST]);
+        let old = pod("nginx:latest", json!({}));
+        // Both old and new violate: the edit (a label) is allowed, the rule is skipped.
+        let relabel = review(
+            Operation::Update,
+            Some(pod("nginx:latest", json!({"app": "web"}))),
+            Some(old.clone()),
+        );
+        let verdict = validate(&evaluator, &relabel);
+        assert!(verdict.allowed, "{:?}", verdict.message);
+        let skipped = verdict
+            .results
+            .iter()
+            .find(|o| o.rule == "validate-image-tag")
+            .unwrap();
+        assert_eq!(skipped.result, RuleResult::Skip);
+        assert_eq!(skipped.message, EXISTING_VIOLATION_SKIP);
+
+        // A new violation on UPDATE is denied.
+        let fresh = review(
+            Operation::Update,
+            Some(pod("nginx:latest", json!({}))),
+            Some(pod("nginx:1.27", json!({}))),
+        );
+        assert!(!validate(&evaluator, &fresh).allowed);
+
+        // allowExistingViolations: false blocks even unchanged violations.
+        let strict = evaluator_with(&[strict.as_str()], Arc::new(EmptyContext));
+        let verdict = validate(&strict, &relabel);
+        assert!(!verdict.allowed);
+        assert!(verdict
+            .message
+            .unwrap()
+            .contains("strict-latest-tag:\n  validate-image-tag:"));
+    }
+
+    #[test]
+    fn delete_evaluates_the_old_object() {
+        let deny_delete = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: protect-pods
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: block-protected-delete
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+              operations: [DELETE]
+      validate:
+        message: "{{ request.oldObject.metadata.name }} is protected"
+        deny:
+          conditions:
+            any:
+              - key: "{{ request.oldObject.metadata.labels.protected || '' }}"
+                operator: Equals
+                value: "true"
+"#;
+        let evaluator = evaluator(&[deny_delete, ENFORCE_LATEST]);
+        let protected = review(
+            Operation::Delete,
+            None,
+            Some(pod("nginx:latest", json!({"protected": "true"}))),
+        );
+        let verdict = validate(&evaluator, &protected);
+        assert!(!verdict.allowed);
+        let message = verdict.message.unwrap();
+        assert!(
+            message.contains("protect-pods:\n  block-protected-delete: nginx is protected\n"),
+            "{message}"
+        );
+        // Pattern rules do not apply to DELETE (the latest tag is not a reason to keep a Pod).
+        assert!(!message.contains("disallow-latest-tag"), "{message}");
+
+        let plain = review(
+            Operation::Delete,
+            None,
+            Some(pod("nginx:latest", json!({}))),
+        );
+        assert!(validate(&evaluator, &plain).allowed);
+
+        let missing = review(Operation::Delete, None, None);
+        assert!(matches!(
+            evaluator.evaluate(Phase::Validate, &missing, later()),
+            Err(EvalError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn namespace_labels_drive_selectors_and_overrides() {
+        struct Labels;
+        impl ContextProvider for Labels {}
+        impl ContextSource for Labels {
+            fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+                (namespace == "prod").then(|| BTreeMap::from([("env".into(), "prod".into())]))
+            }
+        }
+        let policy = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: team-label
+spec:
+  validationFailureAction: Audit
+  rules:
+    - name: check-team
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+              namespaceSelector:
+                matchExpressions:
+                  - {key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}
+      validate:
+        failureActionOverrides:
+          - action: Enforce
+            namespaceSelector:
+              matchLabels: {env: prod}
+        message: "label team is required"
+        pattern:
+          metadata:
+            labels:
+              team: "?*"
+"#;
+        let evaluator = evaluator_with(&[policy], Arc::new(Labels));
+        let in_namespace = |ns: &str| {
+            let mut object = pod("nginx:1.27", json!({}));
+            object["metadata"]["namespace"] = json!(ns);
+            let mut review = review(Operation::Create, Some(object), None);
+            review.namespace = Some(ns.to_owned());
+            validate(&evaluator, &review)
+        };
+        let prod = in_namespace("prod");
+        assert!(!prod.allowed);
+        assert!(prod.results[0].enforce);
+        let dev = in_namespace("dev");
+        assert!(dev.allowed);
+        assert_eq!(dev.results[0].result, RuleResult::Fail);
+        assert!(!dev.results[0].enforce);
+        // The standard name label selects out kube-system: no rule applies.
+        assert!(in_namespace("kube-system").results.is_empty());
+    }
+
+    #[test]
+    fn errors_block_only_when_an_enforce_policy_fails_closed() {
+        let erroring = |failure_policy: &str| {
+            format!(
+                r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: needs-config
+spec:
+  validationFailureAction: Enforce
+  failurePolicy: {failure_policy}
+  rules:
+    - name: check
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      context:
+        - name: settings
+          configMap: {{name: settings, namespace: default}}
+      validate:
+        deny:
+          conditions:
+            any:
+              - key: "{{{{ settings.data.blocked }}}}"
+                operator: Equals
+                value: "yes"
+"#
+            )
+        };
+        let source = Arc::new(crate::sources::FileContextSource::load(None, Vec::new()).unwrap());
+        let review = review(Operation::Create, Some(pod("nginx:1.27", json!({}))), None);
+        let fail = evaluator_with(&[erroring("Fail").as_str()], source.clone());
+        let verdict = validate(&fail, &review);
+        assert!(!verdict.allowed);
+        assert_eq!(verdict.results[0].result, RuleResult::Error);
+        assert!(verdict
+            .message
+            .unwrap()
+            .contains("needs-config:\n  check: "));
+
+        let ignore = evaluator_with(&[erroring("Ignore").as_str()], source);
+        let verdict = validate(&ignore, &review);
+        assert!(verdict.allowed);
+        assert_eq!(verdict.warnings.len(), 1);
+        assert!(
+            verdict.warnings[0].starts_with("policy needs-config.check: "),
+            "{:?}",
+            verdict.warnings
+        );
+    }
+
+    #[test]
+    fn readiness_mutation_and_deadline() {
+        let cache = Arc::new(PolicyCache::new(Metrics::new("test")));
+        let evaluator = PolicyEvaluator::new(cache.clone(), Arc::new(EmptyContext));
+        let review = review(
+            Operation::Create,
+            Some(pod("nginx:latest", json!({}))),
+            None,
+        );
+        assert!(!evaluator.is_ready());
+        assert_eq!(
+            evaluator.evaluate(Phase::Validate, &review, later()),
+            Err(EvalError::NotReady)
+        );
+        let docs: Vec<PolicyDocument> = bylaw_api::yaml::parse_documents(ENFORCE_LATEST, "p")
+            .unwrap()
+            .into_iter()
+            .map(|value| PolicyDocument {
+                value,
+                origin: "p".into(),
+            })
+            .collect();
+        cache.replace(&docs).unwrap();
+        assert!(evaluator.is_ready());
+        // No mutate policy: admitted without a patch.
+        assert_eq!(
+            evaluator.evaluate(Phase::Mutate, &review, later()),
+            Ok(Verdict::allow())
+        );
+        assert_eq!(
+            evaluator.evaluate(Phase::Validate, &review, Instant::now()),
+            Err(EvalError::DeadlineExceeded)
+        );
+        assert!(evaluator.validate_policy(&docs[0].value).is_ok());
+        let problems = evaluator
+            .validate_policy(&json!({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "x"}, "spec": {"rules": []}}))
+            .unwrap_err();
+        assert_eq!(problems, ["spec.rules: a policy needs at least one rule"]);
+    }
+
+    const ADD_TEAM: &str = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: add-team-label
+spec:
+  rules:
+    - name: default-team
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      mutate:
+        patchStrategicMerge:
+          metadata:
+            labels:
+              +(team): unassigned
+"#;
+
+    const ADD_TIER: &str = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: add-tier
+spec:
+  rules:
+    - name: tier-from-team
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      mutate:
+        patchStrategicMerge:
+          metadata:
+            annotations:
+              tier: "{{ request.object.metadata.labels.team }}-tier"
+"#;
+
+    #[test]
+    fn mutation_returns_one_patch_and_later_policies_see_earlier_changes() {
+        let evaluator = evaluator(&[ADD_TEAM, ADD_TIER, ENFORCE_LATEST]);
+        let object = pod("nginx:latest", json!({"app": "web"}));
+        let verdict = evaluator
+            .evaluate(
+                Phase::Mutate,
+                &review(Operation::Create, Some(object.clone()), None),
+                later(),
+            )
+            .unwrap();
+        assert!(verdict.allowed);
+        let mut patched = object;
+        json_patch::patch(&mut patched, &verdict.patch.unwrap()).unwrap();
+        assert_eq!(
+            patched["metadata"]["labels"],
+            json!({"app": "web", "team": "unassigned"})
+        );
+        assert_eq!(
+            patched["metadata"]["annotations"],
+            json!({"tier": "unassigned-tier"})
+        );
+        let rules: Vec<(&str, RuleType, RuleResult)> = verdict
+            .results
+            .iter()
+            .map(|o| (o.rule.as_str(), o.rule_type, o.result))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("default-team", RuleType::Mutate, RuleResult::Pass),
+                ("tier-from-team", RuleType::Mutate, RuleResult::Pass),
+            ]
+        );
+
+        // An existing label is kept by the add-if-absent anchor: nothing to patch for it.
+        let labelled = pod("nginx:1.27", json!({"team": "search"}));
+        let verdict = evaluator
+            .evaluate(
+                Phase::Mutate,
+                &review(Operation::Create, Some(labelled.clone()), None),
+                later(),
+            )
+            .unwrap();
+        let mut patched = labelled;
+        json_patch::patch(&mut patched, &verdict.patch.unwrap()).unwrap();
+        assert_eq!(patched["metadata"]["labels"], json!({"team": "search"}));
+        assert_eq!(
+            patched["metadata"]["annotations"],
+            json!({"tier": "search-tier"})
+        );
+
+        // Deletions are never mutated.
+        let delete = review(Operation::Delete, None, Some(pod("nginx:1.27", json!({}))));
+        assert_eq!(
+            evaluator.evaluate(Phase::Mutate, &delete, later()),
+            Ok(Verdict::allow())
+        );
+    }
+}
