@@ -144,20 +144,25 @@ impl PolicySet {
     /// mutations, as in Kyverno's admission flow.
     pub fn mutate(&self, request: &Request, provider: &dyn ContextProvider) -> MutationResult {
         let mut context = request_context(request);
-        let mut current = request.object.clone();
+        // The request as mutated so far; the request itself until something changes.
+        let mut view = std::borrow::Cow::Borrowed(request);
         let mut responses = Vec::new();
         for policy in self.policies.iter().filter(|p| p.has_mutate()) {
-            let (response, patched) = mutate_policy(
+            let (response, next) = mutate_view(
                 policy,
                 request,
-                &current,
+                view,
                 &mut context,
                 provider,
                 &self.exceptions,
             );
-            current = patched;
+            view = next;
             responses.push(response);
         }
+        let current = match view {
+            std::borrow::Cow::Owned(owned) => owned.object,
+            std::borrow::Cow::Borrowed(_) => request.object.clone(),
+        };
         let patch = crate::mutate::diff(&request.object, &current);
         MutationResult {
             responses,
@@ -178,16 +183,39 @@ pub fn mutate_policy(
     provider: &dyn ContextProvider,
     exceptions: &[CompiledException],
 ) -> (PolicyResponse, Value) {
+    use std::borrow::Cow;
+
+    let view: Cow<'_, Request> = if *object == request.object {
+        Cow::Borrowed(request)
+    } else {
+        Cow::Owned(request_with_object(request, object.clone()))
+    };
+    let (response, view) = mutate_view(policy, request, view, context, provider, exceptions);
+    let current = match view {
+        Cow::Owned(owned) => owned.object,
+        Cow::Borrowed(_) => object.clone(),
+    };
+    (response, current)
+}
+
+/// [`mutate_policy`] over a view of the request whose object is the one mutated so far (the
+/// request itself while nothing changed); returns the view after this policy's mutations.
+fn mutate_view<'r>(
+    policy: &CompiledPolicy,
+    request: &'r Request,
+    mut view: std::borrow::Cow<'r, Request>,
+    context: &mut Value,
+    provider: &dyn ContextProvider,
+    exceptions: &[CompiledException],
+) -> (PolicyResponse, std::borrow::Cow<'r, Request>) {
     use crate::compile::RuleBody;
     use crate::mutate::{mutate_rule, MutateStatus, ProviderEnv};
     use crate::response::RuleType;
     use crate::validate::{check_conditions, policy_applies, rule_selects};
+    use std::borrow::Cow;
 
-    let mut current = object.clone();
     let mut rules = Vec::new();
     // Matching looks at the object as mutated so far.
-    let mut view = request.clone();
-    view.object = current.clone();
     if policy_applies(policy, &view) {
         for rule in &policy.rules {
             let RuleBody::Mutate(mutate) = &rule.body else {
@@ -217,8 +245,11 @@ pub fn mutate_policy(
                 rules.push(skipped);
                 continue;
             }
-            let mut rule_ctx = context.clone();
-            let prepared = prepare_rule_context(&mut rule_ctx, policy, rule, provider);
+            // The rule's own variables go into the shared context and are taken out again
+            // afterwards, rather than copying the context per rule.
+            let saved = rule_context_keys(context, policy, rule, provider);
+            let prepared = prepare_rule_context(context, policy, rule, provider);
+            let mut patched = None;
             let response = match prepared {
                 Err(e) => RuleResponse::new(
                     &rule.name,
@@ -229,7 +260,7 @@ pub fn mutate_policy(
                 Ok(()) => match rule
                     .preconditions
                     .as_ref()
-                    .map(|p| check_conditions(p, &rule_ctx))
+                    .map(|p| check_conditions(p, context))
                 {
                     Some(Err(e)) => RuleResponse::new(
                         &rule.name,
@@ -245,22 +276,34 @@ pub fn mutate_policy(
                     ),
                     _ => {
                         let outcome =
-                            mutate_rule(mutate, &current, &mut rule_ctx, &ProviderEnv(provider));
+                            mutate_rule(mutate, &view.object, context, &ProviderEnv(provider));
                         let status = match outcome.status {
                             MutateStatus::Pass => RuleStatus::Pass,
                             MutateStatus::Skip => RuleStatus::Skip,
                             MutateStatus::Error => RuleStatus::Error,
                             MutateStatus::Fail => RuleStatus::Fail,
                         };
-                        if let Some(patched) = outcome.patched {
-                            current = patched;
-                            crate::mutate::set_request_object(context, &current);
-                            view.object = current.clone();
+                        if matches!(outcome.status, MutateStatus::Error | MutateStatus::Fail) {
+                            // A foreach may have recorded some of its steps before failing.
+                            crate::mutate::set_request_object(context, &view.object);
                         }
+                        patched = outcome.patched;
                         RuleResponse::new(&rule.name, RuleType::Mutation, status, outcome.message)
                     }
                 },
             };
+            let request_restored = saved.contains("request");
+            saved.restore(context);
+            if let Some(patched) = patched {
+                // `mutate_rule` already put the result into the context's `request.object`.
+                if request_restored {
+                    crate::mutate::set_request_object(context, &patched);
+                }
+                match &mut view {
+                    Cow::Owned(owned) => owned.object = patched,
+                    Cow::Borrowed(_) => view = Cow::Owned(request_with_object(request, patched)),
+                }
+            }
             rules.push(response);
         }
     }
@@ -270,8 +313,43 @@ pub fn mutate_policy(
             policy_namespace: policy.namespace.clone(),
             rules,
         },
-        current,
+        view,
     )
+}
+
+/// `request` with another object, without copying the request's own object.
+fn request_with_object(request: &Request, object: Value) -> Request {
+    Request {
+        operation: request.operation,
+        object,
+        old_object: request.old_object.clone(),
+        kind: request.kind.clone(),
+        subresource: request.subresource.clone(),
+        user: request.user.clone(),
+        namespace_labels: request.namespace_labels.clone(),
+        dry_run: request.dry_run,
+    }
+}
+
+/// The top-level context keys a rule's values and context entries are about to set.
+fn rule_context_keys(
+    ctx: &Value,
+    policy: &CompiledPolicy,
+    rule: &crate::compile::CompiledRule,
+    provider: &dyn ContextProvider,
+) -> crate::mutate::SavedKeys {
+    let mut saved = crate::mutate::SavedKeys::default();
+    if let Some(values) = provider.rule_values(&policy.name, &rule.name) {
+        for key in values.keys() {
+            saved.remember(ctx, key);
+        }
+    }
+    for entry in &rule.context {
+        if let Some(name) = entry.get("name").and_then(Value::as_str) {
+            saved.remember(ctx, name);
+        }
+    }
+    saved
 }
 
 /// Values-file stand-ins first, then the rule's own context entries.

@@ -56,7 +56,7 @@ impl PatchOperation {
 /// The operations that turn `original` into `mutated`, applied in order.
 pub fn diff(original: &Value, mutated: &Value) -> Vec<PatchOperation> {
     let mut ops = Vec::new();
-    diff_into(original, mutated, "", &mut ops, 0);
+    diff_into(original, mutated, &mut String::new(), &mut ops, 0);
     ops
 }
 
@@ -65,51 +65,67 @@ pub fn escape_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
+/// Appends `/token` (escaped) to `path`.
+fn push_token(path: &mut String, token: &str) {
+    path.push('/');
+    for c in token.chars() {
+        match c {
+            '~' => path.push_str("~0"),
+            '/' => path.push_str("~1"),
+            c => path.push(c),
+        }
+    }
+}
+
+/// `path` followed by `/token`.
+fn child_path(path: &str, token: &str) -> String {
+    let mut child = path.to_owned();
+    push_token(&mut child, token);
+    child
+}
+
+/// Diffs two values at `path`, a buffer that is extended for children and put back, so equal
+/// subtrees cost no allocation.
 fn diff_into(
     original: &Value,
     mutated: &Value,
-    path: &str,
+    path: &mut String,
     ops: &mut Vec<PatchOperation>,
     depth: usize,
 ) {
-    if original == mutated {
-        return;
-    }
     if depth > MAX_DEPTH {
-        ops.push(PatchOperation::replace(path.to_owned(), mutated));
+        if original != mutated {
+            ops.push(PatchOperation::replace(path.clone(), mutated));
+        }
         return;
     }
     match (original, mutated) {
         (Value::Object(old), Value::Object(new)) => {
             for key in old.keys().filter(|k| !new.contains_key(*k)) {
-                ops.push(PatchOperation::remove(format!(
-                    "{path}/{}",
-                    escape_token(key)
-                )));
+                ops.push(PatchOperation::remove(child_path(path, key)));
             }
             for (key, old_value) in old {
                 if let Some(new_value) = new.get(key) {
-                    let child = format!("{path}/{}", escape_token(key));
-                    diff_into(old_value, new_value, &child, ops, depth + 1);
+                    let len = path.len();
+                    push_token(path, key);
+                    diff_into(old_value, new_value, path, ops, depth + 1);
+                    path.truncate(len);
                 }
             }
             for (key, new_value) in new.iter().filter(|(k, _)| !old.contains_key(*k)) {
-                ops.push(PatchOperation::add(
-                    format!("{path}/{}", escape_token(key)),
-                    new_value,
-                ));
+                ops.push(PatchOperation::add(child_path(path, key), new_value));
             }
         }
         (Value::Array(old), Value::Array(new)) => diff_arrays(old, new, path, ops, depth),
-        _ if path.is_empty() => ops.push(PatchOperation::replace(String::new(), mutated)),
-        _ => ops.push(PatchOperation::replace(path.to_owned(), mutated)),
+        _ if original == mutated => {}
+        _ => ops.push(PatchOperation::replace(path.clone(), mutated)),
     }
 }
 
 fn diff_arrays(
     old: &[Value],
     new: &[Value],
-    path: &str,
+    path: &mut String,
     ops: &mut Vec<PatchOperation>,
     depth: usize,
 ) {
@@ -126,7 +142,10 @@ fn diff_arrays(
     let new_middle = new.get(prefix..new.len() - suffix).unwrap_or_default();
     let common = old_middle.len().min(new_middle.len());
     for (offset, (a, b)) in old_middle.iter().zip(new_middle).enumerate() {
-        diff_into(a, b, &format!("{path}/{}", prefix + offset), ops, depth + 1);
+        let len = path.len();
+        push_token(path, &(prefix + offset).to_string());
+        diff_into(a, b, path, ops, depth + 1);
+        path.truncate(len);
     }
     for (offset, value) in new_middle.iter().enumerate().skip(common) {
         ops.push(PatchOperation::add(

@@ -83,11 +83,36 @@ fn decode_operation(item: &Value) -> Result<Operation, MutateError> {
     })
 }
 
+/// How many decoded patch texts each thread keeps.
+const DECODED_CACHE_SIZE: usize = 256;
+
+thread_local! {
+    /// Recently decoded patch texts: the same rule produces the same text for resources that
+    /// look alike (e.g. one per container index), and YAML parsing dominates applying.
+    static DECODED: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<[Operation]>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn decode_cached(text: &str) -> Result<std::rc::Rc<[Operation]>, MutateError> {
+    if let Some(hit) = DECODED.with(|cache| cache.borrow().get(text).cloned()) {
+        return Ok(hit);
+    }
+    let operations: std::rc::Rc<[Operation]> = decode(text)?.into();
+    DECODED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= DECODED_CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(text.to_owned(), operations.clone());
+    });
+    Ok(operations)
+}
+
 /// Applies a `patchesJson6902` text to `resource`.
 pub(crate) fn apply(resource: &Value, text: &str) -> Result<Value, MutateError> {
-    let operations = decode(text)?;
+    let operations = decode_cached(text)?;
     let mut doc = resource.clone();
-    for operation in &operations {
+    for operation in operations.iter() {
         apply_operation(&mut doc, operation)?;
     }
     Ok(doc)

@@ -13,8 +13,6 @@
 //! - `$patch: replace | delete | merge` on maps; `$retainKeys`, `$deleteFromPrimitiveList` and
 //!   `$setElementOrder` are not directives for kyaml and stay ordinary keys.
 
-use std::collections::BTreeSet;
-
 use serde_json::{Map, Value};
 
 use super::schema::{self, Schema};
@@ -91,6 +89,19 @@ fn walk(
     }
     // Nested objects that declare their own apiVersion and kind carry their own schema.
     let schema = schema.or_else(|| embedded_schema(dest.as_ref()).or_else(|| embedded_schema(src)));
+    if src.is_none() {
+        if let Some(value) = dest
+            .as_ref()
+            .filter(|d| !needs_normalizing(d, schema, depth))
+        {
+            // Nothing in the patch and nothing kyaml would tidy up: keep the subtree as it is.
+            let in_place = value.is_object();
+            return Ok(Walked {
+                value: dest,
+                in_place,
+            });
+        }
+    }
     let kind = dest
         .as_ref()
         .and_then(Kind::of)
@@ -114,20 +125,45 @@ fn walk(
         }
     }
     match kind {
-        Kind::Scalar => Ok(Walked::new(match src {
-            Some(Value::Null) => None,
-            Some(value) => Some(value.clone()),
-            None => dest,
+        Kind::Scalar => Ok(Walked::new(match (src, dest) {
+            (Some(Value::Null), _) => None,
+            // Walking a value against itself (a map the patch adds) needs no copy.
+            // (Floats excluded: `0.0 == -0.0` yet they print differently.)
+            (Some(value), Some(dest)) if dest == *value && !value.is_f64() => Some(dest),
+            (Some(value), _) => Some(value.clone()),
+            (None, dest) => dest,
         })),
         Kind::Map => visit_map(dest, src, schema, path, depth),
         Kind::List => visit_list(dest, src, schema, path, depth),
     }
 }
 
+/// Largest map searched by scanning rather than hashing (SipHash costs more than a few
+/// string comparisons).
+const SCAN_LIMIT: usize = 16;
+
+/// `map.get(key)`, scanning small maps.
+pub(crate) fn field<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
+    if map.len() <= SCAN_LIMIT {
+        map.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    } else {
+        map.get(key)
+    }
+}
+
+/// `map.get_mut(key)`, scanning small maps.
+fn field_mut<'m>(map: &'m mut Map<String, Value>, key: &str) -> Option<&'m mut Value> {
+    if map.len() <= SCAN_LIMIT {
+        map.iter_mut().find(|(k, _)| *k == key).map(|(_, v)| v)
+    } else {
+        map.get_mut(key)
+    }
+}
+
 fn embedded_schema(value: Option<&Value>) -> Option<Schema> {
     let map = value?.as_object()?;
-    let api_version = map.get("apiVersion")?.as_str()?;
-    let kind = map.get("kind")?.as_str()?;
+    let api_version = field(map, "apiVersion")?.as_str()?;
+    let kind = field(map, "kind")?.as_str()?;
     if api_version.is_empty() || kind.is_empty() {
         return None;
     }
@@ -172,12 +208,16 @@ fn visit_map(
         let Some(Value::Object(origin)) = src else {
             return Ok(Walked::new(None));
         };
-        let mut origin = origin.clone();
-        if take_directive(&mut origin) == Ok(Directive::Delete) {
+        let mut own = origin.clone();
+        if !own.contains_key(DIRECTIVE_KEY) {
+            let merged = walk_fields(own, Some(origin), schema, path, depth)?;
+            return Ok(Walked::new(Some(Value::Object(merged))));
+        }
+        if take_directive(&mut own) == Ok(Directive::Delete) {
             return Ok(Walked::new(None));
         }
-        let snapshot = origin.clone();
-        let merged = walk_fields(origin, Some(&snapshot), schema, path, depth)?;
+        let snapshot = own.clone();
+        let merged = walk_fields(own, Some(&snapshot), schema, path, depth)?;
         return Ok(Walked::new(Some(Value::Object(merged))));
     }
     let Some(Value::Object(dest)) = dest else {
@@ -213,8 +253,9 @@ fn visit_map(
     }
 }
 
-/// Walks every field of either side in sorted order; existing fields keep their position and
-/// new ones are appended, as kyaml's field setter does.
+/// Walks every field of either side; existing fields keep their position and new ones are
+/// appended in sorted order, as kyaml's field setter does. Fields only the resource has can
+/// only be tidied (nulls dropped, keyed lists normalized), so they are done first, in place.
 fn walk_fields(
     mut dest: Map<String, Value>,
     src: Option<&Map<String, Value>>,
@@ -222,32 +263,134 @@ fn walk_fields(
     path: &mut Vec<String>,
     depth: usize,
 ) -> Result<Map<String, Value>, MutateError> {
-    let mut names: BTreeSet<String> = dest.keys().cloned().collect();
-    if let Some(src) = src {
-        names.extend(src.keys().cloned());
-    }
-    for name in names {
-        let child_schema = schema.and_then(|s| s.field(&name));
-        let current = dest.get_mut(&name).map(std::mem::take);
+    // Patches are small: a scan beats hashing the name.
+    let in_src = |name: &str| src.is_some_and(|m| m.keys().any(|k| k == name));
+    let mut cleared = false;
+    for (name, value) in dest.iter_mut() {
+        if in_src(name) {
+            continue;
+        }
+        let child_schema = schema.and_then(|s| s.field(name));
+        if !needs_normalizing(value, child_schema, depth + 1) {
+            continue;
+        }
         path.push(name.clone());
         let walked = walk(
-            current,
-            src.and_then(|m| m.get(&name)),
+            Some(std::mem::take(value)),
+            None,
             child_schema,
             path,
             depth + 1,
         );
         path.pop();
-        match walked?.value {
-            Some(value) => {
-                dest.insert(name, value);
+        // `Value::Null` marks a field to drop: a walk never yields `Some(Null)`.
+        *value = walked?.value.unwrap_or(Value::Null);
+        cleared |= value.is_null();
+    }
+    if cleared {
+        dest.retain(|name, value| !value.is_null() || in_src(name));
+    }
+    let Some(src) = src else {
+        return Ok(dest);
+    };
+    let mut fields: Vec<(&String, &Value)> = src.iter().collect();
+    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (name, patch) in fields {
+        let child_schema = schema.and_then(|s| s.field(name));
+        path.push(name.clone());
+        let walked = match field_mut(&mut dest, name) {
+            Some(slot) => {
+                let walked = walk(
+                    Some(std::mem::take(slot)),
+                    Some(patch),
+                    child_schema,
+                    path,
+                    depth + 1,
+                );
+                match walked {
+                    Ok(Walked {
+                        value: Some(value), ..
+                    }) => {
+                        *slot = value;
+                        Ok(None)
+                    }
+                    Ok(Walked { value: None, .. }) => Ok(Some(None)),
+                    Err(e) => Err(e),
+                }
             }
-            None => {
-                dest.shift_remove(&name);
+            None => walk(None, Some(patch), child_schema, path, depth + 1).map(|w| Some(w.value)),
+        };
+        path.pop();
+        // `Some(value)`: the field was missing or is to go (`None`).
+        match walked? {
+            None => {}
+            Some(Some(value)) => {
+                dest.insert(name.clone(), value);
+            }
+            Some(None) => {
+                dest.shift_remove(name.as_str());
             }
         }
     }
     Ok(dest)
+}
+
+/// Whether walking `value` against no patch could change it: kyaml drops nulls and rebuilds
+/// keyed lists even where the patch says nothing. `false` means the walk leaves `value` as it
+/// is; `true` may be conservative.
+fn needs_normalizing(value: &Value, schema: Option<Schema>, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return true;
+    }
+    let schema = schema.or_else(|| embedded_schema(Some(value)));
+    match value {
+        Value::Null => true,
+        Value::Object(map) => map.iter().any(|(name, child)| {
+            needs_normalizing(child, schema.and_then(|s| s.field(name)), depth + 1)
+        }),
+        Value::Array(items) => {
+            let list = match schema {
+                Some(Schema::List(list)) if list.merge => list,
+                _ => return false,
+            };
+            if items.is_empty() {
+                return false;
+            }
+            let element_schema = schema.and_then(Schema::element);
+            match list.keys {
+                // A set of primitives stays as it is when its members are distinct.
+                [] => !items.iter().enumerate().all(|(i, item)| {
+                    item.as_str().is_some_and(|s| !s.is_empty())
+                        && items.get(..i).is_some_and(|before| !before.contains(item))
+                }),
+                [key] => match element_keys(items, key) {
+                    None => true,
+                    Some(_) => items
+                        .iter()
+                        .any(|item| needs_normalizing(item, element_schema, depth + 1)),
+                },
+                _ => true,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The key texts of a list whose elements are all maps with a distinct, non-empty scalar
+/// value for `key`; `None` for any other list.
+fn element_keys(items: &[Value], key: &str) -> Option<Vec<String>> {
+    let mut texts: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let text = match field(item.as_object()?, key)? {
+            Value::Null | Value::Array(_) | Value::Object(_) => return None,
+            scalar => scalar_text(scalar),
+        };
+        if text.is_empty() || texts.contains(&text) {
+            return None;
+        }
+        texts.push(text);
+    }
+    Some(texts)
 }
 
 fn visit_list(
@@ -497,6 +640,11 @@ fn merge_associative(
     path: &mut Vec<String>,
     depth: usize,
 ) -> Result<Vec<Value>, MutateError> {
+    if let ([key], Some(src)) = (keys, src) {
+        if let Some(merged) = merge_distinct(&mut dest, src, key, element_schema, path, depth)? {
+            return Ok(merged);
+        }
+    }
     let primitive = keys.is_empty();
     let keys: &[&str] = if primitive { &[""] } else { keys };
     // The patch's elements first, then the resource's, each key tuple once. Elements without
@@ -559,6 +707,66 @@ fn merge_associative(
     }
     append_by_key(&mut items, &dest, &last_keys);
     Ok(items)
+}
+
+/// The common case of a list merged by one key, without cloning: every element on both sides
+/// is a map with a distinct, non-empty key value and the patch has no `$patch` directives.
+/// Then kyaml's result is the patch's elements (merged into the resource's) in patch order,
+/// followed by the resource's other elements. `None` (with `dest` untouched) for other lists.
+fn merge_distinct(
+    dest: &mut Vec<Value>,
+    src: &[Value],
+    key: &str,
+    element_schema: Option<Schema>,
+    path: &mut Vec<String>,
+    depth: usize,
+) -> Result<Option<Vec<Value>>, MutateError> {
+    if src
+        .iter()
+        .any(|e| e.as_object().is_some_and(|m| m.contains_key(DIRECTIVE_KEY)))
+    {
+        return Ok(None);
+    }
+    let (Some(src_keys), Some(dest_keys)) = (element_keys(src, key), element_keys(dest, key))
+    else {
+        return Ok(None);
+    };
+    let mut slots: Vec<Option<Value>> = dest.drain(..).map(Some).collect();
+    let mut merged = Vec::with_capacity(slots.len() + src.len());
+    for (text, element) in src_keys.iter().zip(src) {
+        let current = dest_keys
+            .iter()
+            .position(|t| t == text)
+            .and_then(|p| slots.get_mut(p))
+            .and_then(Option::take);
+        path.push(text.clone());
+        let walked = walk(current, Some(element), element_schema, path, depth + 1);
+        path.pop();
+        push_merged(&mut merged, walked?.value, key, text);
+    }
+    for (text, slot) in dest_keys.iter().zip(slots) {
+        let Some(current) = slot else {
+            continue;
+        };
+        path.push(text.clone());
+        let walked = walk(Some(current), None, element_schema, path, depth + 1);
+        path.pop();
+        push_merged(&mut merged, walked?.value, key, text);
+    }
+    Ok(Some(merged))
+}
+
+/// Appends a merged element unless it came out empty, restoring its key when the merge lost it.
+fn push_merged(list: &mut Vec<Value>, value: Option<Value>, key: &str, text: &str) {
+    let Some(mut value) = value.filter(|v| !v.is_null() && !is_empty_map(v)) else {
+        return;
+    };
+    if let Value::Object(map) = &mut value {
+        if !map.contains_key(key) {
+            map.insert(key.to_owned(), Value::String(text.to_owned()));
+        }
+    }
+    list.push(value);
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ mod tests;
 use serde_json::Value;
 
 pub use diff::{diff, escape_token, PatchOp, PatchOperation};
+pub(crate) use rule::SavedKeys;
 pub use rule::{
     mutate_existing, mutate_rule, set_request_object, success_message, MutateEnv, MutateOutcome,
     MutateStatus, ProviderEnv, StandardEnv, TargetOutcome,

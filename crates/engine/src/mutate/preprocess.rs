@@ -77,7 +77,7 @@ fn walk(
 }
 
 fn resource_field<'r>(resource: Option<&'r Value>, key: &str) -> Option<&'r Value> {
-    resource?.as_object()?.get(key)
+    super::merge::field(resource?.as_object()?, key)
 }
 
 fn walk_map(
@@ -88,19 +88,18 @@ fn walk_map(
 ) -> Result<(), Stop> {
     handle_add_if_not_present(map, resource);
     validate_conditions(map, resource)?;
-    let plain: Vec<String> = map
-        .keys()
-        .filter(|k| parse_anchor(k).is_none_or(|a| !is_processed_anchor(a.kind)))
-        .cloned()
-        .collect();
-    for key in plain {
-        let child_resource = resource_field(resource, &key);
-        if let Some(child) = map.get_mut(&key) {
-            path.push(key);
-            let result = walk(child, child_resource, path, depth + 1);
-            path.pop();
-            result?;
+    for (key, child) in map.iter_mut() {
+        if parse_anchor(key).is_some_and(|a| is_processed_anchor(a.kind)) {
+            continue;
         }
+        // Only maps and lists of maps hold anything to preprocess.
+        if !matches!(child, Value::Object(_) | Value::Array(_)) {
+            continue;
+        }
+        path.push(key.clone());
+        let result = walk(child, resource_field(resource, key), path, depth + 1);
+        path.pop();
+        result?;
     }
     Ok(())
 }
@@ -244,8 +243,12 @@ fn walk_list_of_maps(
             )))
         }
     };
-    let originals = list.clone();
-    for (index, element) in originals.iter().enumerate() {
+    // Matched elements are appended; the original ones stay as they are.
+    let original_count = list.len();
+    for index in 0..original_count {
+        let Some(element) = list.get(index) else {
+            break;
+        };
         if !has_anchors(element, is_processed_anchor) {
             continue;
         }
@@ -308,16 +311,24 @@ fn add_named_element(list: &mut Vec<Value>, element: &Value, resource_element: &
 }
 
 fn delete_condition_elements(map: &mut Map<String, Value>) {
-    let keys: Vec<String> = map.keys().cloned().collect();
-    for key in keys {
-        let delete_scalar = contains_condition(&key);
-        let remove = map
-            .get_mut(&key)
-            .is_some_and(|value| delete_anchors(value, delete_scalar));
-        if remove {
-            map.shift_remove(&key);
-        }
+    let remove: Vec<bool> = map
+        .iter_mut()
+        .map(|(key, value)| delete_anchors(value, contains_condition(key)))
+        .collect();
+    retain_flagged(map, &remove);
+}
+
+/// Drops the entries of `map` whose flag (by position) is set.
+fn retain_flagged(map: &mut Map<String, Value>, remove: &[bool]) {
+    if !remove.contains(&true) {
+        return;
     }
+    let mut position = 0;
+    map.retain(|_, _| {
+        let keep = !remove.get(position).copied().unwrap_or(false);
+        position += 1;
+        keep
+    });
 }
 
 /// Removes anchors below `node`; returns whether `node` itself should go (only anchors, or
@@ -357,36 +368,42 @@ fn delete_anchors_in_map(map: &mut Map<String, Value>) -> bool {
             rename_key(map, &raw, &key);
         }
     }
-    let keys: Vec<String> = map.keys().cloned().collect();
-    let mut delete_me = true;
-    for key in keys {
-        let remove = map.get_mut(&key).is_some_and(|v| delete_anchors(v, false));
-        if remove {
-            map.shift_remove(&key);
-        } else {
-            delete_me = false;
-        }
-    }
-    delete_me
+    let remove: Vec<bool> = map
+        .values_mut()
+        .map(|value| delete_anchors(value, false))
+        .collect();
+    retain_flagged(map, &remove);
+    !remove.contains(&false)
 }
 
 /// Kyverno walks a snapshot of the list and deletes by the snapshot's index from the live,
-/// shrinking list; this keeps that behaviour (an out-of-range delete does nothing).
+/// shrinking list; this keeps that behaviour (an out-of-range delete does nothing). An element
+/// is only changed when its own index comes up, so until then the live element (or, once
+/// deleted early, the stashed one) still is the snapshot's.
 fn delete_anchors_in_list(list: &mut Vec<Value>) -> bool {
     let was_empty = list.is_empty();
-    let snapshot = list.clone();
+    let count = list.len();
     let mut live: Vec<(usize, Value)> = std::mem::take(list).into_iter().enumerate().collect();
-    for (index, original) in snapshot.iter().enumerate() {
-        let remove = if has_anchors(original, is_processed_anchor) {
-            true
-        } else {
-            match live.iter_mut().find(|(id, _)| *id == index) {
-                Some((_, element)) => delete_anchors(element, false),
-                None => delete_anchors(&mut original.clone(), false),
+    let mut stashed: Vec<(usize, Value)> = Vec::new();
+    for index in 0..count {
+        let remove = match live.iter_mut().find(|(id, _)| *id == index) {
+            Some((_, element)) => {
+                has_anchors(element, is_processed_anchor) || delete_anchors(element, false)
             }
+            None => match stashed.iter().position(|(id, _)| *id == index) {
+                Some(at) => {
+                    let (_, mut original) = stashed.swap_remove(at);
+                    has_anchors(&original, is_processed_anchor)
+                        || delete_anchors(&mut original, false)
+                }
+                None => false,
+            },
         };
         if remove && index < live.len() {
-            live.remove(index);
+            let (id, element) = live.remove(index);
+            if id > index {
+                stashed.push((id, element));
+            }
         }
     }
     *list = live.into_iter().map(|(_, v)| v).collect();

@@ -6,13 +6,16 @@
 //! document. On `Pass` the context's `request.object` is updated to the mutated resource, so
 //! the next rule of the policy sees the earlier mutations.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
-use super::{json6902, strategic_merge};
+use super::{check_depth, json6902, strategic_merge};
 use crate::compile::compile_conditions;
 use crate::context::{add_variable, load_entries, ContextProvider, NoContext};
 use crate::pattern::wildcard_match;
 use crate::validate::check_conditions;
+use crate::variables::has_variables;
 use crate::{jmespath, variables};
 
 /// What the rule needs from the surrounding engine.
@@ -169,11 +172,7 @@ pub fn mutate_rule(
     ctx: &mut Value,
     env: &dyn MutateEnv,
 ) -> MutateOutcome {
-    let outcome = apply_rule(mutate, resource, ctx, env);
-    if let Some(patched) = &outcome.patched {
-        set_request_object(ctx, patched);
-    }
-    outcome
+    apply_rule(mutate, resource, ctx, env)
 }
 
 fn apply_rule(
@@ -191,10 +190,14 @@ fn apply_rule(
                 _ => MutateOutcome::error(step.message),
             }
         }
+        // A foreach has already put each mutation into `request.object` as it went.
         None => {
             let step = patch_once(mutate, "/mutate", resource, ctx, env);
             match step.status {
-                MutateStatus::Pass => MutateOutcome::pass(step.resource),
+                MutateStatus::Pass => {
+                    set_request_object(ctx, &step.resource);
+                    MutateOutcome::pass(step.resource)
+                }
                 MutateStatus::Skip => MutateOutcome::skip(step.message),
                 _ => MutateOutcome::error(step.message),
             }
@@ -233,20 +236,30 @@ fn patch_once(
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty());
     let patched = if let Some(overlay) = overlay {
-        let overlay = match env.substitute(overlay, &format!("{at}/patchStrategicMerge"), ctx) {
-            Ok(v) => v,
-            Err(e) => return Step::error(resource, format!("variable substitution failed: {e}")),
+        // Without variables substitution would only copy the overlay.
+        let overlay = if !has_variables(overlay) && check_depth(overlay, "overlay").is_ok() {
+            Cow::Borrowed(overlay)
+        } else {
+            match env.substitute(overlay, &format!("{at}/patchStrategicMerge"), ctx) {
+                Ok(v) => Cow::Owned(v),
+                Err(e) => {
+                    return Step::error(resource, format!("variable substitution failed: {e}"))
+                }
+            }
         };
         strategic_merge(resource, &overlay)
     } else if let Some(text) = json_patch {
-        let text = match env.substitute(
-            &Value::String(text.to_owned()),
-            &format!("{at}/patchesJson6902"),
-            ctx,
-        ) {
-            Ok(Value::String(s)) => s,
-            Ok(other) => other.to_string(),
-            Err(e) => return Step::error(resource, format!("variable substitution failed: {e}")),
+        let text = Value::String(text.to_owned());
+        let text = if !has_variables(&text) {
+            Cow::Borrowed(text.as_str().unwrap_or_default())
+        } else {
+            match env.substitute(&text, &format!("{at}/patchesJson6902"), ctx) {
+                Ok(Value::String(s)) => Cow::Owned(s),
+                Ok(other) => Cow::Owned(other.to_string()),
+                Err(e) => {
+                    return Step::error(resource, format!("variable substitution failed: {e}"))
+                }
+            }
         };
         json6902(resource, &text)
     } else {
@@ -276,7 +289,7 @@ fn foreach(
     at: &str,
     env: &dyn MutateEnv,
 ) -> Step {
-    let mut current = resource.clone();
+    let mut current: Option<Value> = None;
     let mut applied = 0usize;
     for (position, entry) in entries.iter().enumerate() {
         let list = entry
@@ -291,7 +304,7 @@ fn foreach(
         let step = foreach_elements(
             entry,
             &elements,
-            &current,
+            current.as_ref().unwrap_or(resource),
             ctx,
             nesting,
             &format!("{at}/{position}"),
@@ -307,8 +320,8 @@ fn foreach(
             MutateStatus::Skip => {}
             MutateStatus::Pass => {
                 applied += 1;
-                current = step.resource;
-                set_request_object(ctx, &current);
+                set_request_object(ctx, &step.resource);
+                current = Some(step.resource);
             }
         }
     }
@@ -318,7 +331,7 @@ fn foreach(
         } else {
             MutateStatus::Pass
         },
-        resource: current,
+        resource: current.unwrap_or_else(|| resource.clone()),
         message: format!("{applied} elements processed"),
     }
 }
@@ -338,7 +351,7 @@ fn foreach_elements(
     entry: &Value,
     elements: &[Value],
     resource: &Value,
-    ctx: &Value,
+    ctx: &mut Value,
     nesting: usize,
     at: &str,
     env: &dyn MutateEnv,
@@ -352,66 +365,151 @@ fn foreach_elements(
         .get("context")
         .and_then(Value::as_array)
         .unwrap_or(&no_entries);
-    let mut current = resource.clone();
+    let nested = entry.get("foreach").and_then(Value::as_array);
+    let mut current: Option<Value> = None;
     for index in order {
         let Some(element) = elements.get(index).filter(|e| !e.is_null()) else {
             continue;
         };
-        let mut element_ctx = ctx.clone();
-        for (name, value) in [
-            ("element".to_owned(), element.clone()),
-            (format!("element{nesting}"), element.clone()),
-            ("elementIndex".to_owned(), Value::from(index)),
-            (format!("elementIndex{nesting}"), Value::from(index)),
-        ] {
-            add_variable(&mut element_ctx, &name, value);
+        // Each element sees the context with its own variables; they are taken out again
+        // afterwards instead of copying the whole context per element.
+        let mut saved = SavedKeys::default();
+        let names = [
+            "element".to_owned(),
+            format!("element{nesting}"),
+            "elementIndex".to_owned(),
+            format!("elementIndex{nesting}"),
+        ];
+        for name in &names {
+            saved.remember(ctx, name);
         }
-        if let Err(e) = env.load_context(context_entries, &mut element_ctx) {
-            return Step::error(
-                resource,
-                format!("failed to load to mutate.foreach[{index}].context: {e}"),
-            );
-        }
-        if let Some(block) = entry.get("preconditions").filter(|v| !v.is_null()) {
-            match env.preconditions(block, &element_ctx) {
-                Err(e) => {
-                    return Step::error(
-                        resource,
-                        format!("failed to evaluate mutate.foreach[{index}].preconditions: {e}"),
-                    )
-                }
-                Ok((false, _)) => continue,
-                Ok((true, _)) => {}
+        for entry in context_entries {
+            if let Some(name) = entry.get("name").and_then(Value::as_str) {
+                saved.remember(ctx, name);
             }
         }
-        let step = match entry.get("foreach").and_then(Value::as_array) {
-            Some(nested) => foreach(
-                nested,
-                &current,
-                &mut element_ctx,
-                nesting + 1,
-                &format!("{at}/foreach"),
-                env,
-            ),
-            None => patch_once(entry, at, &current, &element_ctx, env),
-        };
-        match step.status {
-            MutateStatus::Error | MutateStatus::Fail => return step,
-            MutateStatus::Pass => current = step.resource,
-            MutateStatus::Skip => {}
+        if nested.is_some() {
+            // A nested foreach updates `request.object` as it goes.
+            saved.remember(ctx, "request");
+        }
+        let [element_name, element_nested, index_name, index_nested] = names;
+        add_variable(ctx, &element_name, element.clone());
+        add_variable(ctx, &element_nested, element.clone());
+        add_variable(ctx, &index_name, Value::from(index));
+        add_variable(ctx, &index_nested, Value::from(index));
+        let step = element_step(
+            entry,
+            nested,
+            context_entries,
+            index,
+            current.as_ref().unwrap_or(resource),
+            ctx,
+            nesting,
+            at,
+            env,
+        );
+        saved.restore(ctx);
+        match step {
+            None => {}
+            Some(step) => match step.status {
+                MutateStatus::Error | MutateStatus::Fail => return step,
+                MutateStatus::Pass => current = Some(step.resource),
+                MutateStatus::Skip => {}
+            },
         }
     }
-    if current != *resource {
-        Step {
+    match current.filter(|c| c != resource) {
+        Some(current) => Step {
             status: MutateStatus::Pass,
             resource: current,
             message: String::new(),
-        }
-    } else {
-        Step {
+        },
+        None => Step {
             status: MutateStatus::Skip,
-            resource: current,
+            resource: resource.clone(),
             message: "no patches applied".to_owned(),
+        },
+    }
+}
+
+/// One foreach element, its variables already in `ctx`: context entries, preconditions (`None`
+/// when they do not hold), then the nested foreach or the patch.
+#[allow(clippy::too_many_arguments)]
+fn element_step(
+    entry: &Value,
+    nested: Option<&Vec<Value>>,
+    context_entries: &[Value],
+    index: usize,
+    resource: &Value,
+    ctx: &mut Value,
+    nesting: usize,
+    at: &str,
+    env: &dyn MutateEnv,
+) -> Option<Step> {
+    if let Err(e) = env.load_context(context_entries, ctx) {
+        return Some(Step::error(
+            resource,
+            format!("failed to load to mutate.foreach[{index}].context: {e}"),
+        ));
+    }
+    if let Some(block) = entry.get("preconditions").filter(|v| !v.is_null()) {
+        match env.preconditions(block, ctx) {
+            Err(e) => {
+                return Some(Step::error(
+                    resource,
+                    format!("failed to evaluate mutate.foreach[{index}].preconditions: {e}"),
+                ))
+            }
+            Ok((false, _)) => return None,
+            Ok((true, _)) => {}
+        }
+    }
+    Some(match nested {
+        Some(nested) => foreach(
+            nested,
+            resource,
+            ctx,
+            nesting + 1,
+            &format!("{at}/foreach"),
+            env,
+        ),
+        None => patch_once(entry, at, resource, ctx, env),
+    })
+}
+
+/// Top-level context keys a scope is about to change, with what they held before, so the
+/// context can be shared instead of copied.
+#[derive(Debug, Default)]
+pub(crate) struct SavedKeys(Vec<(String, Option<Value>)>);
+
+impl SavedKeys {
+    /// Remembers the top-level key of the (dotted) variable `dotted` unless already known.
+    pub(crate) fn remember(&mut self, ctx: &Value, dotted: &str) {
+        let top = dotted.split('.').next().unwrap_or(dotted);
+        if !self.0.iter().any(|(key, _)| key == top) {
+            self.0.push((top.to_owned(), ctx.get(top).cloned()));
+        }
+    }
+
+    /// Whether `key` is one of the remembered top-level keys.
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == key)
+    }
+
+    /// Puts every remembered key back as it was (keys that were absent are removed).
+    pub(crate) fn restore(self, ctx: &mut Value) {
+        let Value::Object(map) = ctx else {
+            return;
+        };
+        for (key, old) in self.0.into_iter().rev() {
+            match old {
+                Some(value) => {
+                    map.insert(key, value);
+                }
+                None => {
+                    map.shift_remove(&key);
+                }
+            }
         }
     }
 }

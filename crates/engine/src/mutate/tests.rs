@@ -238,6 +238,31 @@ fn later_rules_see_earlier_mutations_in_request_object() {
 }
 
 #[test]
+fn foreach_variables_do_not_outlive_the_rule() {
+    let resource = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+    let mut ctx = context_for(&resource, &Value::Null);
+    let outcome = mutate_rule(
+        &json!({"foreach": [{
+            "list": "request.object.spec.containers",
+            "patchStrategicMerge": {"metadata": {"labels": {"{{ element.name }}": "{{ elementIndex }}"}}}
+        }]}),
+        &resource,
+        &mut ctx,
+        &StandardEnv,
+    );
+    assert_eq!(outcome.status, MutateStatus::Pass, "{}", outcome.message);
+    let patched = outcome.patched.unwrap();
+    // Descending by default for strategic merge; a whole-string variable keeps its type.
+    assert_eq!(patched["metadata"]["labels"], json!({"b": 1, "a": 0}));
+    // `element` and `elementIndex` exist only inside the foreach; the mutation stays visible.
+    for name in ["element", "element0", "elementIndex", "elementIndex0"] {
+        assert!(ctx.get(name).is_none(), "{name} left in the context");
+    }
+    assert_eq!(ctx["request"]["object"], patched);
+}
+
+#[test]
 fn mutate_existing_patches_selected_targets() {
     let trigger = json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "s", "namespace": "apps"}});
