@@ -83,6 +83,8 @@ pub struct CompiledPolicy {
     pub rules: Vec<CompiledRule>,
     /// The document it was compiled from.
     pub source: Arc<Value>,
+    /// Whether any rule refers to the `images` context variable (so it must be computed).
+    pub uses_images: bool,
 }
 
 impl CompiledPolicy {
@@ -207,6 +209,19 @@ pub struct ConditionBlock {
     pub all: Vec<RawCondition>,
     /// `any` was written (even empty): Kyverno treats an absent `any` as satisfied.
     pub has_any: bool,
+}
+
+/// Whether a document mentions the `images` context variable anywhere (in `{{ }}`, a foreach
+/// list or a JMESPath). Erring towards true only costs the image parsing it saves.
+pub fn refers_to_images(doc: &Value) -> bool {
+    match doc {
+        Value::String(s) => s.contains("images"),
+        Value::Array(items) => items.iter().any(refers_to_images),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| k.contains("images") || refers_to_images(v)),
+        _ => false,
+    }
 }
 
 /// `podSecurity.exclude` of a rule, or `podSecurity` of a PolicyException.
@@ -356,6 +371,7 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         webhook_timeout_seconds,
         scored,
         rules,
+        uses_images: refers_to_images(doc),
         source: Arc::new(doc.clone()),
     })
 }

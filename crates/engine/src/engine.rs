@@ -27,13 +27,23 @@ impl PolicySet {
         }
     }
 
+    /// Whether any policy or exception refers to `images`, so contexts must include it.
+    pub fn uses_images(&self) -> bool {
+        self.policies.iter().any(|p| p.uses_images) || self.exceptions.iter().any(|e| e.uses_images)
+    }
+
+    /// The base context document for a request, with `images` only when something uses it.
+    pub fn context_for(&self, request: &Request) -> Value {
+        crate::context::request_context_with(request, self.uses_images())
+    }
+
     /// Runs every policy's validate rules against the request, sharing one context document.
     pub fn validate(
         &self,
         request: &Request,
         provider: &dyn ContextProvider,
     ) -> Vec<PolicyResponse> {
-        let mut context = request_context(request);
+        let mut context = self.context_for(request);
         self.policies
             .iter()
             .filter(|p| p.has_validate())
@@ -143,7 +153,7 @@ impl PolicySet {
     /// Runs the mutate rules of every policy, in order; later rules and policies see earlier
     /// mutations, as in Kyverno's admission flow.
     pub fn mutate(&self, request: &Request, provider: &dyn ContextProvider) -> MutationResult {
-        let mut context = request_context(request);
+        let mut context = self.context_for(request);
         // The request as mutated so far; the request itself until something changes.
         let mut view = std::borrow::Cow::Borrowed(request);
         let mut responses = Vec::new();
@@ -375,7 +385,7 @@ impl PolicySet {
         request: &Request,
         provider: &dyn ContextProvider,
     ) -> Vec<crate::generate::PolicyGeneration> {
-        let context = request_context(request);
+        let context = self.context_for(request);
         self.policies
             .iter()
             .filter(|p| crate::generate::has_generate(p))
@@ -602,4 +612,54 @@ fn names_delete_operation(rule_source: &Value) -> bool {
             op.as_str()
                 .is_some_and(|s| s.eq_ignore_ascii_case("DELETE"))
         })
+}
+
+#[cfg(test)]
+mod context_tests {
+    use super::*;
+    use crate::compile::compile_policy;
+    use serde_json::json;
+
+    fn policy(name: &str, validate: Value) -> CompiledPolicy {
+        compile_policy(&json!({
+            "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+            "metadata": {"name": name},
+            "spec": {"rules": [{"name": "r",
+                "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "validate": validate}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn images_are_computed_only_when_a_policy_mentions_them() {
+        let plain = policy("plain", json!({"pattern": {"metadata": {"name": "?*"}}}));
+        let tagged = policy(
+            "tagged",
+            json!({"deny": {"conditions": {"any": [{
+                "key": "{{ images.containers.web.tag }}", "operator": "Equals", "value": "latest"}]}}}),
+        );
+        assert!(!plain.uses_images);
+        assert!(tagged.uses_images);
+        let pod = Request::create(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"containers": [{"name": "web", "image": "nginx"}]}
+        }));
+        let without = PolicySet::new(vec![plain.clone()], Vec::new());
+        assert!(without.context_for(&pod).get("images").is_none());
+        let with = PolicySet::new(vec![plain, tagged], Vec::new());
+        assert_eq!(
+            with.context_for(&pod)["images"]["containers"]["web"]["tag"],
+            "latest"
+        );
+        // The deny rule still sees the image through the set's context.
+        let responses = with.validate(&pod, &crate::context::NoContext);
+        let tagged_rule = &responses[1].rules[0];
+        assert_eq!(
+            tagged_rule.status,
+            RuleStatus::Fail,
+            "{}",
+            tagged_rule.message
+        );
+    }
 }

@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use crate::compile::{
-    compile_conditions, pod_security_exclusions, CompileError, CompiledPolicy, CompiledRule,
-    ConditionBlock,
+    compile_conditions, pod_security_exclusions, refers_to_images, CompileError, CompiledPolicy,
+    CompiledRule, ConditionBlock,
 };
 use crate::matching::{string_list, MatchBlock};
 use crate::podsecurity;
@@ -30,6 +30,8 @@ pub struct CompiledException {
     pub match_block: MatchBlock,
     pub conditions: Option<ConditionBlock>,
     pub pod_security: Vec<podsecurity::Exclusion>,
+    /// Whether its conditions refer to the `images` context variable.
+    pub uses_images: bool,
 }
 
 /// What an exception means for one rule and request.
@@ -110,6 +112,7 @@ impl CompiledException {
             match_block,
             conditions,
             pod_security,
+            uses_images: spec.get("conditions").is_some_and(refers_to_images),
         })
     }
 

@@ -80,7 +80,7 @@ impl PolicyEvaluator {
         let request = self.engine_request(review)?;
         // One context document per review, shared by every policy (the engine leaves it as it
         // found it).
-        let mut context = request_context(&request);
+        let mut context = set.context_for(&request);
         let namespace = engine_request::metadata_str(request.resource(), "namespace").to_owned();
         let mut old: Option<(Request, Value)> = None;
 
@@ -148,7 +148,7 @@ impl PolicyEvaluator {
             return Ok(Verdict::allow());
         }
         let request = self.engine_request(review)?;
-        let mut context = request_context(&request);
+        let mut context = set.context_for(&request);
         let mut current = request.object.clone();
         let mut results = Vec::new();
         let mut warnings = Vec::new();
