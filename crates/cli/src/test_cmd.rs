@@ -496,15 +496,7 @@ fn compare_row(
         // For a mutation, `fail` expects the patched resource NOT to look like the file, as in
         // Kyverno's CLI.
         if key.expected == "fail" {
-            row.passed = mismatch.is_some() || row.actual.as_deref() == Some("fail");
-            row.reason = if row.passed {
-                "Ok (the patched resource differs, as expected)".to_owned()
-            } else {
-                format!(
-                    "want the patched resource to differ from {}",
-                    file.display()
-                )
-            };
+            expect_difference(&mut row, mismatch.is_some(), "patched", file);
             return row;
         }
         if let Some(reason) = mismatch {
@@ -533,15 +525,7 @@ fn compare_row(
         row.message = found.first().map(|(_, _, m)| m.clone()).unwrap_or_default();
         // As for mutations, `fail` expects the generated object NOT to look like the file.
         if key.expected == "fail" {
-            row.passed = mismatch.is_some() || row.actual.as_deref() == Some("fail");
-            row.reason = if row.passed {
-                "Ok (the generated resource differs, as expected)".to_owned()
-            } else {
-                format!(
-                    "want the generated resource to differ from {}",
-                    file.display()
-                )
-            };
+            expect_difference(&mut row, mismatch.is_some(), "generated", file);
             return row;
         }
         if let Some(reason) = mismatch {
@@ -742,6 +726,17 @@ fn is_empty_value(value: &Value) -> bool {
         Value::Array(a) => a.is_empty(),
         _ => false,
     }
+}
+
+/// A row expecting `fail` next to an expected-resource file passes when the resource differs
+/// from the file, or when the rule itself failed.
+fn expect_difference(row: &mut RowResult, differs: bool, what: &str, file: &Path) {
+    row.passed = differs || row.actual.as_deref() == Some("fail");
+    row.reason = if row.passed {
+        format!("Ok (the {what} resource differs, as expected)")
+    } else {
+        format!("want the {what} resource to differ from {}", file.display())
+    };
 }
 
 /// Counts of rows by outcome.
