@@ -8,7 +8,7 @@ use bylaw_engine::context::request_context;
 use bylaw_engine::engine::{
     effective_action, generate_policy, mutate_policy, report_status, validate_with_variables,
 };
-use bylaw_engine::generate::has_generate;
+use bylaw_engine::generate::{has_generate, ObjectStore};
 use bylaw_engine::request::{metadata_str, Request};
 use bylaw_engine::response::{FailureAction, RuleStatus};
 use bylaw_engine::validate::apply_variables;
@@ -139,11 +139,16 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     }
     // Every input resource exists as far as generate rules are concerned, so clone sources
     // can be given with `-r`.
-    let mut cluster = Cluster {
+    let cluster = Cluster {
         values: &values,
-        objects: objects.iter().map(|d| d.value.clone()).collect(),
+        objects: ObjectStore(
+            objects
+                .iter()
+                .map(|d| d.value.clone())
+                .filter(Value::is_object)
+                .collect(),
+        ),
     };
-    cluster.objects.retain(Value::is_object);
     let mut results = Vec::new();
     let mut outputs = Outputs::default();
     let mut blocked = false;

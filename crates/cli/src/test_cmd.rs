@@ -271,9 +271,9 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
         // resource itself and the clone sources.
         let mut cluster = Cluster {
             values: &values,
-            objects: vec![current.clone()],
+            objects: bylaw_engine::generate::ObjectStore(vec![current.clone()]),
         };
-        cluster.objects.extend(clone_sources.iter().cloned());
+        cluster.objects.0.extend(clone_sources.iter().cloned());
         for policy in bundle.policies.iter().filter(|p| has_generate(p)) {
             let vars = values.request_variables(&policy.name, &name);
             let request = build_request(&current, &vars, &user, &values);
@@ -771,7 +771,7 @@ pub fn totals(results: &[SuiteResult]) -> Totals {
 /// (the resource under test and the clone sources the suite names).
 pub(crate) struct Cluster<'a> {
     pub values: &'a Values,
-    pub objects: Vec<Value>,
+    pub objects: bylaw_engine::generate::ObjectStore,
 }
 
 impl ContextProvider for Cluster<'_> {
@@ -790,17 +790,7 @@ impl ContextProvider for Cluster<'_> {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Value>, ContextError> {
-        Ok(self
-            .objects
-            .iter()
-            .find(|o| {
-                let id = ResourceRef::of(o);
-                (api_version.is_empty() || id.api_version == api_version)
-                    && id.kind == kind
-                    && id.namespace == namespace
-                    && id.name == name
-            })
-            .cloned())
+        self.objects.resource(api_version, kind, namespace, name)
     }
 
     fn list_resources(
@@ -808,18 +798,9 @@ impl ContextProvider for Cluster<'_> {
         api_version: &str,
         kind: &str,
         namespace: &str,
-        _selector: Option<&Value>,
+        selector: Option<&Value>,
     ) -> Result<Vec<Value>, ContextError> {
-        Ok(self
-            .objects
-            .iter()
-            .filter(|o| {
-                let id = ResourceRef::of(o);
-                (api_version.is_empty() || id.api_version == api_version)
-                    && id.kind == kind
-                    && id.namespace == namespace
-            })
-            .cloned()
-            .collect())
+        self.objects
+            .list_resources(api_version, kind, namespace, selector)
     }
 }

@@ -60,6 +60,64 @@ impl ResourceRef {
     }
 }
 
+/// Objects that exist, looked up the way a controller's client would: the source of `clone` and
+/// `cloneList` for offline evaluation (the CLI, tests). An empty apiVersion matches any.
+#[derive(Debug, Default, Clone)]
+pub struct ObjectStore(pub Vec<Value>);
+
+impl ObjectStore {
+    fn is(id: &ResourceRef, api_version: &str, kind: &str, namespace: &str) -> bool {
+        (api_version.is_empty() || id.api_version == api_version)
+            && id.kind == kind
+            && id.namespace == namespace
+    }
+
+    /// The object with this identity, if it exists.
+    pub fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<&Value> {
+        self.0.iter().find(|o| {
+            let id = ResourceRef::of(o);
+            Self::is(&id, api_version, kind, namespace) && id.name == name
+        })
+    }
+
+    /// Every object of a kind in a namespace (selectors are applied by the rule).
+    pub fn list(&self, api_version: &str, kind: &str, namespace: &str) -> Vec<Value> {
+        self.0
+            .iter()
+            .filter(|o| Self::is(&ResourceRef::of(o), api_version, kind, namespace))
+            .cloned()
+            .collect()
+    }
+}
+
+impl crate::context::ContextProvider for ObjectStore {
+    fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, crate::context::ContextError> {
+        Ok(self.get(api_version, kind, namespace, name).cloned())
+    }
+
+    fn list_resources(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        _selector: Option<&Value>,
+    ) -> Result<Vec<Value>, crate::context::ContextError> {
+        Ok(self.list(api_version, kind, namespace))
+    }
+}
+
 impl std::fmt::Display for ResourceRef {
     /// `Kind namespace/name`, or `Kind name` when cluster-scoped.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -7,48 +7,8 @@ use serde_json::{json, Value};
 use super::labels::strip_generate_labels;
 use super::*;
 use crate::compile::compile_policy;
-use crate::context::{ContextError, ContextProvider};
 use crate::engine::PolicySet;
 use crate::request::{GroupVersionKind, Operation, Request};
-
-/// Objects that exist, looked up the way a controller's client would.
-struct Cluster(Vec<Value>);
-
-impl ContextProvider for Cluster {
-    fn resource(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Value>, ContextError> {
-        let want = ResourceRef {
-            api_version: api_version.to_owned(),
-            kind: kind.to_owned(),
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        };
-        Ok(self.0.iter().find(|o| ResourceRef::of(o) == want).cloned())
-    }
-
-    fn list_resources(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: &str,
-        _selector: Option<&Value>,
-    ) -> Result<Vec<Value>, ContextError> {
-        Ok(self
-            .0
-            .iter()
-            .filter(|o| {
-                let id = ResourceRef::of(o);
-                id.api_version == api_version && id.kind == kind && id.namespace == namespace
-            })
-            .cloned()
-            .collect())
-    }
-}
 
 #[derive(Debug, Deserialize)]
 struct Expected {
@@ -116,7 +76,7 @@ fn request(case: &Case) -> Request {
 
 fn check(case: &Case, failures: &mut Vec<String>) {
     let set = policy_set(case);
-    let cluster = Cluster(case.cluster.clone());
+    let cluster = ObjectStore(case.cluster.clone());
     let results = set.generate(&request(case), &cluster);
     let [policy] = results.as_slice() else {
         failures.push(format!("{}: {} policy results", case.name, results.len()));
@@ -317,7 +277,7 @@ fn deeply_nested_data_is_a_clean_error() {
             let set = PolicySet::new(vec![compile_policy(&doc).unwrap()], Vec::new());
             let trigger =
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}});
-            let results = set.generate(&Request::create(trigger), &Cluster(Vec::new()));
+            let results = set.generate(&Request::create(trigger), &ObjectStore(Vec::new()));
             let response = results[0].response.rules[0].clone();
             assert_eq!(response.status, crate::response::RuleStatus::Error);
             assert!(
@@ -351,13 +311,13 @@ fn a_policy_exception_skips_the_generate_rule() {
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
         )
     };
-    let excepted = set.generate(&namespace("legacy-billing"), &Cluster(Vec::new()));
+    let excepted = set.generate(&namespace("legacy-billing"), &ObjectStore(Vec::new()));
     let response = &excepted[0].response.rules[0];
     assert_eq!(response.status, crate::response::RuleStatus::Skip);
     assert_eq!(response.exception.as_deref(), Some("kyverno/legacy"));
     assert_eq!(excepted[0].resources().count(), 0);
 
-    let generated = set.generate(&namespace("billing"), &Cluster(Vec::new()));
+    let generated = set.generate(&namespace("billing"), &ObjectStore(Vec::new()));
     assert_eq!(
         generated[0].response.rules[0].status,
         crate::response::RuleStatus::Pass
