@@ -85,6 +85,9 @@ pub struct CompiledPolicy {
     pub source: Arc<Value>,
     /// Whether any rule refers to the `images` context variable (so it must be computed).
     pub uses_images: bool,
+    /// Whether any rule refers to `element<N>` / `elementIndex<N>` (nested foreach levels), so
+    /// foreach must set them besides `element` / `elementIndex`.
+    pub uses_nested_elements: bool,
 }
 
 impl CompiledPolicy {
@@ -220,6 +223,27 @@ pub fn refers_to_images(doc: &Value) -> bool {
         Value::Object(map) => map
             .iter()
             .any(|(k, v)| k.contains("images") || refers_to_images(v)),
+        _ => false,
+    }
+}
+
+/// Whether a document mentions `element<digit>` or `elementIndex<digit>` anywhere.
+pub fn refers_to_nested_elements(doc: &Value) -> bool {
+    fn mentions(text: &str) -> bool {
+        ["element", "elementIndex"].iter().any(|word| {
+            text.match_indices(word).any(|(at, _)| {
+                text.get(at + word.len()..)
+                    .and_then(|rest| rest.chars().next())
+                    .is_some_and(|c| c.is_ascii_digit())
+            })
+        })
+    }
+    match doc {
+        Value::String(s) => mentions(s),
+        Value::Array(items) => items.iter().any(refers_to_nested_elements),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| mentions(k) || refers_to_nested_elements(v)),
         _ => false,
     }
 }
@@ -372,6 +396,7 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         scored,
         rules,
         uses_images: refers_to_images(doc),
+        uses_nested_elements: refers_to_nested_elements(doc),
         source: Arc::new(doc.clone()),
     })
 }
@@ -772,5 +797,25 @@ mod tests {
         let p = compile_policy(&doc).unwrap();
         assert_eq!(p.validation_failure_action, FailureAction::Enforce);
         assert!(!p.scored);
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_element_references_are_found() {
+        assert!(refers_to_nested_elements(
+            &json!({"a": ["{{ element0.name }}"]})
+        ));
+        assert!(refers_to_nested_elements(
+            &json!({"k": "elementIndex1 == `0`"})
+        ));
+        assert!(!refers_to_nested_elements(
+            &json!({"a": "{{ element.name }} {{ elementIndex }}"})
+        ));
+        assert!(!refers_to_nested_elements(&json!({"elements": "x"})));
     }
 }

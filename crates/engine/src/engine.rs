@@ -662,4 +662,44 @@ mod context_tests {
             tagged_rule.message
         );
     }
+
+    #[test]
+    fn nested_foreach_sees_the_outer_element_by_level() {
+        let nested = policy(
+            "ports",
+            json!({"foreach": [{"list": "request.object.spec.containers", "foreach": [{
+                "list": "element.ports",
+                "deny": {"conditions": {"all": [
+                    {"key": "{{ element0.name }}", "operator": "Equals", "value": "web"},
+                    {"key": "{{ element.containerPort }}", "operator": "Equals", "value": 80},
+                    {"key": "{{ elementIndex1 }}", "operator": "Equals", "value": 0}
+                ]}}
+            }]}]}),
+        );
+        assert!(nested.uses_nested_elements);
+        let pod = |name: &str| {
+            Request::create(json!({
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"},
+                "spec": {"containers": [
+                    {"name": "sidecar", "image": "proxy:1", "ports": [{"containerPort": 15000}]},
+                    {"name": name, "image": "nginx:1", "ports": [{"containerPort": 80}]}
+                ]}
+            }))
+        };
+        let set = PolicySet::new(vec![nested], Vec::new());
+        let denied = set.validate(&pod("web"), &crate::context::NoContext);
+        assert_eq!(
+            denied[0].rules[0].status,
+            RuleStatus::Fail,
+            "{}",
+            denied[0].rules[0].message
+        );
+        let allowed = set.validate(&pod("api"), &crate::context::NoContext);
+        assert_eq!(
+            allowed[0].rules[0].status,
+            RuleStatus::Pass,
+            "{}",
+            allowed[0].rules[0].message
+        );
+    }
 }

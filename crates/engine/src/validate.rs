@@ -517,8 +517,12 @@ impl RuleScope<'_, '_, '_> {
         };
         self.set_var("element", element.clone(), mark);
         self.set_var("elementIndex", Value::from(index), mark);
-        self.set_var(&format!("element{depth}"), element.clone(), mark);
-        self.set_var(&format!("elementIndex{depth}"), Value::from(index), mark);
+        // The per-level names cost a second copy of the element; only set them when a rule of
+        // the policy reads them (decided at compile time).
+        if self.policy.uses_nested_elements {
+            self.set_var(&format!("element{depth}"), element.clone(), mark);
+            self.set_var(&format!("elementIndex{depth}"), Value::from(index), mark);
+        }
         if let Some(values) = foreach_values {
             for (key, list) in values {
                 if let Some(v) = list.get(index) {
