@@ -4,20 +4,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use bylaw_engine::context::request_context;
-use bylaw_engine::engine::{
-    effective_action, generate_policy, mutate_policy, report_status, validate_with_variables,
-};
-use bylaw_engine::generate::{has_generate, ObjectStore};
-use bylaw_engine::request::{metadata_str, Request};
+use bylaw_engine::engine::{effective_action, report_status};
+use bylaw_engine::request::metadata_str;
 use bylaw_engine::response::{FailureAction, RuleStatus};
-use bylaw_engine::validate::apply_variables;
 use clap::Args;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::load::{self, read_documents, Values};
-use crate::test_cmd::Cluster;
+use crate::run::{run_resource, Phase};
 use crate::{output, ApplyFormat};
 
 #[derive(Debug, Args)]
@@ -139,16 +134,7 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     }
     // Every input resource exists as far as generate rules are concerned, so clone sources
     // can be given with `-r`.
-    let cluster = Cluster {
-        values: &values,
-        objects: ObjectStore(
-            objects
-                .iter()
-                .map(|d| d.value.clone())
-                .filter(Value::is_object)
-                .collect(),
-        ),
-    };
+    let existing: Vec<Value> = objects.iter().map(|d| d.value.clone()).collect();
     let mut results = Vec::new();
     let mut outputs = Outputs::default();
     let mut blocked = false;
@@ -165,105 +151,55 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         } else {
             format!("{kind}/{namespace}/{name}")
         };
-        let request_for = |current: &Value| {
-            let mut request = Request::create(current.clone());
-            request.user = user.clone();
-            request.namespace_labels = values.namespace_labels.get(namespace).cloned();
-            request
-        };
-        // As `bylaw test` and Kyverno's CLI: every policy's mutations first (each sees the
-        // ones before), then validation and generation on the mutated resource.
-        let mut current = object.clone();
         let mut mutated_by = Vec::new();
-        for policy in bundle.policies.iter().filter(|p| p.has_mutate()) {
-            let vars = values.request_variables(&policy.name, name);
-            let request = request_for(&current);
-            let mut context = request_context(&request);
-            apply_variables(&mut context, &vars);
-            let (response, patched) = mutate_policy(
-                policy,
-                &request,
-                &current,
-                &mut context,
-                &values,
-                &bundle.exceptions,
-            );
-            if patched != current {
-                mutated_by.push(policy.key());
+        let mut current = object.clone();
+        for run in run_resource(&bundle, &values, &user, object, &existing) {
+            let policy = run.policy;
+            for rule in &run.response.rules {
+                let mut status = report_status(policy, rule);
+                let mut action = NO_ACTION;
+                if run.phase == Phase::Validate {
+                    let effective = effective_action(
+                        policy,
+                        &rule.name,
+                        namespace,
+                        run.namespace_labels.as_ref(),
+                    );
+                    action = effective.as_str();
+                    if status == RuleStatus::Fail {
+                        if effective == FailureAction::Enforce {
+                            blocked = true;
+                        } else if audit_warn {
+                            status = RuleStatus::Warn;
+                        }
+                    }
+                }
+                results.push(ApplyResult::new(policy, rule, &resource_id, status, action));
             }
-            current = patched;
-            for rule in &response.rules {
-                let status = report_status(policy, rule);
-                results.push(ApplyResult::new(
-                    policy,
-                    rule,
-                    &resource_id,
-                    status,
-                    NO_ACTION,
-                ));
+            match run.phase {
+                Phase::Mutate => {
+                    if run.resource != current {
+                        mutated_by.push(policy.key());
+                        current = run.resource;
+                    }
+                }
+                Phase::Generate => {
+                    for (rule, object) in run.generated {
+                        outputs.generated.push(Generated {
+                            policy: policy.key(),
+                            rule,
+                            trigger: resource_id.clone(),
+                            object,
+                        });
+                    }
+                }
+                Phase::Validate => {}
             }
         }
         if !mutated_by.is_empty() {
             outputs
                 .mutated
-                .push((resource_id.clone(), mutated_by, current.clone()));
-        }
-        for policy in bundle.policies.iter().filter(|p| p.has_validate()) {
-            let vars = values.request_variables(&policy.name, name);
-            let request = request_for(&current);
-            let response =
-                validate_with_variables(policy, &request, &vars, &values, &bundle.exceptions);
-            for rule in &response.rules {
-                let action = effective_action(
-                    policy,
-                    &rule.name,
-                    namespace,
-                    request.namespace_labels.as_ref(),
-                );
-                let mut status = report_status(policy, rule);
-                if status == RuleStatus::Fail {
-                    if action == FailureAction::Enforce {
-                        blocked = true;
-                    } else if audit_warn {
-                        status = RuleStatus::Warn;
-                    }
-                }
-                results.push(ApplyResult::new(
-                    policy,
-                    rule,
-                    &resource_id,
-                    status,
-                    action.as_str(),
-                ));
-            }
-        }
-        for policy in bundle.policies.iter().filter(|p| has_generate(p)) {
-            let vars = values.request_variables(&policy.name, name);
-            let request = request_for(&current);
-            let mut context = request_context(&request);
-            apply_variables(&mut context, &vars);
-            let generation =
-                generate_policy(policy, &request, &context, &cluster, &bundle.exceptions);
-            for rule in &generation.response.rules {
-                let status = report_status(policy, rule);
-                results.push(ApplyResult::new(
-                    policy,
-                    rule,
-                    &resource_id,
-                    status,
-                    NO_ACTION,
-                ));
-            }
-            for rule in &generation.rules {
-                for generated in &rule.resources {
-                    outputs.generated.push(Generated {
-                        policy: policy.key(),
-                        rule: rule.rule.clone(),
-                        trigger: resource_id.clone(),
-                        object: generated.object.clone(),
-                    });
-                }
-            }
+                .push((resource_id.clone(), mutated_by, current));
         }
     }
 

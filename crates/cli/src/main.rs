@@ -10,6 +10,7 @@ mod conformance;
 mod jp_cmd;
 mod load;
 mod output;
+mod run;
 mod serve_cmd;
 mod test_cmd;
 

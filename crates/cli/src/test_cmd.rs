@@ -5,20 +5,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use bylaw_engine::compile::CompiledPolicy;
-use bylaw_engine::context::request_context;
 use bylaw_engine::context::{ContextError, ContextProvider};
-use bylaw_engine::engine::{
-    generate_policy, mutate_policy, report_status, validate_with_variables,
-};
-use bylaw_engine::generate::{has_generate, labels::strip_generate_labels, ResourceRef};
-use bylaw_engine::request::{metadata_str, GroupVersionKind, Operation, Request, UserInfo};
+use bylaw_engine::engine::report_status;
+use bylaw_engine::generate::{labels::strip_generate_labels, ResourceRef};
+use bylaw_engine::request::{metadata_str, UserInfo};
 use bylaw_engine::response::PolicyResponse;
 use bylaw_engine::response::RuleStatus;
-use bylaw_engine::validate::apply_variables;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::load::{self, get_ci, read_documents, Values};
+use crate::run::run_resource;
 
 /// One expected row of a suite, for one resource.
 #[derive(Debug, Clone, Serialize)]
@@ -225,78 +222,15 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        // Kyverno's CLI order: every policy's mutations first (each sees the ones before),
-        // then validation of the mutated resource.
-        let mut current = object.clone();
-        for policy in bundle.policies.iter().filter(|p| p.has_mutate()) {
-            let vars = values.request_variables(&policy.name, &name);
-            let request = build_request(&current, &vars, &user, &values);
-            let mut context = request_context(&request);
-            apply_variables(&mut context, &vars);
-            let (response, patched) = mutate_policy(
-                policy,
-                &request,
-                &current,
-                &mut context,
-                &values,
-                &bundle.exceptions,
-            );
-            current = patched;
+        for run in run_resource(&bundle, &values, &user, object, &clone_sources) {
             evaluated.push(Evaluated {
-                policy_key: policy.key(),
+                policy_key: run.policy.key(),
                 resource_kind: kind.clone(),
                 resource_name: name.clone(),
                 resource_namespace: namespace.clone(),
-                rules: statuses(policy, &response),
-                patched: current.clone(),
-                generated: Vec::new(),
-            });
-        }
-        for policy in bundle.policies.iter().filter(|p| p.has_validate()) {
-            let vars = values.request_variables(&policy.name, &name);
-            let request = build_request(&current, &vars, &user, &values);
-            let response =
-                validate_with_variables(policy, &request, &vars, &values, &bundle.exceptions);
-            evaluated.push(Evaluated {
-                policy_key: policy.key(),
-                resource_kind: kind.clone(),
-                resource_name: name.clone(),
-                resource_namespace: namespace.clone(),
-                rules: statuses(policy, &response),
-                patched: current.clone(),
-                generated: Vec::new(),
-            });
-        }
-        // Generate rules run last, on the mutated resource, against a cluster holding the
-        // resource itself and the clone sources.
-        let mut cluster = Cluster {
-            values: &values,
-            objects: bylaw_engine::generate::ObjectStore(vec![current.clone()]),
-        };
-        cluster.objects.0.extend(clone_sources.iter().cloned());
-        for policy in bundle.policies.iter().filter(|p| has_generate(p)) {
-            let vars = values.request_variables(&policy.name, &name);
-            let request = build_request(&current, &vars, &user, &values);
-            let mut context = request_context(&request);
-            apply_variables(&mut context, &vars);
-            let generation =
-                generate_policy(policy, &request, &context, &cluster, &bundle.exceptions);
-            evaluated.push(Evaluated {
-                policy_key: policy.key(),
-                resource_kind: kind.clone(),
-                resource_name: name.clone(),
-                resource_namespace: namespace.clone(),
-                rules: statuses(policy, &generation.response),
-                patched: current.clone(),
-                generated: generation
-                    .rules
-                    .iter()
-                    .flat_map(|r| {
-                        r.resources
-                            .iter()
-                            .map(|g| (r.rule.clone(), g.object.clone()))
-                    })
-                    .collect(),
+                rules: statuses(run.policy, &run.response),
+                patched: run.resource,
+                generated: run.generated,
             });
         }
     }
@@ -371,41 +305,6 @@ fn merge_values(into: &mut Values, from: Values) {
     into.foreach_values.extend(from.foreach_values);
     into.resource_values.extend(from.resource_values);
     into.namespace_labels.extend(from.namespace_labels);
-}
-
-/// The request a suite evaluates for a resource: CREATE unless the values file says otherwise
-/// (`request.operation`); DELETE evaluates the resource as the old object.
-fn build_request(
-    object: &Value,
-    vars: &serde_json::Map<String, Value>,
-    user: &UserInfo,
-    values: &Values,
-) -> Request {
-    let operation = vars
-        .get("request.operation")
-        .and_then(Value::as_str)
-        .and_then(Operation::parse)
-        .unwrap_or(Operation::Create);
-    let namespace = metadata_str(object, "namespace");
-    let mut request = Request::create(object.clone());
-    request.kind = GroupVersionKind::of(object);
-    request.operation = operation;
-    match operation {
-        Operation::Delete => {
-            request.old_object = Some(object.clone());
-            request.object = Value::Null;
-        }
-        Operation::Update => request.old_object = Some(object.clone()),
-        _ => {}
-    }
-    request.user = user.clone();
-    let ns_key = if request.kind.kind == "Namespace" {
-        metadata_str(object, "name")
-    } else {
-        namespace
-    };
-    request.namespace_labels = values.namespace_labels.get(ns_key).cloned();
-    request
 }
 
 struct RowKey<'a> {
