@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use bylaw_engine::compile::{compile_policy, CompiledPolicy};
+use bylaw_engine::compile::CompiledPolicy;
+use bylaw_engine::engine::{compile_document, CompiledDocument};
 use bylaw_engine::exceptions::CompiledException;
 use bylaw_engine::request::UserInfo;
 use serde_json::{Map, Value};
@@ -93,38 +94,21 @@ pub fn compile_documents(docs: &[Document]) -> Result<PolicyBundle> {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        match kind {
-            "ClusterPolicy" | "Policy" => {
-                let policy = compile_policy(&doc.value).map_err(|e| {
-                    anyhow::anyhow!("{}: invalid {kind} {name:?}: {e}", doc.source.display())
-                })?;
-                bundle.policies.push(policy);
+        let compiled = compile_document(&doc.value).map_err(|e| {
+            anyhow::anyhow!("{}: invalid {kind} {name:?}: {e}", doc.source.display())
+        })?;
+        match compiled {
+            CompiledDocument::Policy(policy) => bundle.policies.push(*policy),
+            CompiledDocument::Exception(exception) => bundle.exceptions.push(*exception),
+            CompiledDocument::Other if kind.is_empty() => {}
+            CompiledDocument::Other => {
+                bundle
+                    .unsupported
+                    .push((kind.to_owned(), name, doc.source.clone()))
             }
-            "PolicyException" if api_group(&doc.value) == "kyverno.io" => {
-                let exception = CompiledException::compile(&doc.value).map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: invalid PolicyException {name:?}: {e}",
-                        doc.source.display()
-                    )
-                })?;
-                bundle.exceptions.push(exception);
-            }
-            "" => {}
-            other => bundle
-                .unsupported
-                .push((other.to_owned(), name, doc.source.clone())),
         }
     }
     Ok(bundle)
-}
-
-fn api_group(value: &Value) -> &str {
-    value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .and_then(|v| v.split_once('/'))
-        .map(|(g, _)| g)
-        .unwrap_or("")
 }
 
 /// Looks a key up ignoring ASCII case, as Kyverno's reader of CLI test files does.

@@ -703,3 +703,32 @@ mod context_tests {
         );
     }
 }
+
+/// What a YAML document is to the engine.
+#[derive(Debug)]
+pub enum CompiledDocument {
+    Policy(Box<CompiledPolicy>),
+    Exception(Box<CompiledException>),
+    /// Any other document (resources, CEL policy kinds, …): nothing to compile.
+    Other,
+}
+
+/// Compiles a `kyverno.io` ClusterPolicy, Policy or PolicyException; other documents are
+/// `Other`. Errors name the field path.
+pub fn compile_document(doc: &Value) -> Result<CompiledDocument, crate::compile::CompileError> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    let group = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .and_then(|v| v.split_once('/'))
+        .map_or("", |(group, _)| group);
+    match (kind, group) {
+        ("ClusterPolicy" | "Policy", "kyverno.io") => Ok(CompiledDocument::Policy(Box::new(
+            crate::compile::compile_policy(doc)?,
+        ))),
+        ("PolicyException", "kyverno.io") => Ok(CompiledDocument::Exception(Box::new(
+            CompiledException::compile(doc)?,
+        ))),
+        _ => Ok(CompiledDocument::Other),
+    }
+}

@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use bylaw_engine::compile::{compile_policy, CompiledPolicy, RuleBody};
-use bylaw_engine::engine::PolicySet;
-use bylaw_engine::exceptions::CompiledException;
+use bylaw_engine::compile::{CompiledPolicy, RuleBody};
+use bylaw_engine::engine::{compile_document, CompiledDocument, PolicySet};
 use bylaw_engine::response::FailureAction;
 use serde_json::Value;
 
@@ -74,23 +73,20 @@ pub fn compile_documents(
             name: name.clone(),
             reason,
         };
-        match (kind, api_group(&doc.value)) {
-            ("ClusterPolicy" | "Policy", "kyverno.io") => match compile_policy(&doc.value) {
-                Ok(policy) => {
-                    let key = (kind.to_owned(), policy.key());
-                    if let Some(first) = seen.insert(key, &doc.origin) {
-                        errors.push(error(format!("also defined in {first}")));
-                    } else {
-                        policies.push(policy);
-                    }
+        match compile_document(&doc.value) {
+            Ok(CompiledDocument::Policy(policy)) => {
+                let key = (kind.to_owned(), policy.key());
+                if let Some(first) = seen.insert(key, &doc.origin) {
+                    errors.push(error(format!("also defined in {first}")));
+                } else {
+                    policies.push(*policy);
                 }
-                Err(e) => errors.push(error(e.to_string())),
-            },
-            ("PolicyException", "kyverno.io") => match CompiledException::compile(&doc.value) {
-                Ok(exception) => exceptions.push(exception),
-                Err(e) => errors.push(error(e.to_string())),
-            },
-            _ => ignored.push(format!("{kind} {name:?} ({})", doc.origin)),
+            }
+            Ok(CompiledDocument::Exception(exception)) => exceptions.push(*exception),
+            Ok(CompiledDocument::Other) => {
+                ignored.push(format!("{kind} {name:?} ({})", doc.origin))
+            }
+            Err(e) => errors.push(error(e.to_string())),
         }
     }
     if errors.is_empty() {
@@ -98,14 +94,6 @@ pub fn compile_documents(
     } else {
         Err(errors)
     }
-}
-
-fn api_group(value: &Value) -> &str {
-    value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .and_then(|v| v.split_once('/'))
-        .map_or("", |(group, _)| group)
 }
 
 fn rule_type(body: &RuleBody) -> RuleType {
