@@ -267,33 +267,28 @@ impl PolicyCache {
         interval: Duration,
         shutdown: ShutdownSignal,
     ) {
-        let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stop = shutdown.wait();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = ticker.tick() => {}
-            }
+        crate::shutdown::every(interval, shutdown, || {
             let cache = self.clone();
             let source = policies.clone();
             let context = context.clone();
-            let polled = tokio::task::spawn_blocking(move || {
-                match context.refresh() {
-                    Ok(true) => tracing::info!("context files reloaded"),
-                    Ok(false) => {}
-                    Err(error) => {
-                        tracing::error!(%error, "cannot read context files; still serving the previous context");
+            async move {
+                let polled = tokio::task::spawn_blocking(move || {
+                    match context.refresh() {
+                        Ok(true) => tracing::info!("context files reloaded"),
+                        Ok(false) => {}
+                        Err(error) => {
+                            tracing::error!(%error, "cannot read context files; still serving the previous context");
+                        }
                     }
+                    cache.reload_from(source.as_ref());
+                })
+                .await;
+                if let Err(error) = polled {
+                    tracing::error!(%error, "policy reload task failed");
                 }
-                cache.reload_from(source.as_ref());
-            })
-            .await;
-            if let Err(error) = polled {
-                tracing::error!(%error, "policy reload task failed");
             }
-        }
+        })
+        .await;
     }
 }
 

@@ -93,6 +93,26 @@ pub async fn os_termination_signal() {
     }
 }
 
+/// Runs `tick` every `interval` (at least 10 ms; the first tick at once, a late tick delayed
+/// rather than bunched) until `shutdown` fires. File watchers (policies, certificates) use it.
+pub async fn every<F, Fut>(interval: std::time::Duration, shutdown: ShutdownSignal, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(interval.max(std::time::Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = ticker.tick() => {}
+        }
+        tick().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

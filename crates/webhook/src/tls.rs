@@ -205,30 +205,24 @@ impl CertReloader {
 
     /// Polls the files every `interval` until shutdown, logging swaps and failures.
     pub async fn watch(self: Arc<Self>, interval: Duration, shutdown: ShutdownSignal) {
-        let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stop = shutdown.wait();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = ticker.tick() => {}
-            }
+        bylaw_runtime::shutdown::every(interval, shutdown, || {
             let this = self.clone();
-            let outcome = tokio::task::spawn_blocking(move || this.reload_if_changed()).await;
-            match outcome {
-                Ok(Ok(true)) => tracing::info!(
-                    cert = %self.cert_path.display(),
-                    "serving certificate reloaded"
-                ),
-                Ok(Ok(false)) => {}
-                Ok(Err(error)) => tracing::warn!(
-                    %error,
-                    "certificate files changed but cannot be used; still serving the previous certificate"
-                ),
-                Err(error) => tracing::error!(%error, "certificate reload task failed"),
+            async move {
+                let cert = this.cert_path.display().to_string();
+                let outcome =
+                    tokio::task::spawn_blocking(move || this.reload_if_changed()).await;
+                match outcome {
+                    Ok(Ok(true)) => tracing::info!(cert = %cert, "serving certificate reloaded"),
+                    Ok(Ok(false)) => {}
+                    Ok(Err(error)) => tracing::warn!(
+                        %error,
+                        "certificate files changed but cannot be used; still serving the previous certificate"
+                    ),
+                    Err(error) => tracing::error!(%error, "certificate reload task failed"),
+                }
             }
-        }
+        })
+        .await;
     }
 }
 
