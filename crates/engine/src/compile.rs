@@ -110,6 +110,35 @@ impl CompiledPolicy {
             .iter()
             .any(|r| matches!(r.body, RuleBody::Mutate(_)))
     }
+
+    /// The rules bylaw cannot evaluate, each with the feature that stops it (`verifyImages`,
+    /// `validate.cel`, …). A policy with any of them must not be served as if it were enforced:
+    /// the server reports it as not Ready (`Unsupported`) and the CLI reports an error result.
+    pub fn unsupported_rules(&self) -> Vec<UnsupportedRule> {
+        self.rules
+            .iter()
+            .filter_map(|rule| {
+                let feature = match &rule.body {
+                    RuleBody::VerifyImages(_) => Some("verifyImages"),
+                    RuleBody::Validate(validate) => validate.check.unsupported_feature(),
+                    RuleBody::Mutate(_) | RuleBody::Generate(_) => None,
+                }?;
+                Some(UnsupportedRule {
+                    rule: rule.name.clone(),
+                    feature,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A rule bylaw does not evaluate, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedRule {
+    /// The rule's name (autogen rules included).
+    pub rule: String,
+    /// The feature bylaw lacks, as written in the policy (`verifyImages`, `validate.cel`).
+    pub feature: &'static str,
 }
 
 /// One rule, compiled.
@@ -157,6 +186,22 @@ pub enum ValidateCheck {
     /// A check bylaw cannot evaluate yet (`cel`, `manifests`, `assert`): evaluates to an error
     /// naming the feature, never a silent pass.
     Unsupported(&'static str),
+}
+
+impl ValidateCheck {
+    /// The unsupported feature this check (or a foreach entry nested in it) needs, if any.
+    pub fn unsupported_feature(&self) -> Option<&'static str> {
+        match self {
+            ValidateCheck::Unsupported(feature) => Some(feature),
+            ValidateCheck::Foreach(entries) => entries
+                .iter()
+                .find_map(|entry| entry.check.unsupported_feature()),
+            ValidateCheck::Pattern(_)
+            | ValidateCheck::AnyPattern(_)
+            | ValidateCheck::Deny(_)
+            | ValidateCheck::PodSecurity(_) => None,
+        }
+    }
 }
 
 /// A pattern known at load time is parsed once; one with variables is parsed after
@@ -797,6 +842,38 @@ mod tests {
         let p = compile_policy(&doc).unwrap();
         assert_eq!(p.validation_failure_action, FailureAction::Enforce);
         assert!(!p.scored);
+    }
+
+    #[test]
+    fn unsupported_rules_are_named_with_their_feature() {
+        let p = compile_policy(&policy(json!([
+            {"name": "plain", "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+             "validate": {"pattern": {"metadata": {"name": "?*"}}}},
+            {"name": "images", "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+             "verifyImages": [{"imageReferences": ["*"]}]},
+            {"name": "cel", "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+             "validate": {"cel": {"expressions": [{"expression": "true"}]}}},
+            {"name": "nested", "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+             "validate": {"foreach": [{"list": "request.object.data", "assert": {"x": 1}}]}}
+        ])))
+        .unwrap();
+        assert_eq!(
+            p.unsupported_rules(),
+            [
+                UnsupportedRule {
+                    rule: "images".into(),
+                    feature: "verifyImages"
+                },
+                UnsupportedRule {
+                    rule: "cel".into(),
+                    feature: "validate.cel"
+                },
+                UnsupportedRule {
+                    rule: "nested".into(),
+                    feature: "validate.assert"
+                },
+            ]
+        );
     }
 }
 
