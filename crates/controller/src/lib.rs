@@ -9,3 +9,7 @@
         clippy::indexing_slicing
     )
 )]
+
+pub mod leader;
+
+pub use leader::{leadership, Leadership, LeadershipSender};
