@@ -119,6 +119,8 @@ fn identity(policy: &CompiledPolicy) -> PolicyIdentity<'_> {
 #[derive(Debug)]
 pub struct PolicyCache {
     current: RwLock<Option<Arc<PolicySet>>>,
+    /// Counts installed sets, so that controllers (webhook registration, scans) wake on a change.
+    installed: tokio::sync::watch::Sender<u64>,
     /// Serializes reloads so metrics see changes in order.
     reload: Mutex<()>,
     metrics: Metrics,
@@ -129,6 +131,7 @@ impl PolicyCache {
     pub fn new(metrics: Metrics) -> Self {
         PolicyCache {
             current: RwLock::new(None),
+            installed: tokio::sync::watch::Sender::new(0),
             reload: Mutex::new(()),
             metrics,
         }
@@ -140,6 +143,12 @@ impl PolicyCache {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// A receiver that sees a new value every time a set is installed; `borrow_and_update` then
+    /// `changed().await` to follow the cache without polling.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.installed.subscribe()
     }
 
     /// True once a set has been loaded.
@@ -222,6 +231,7 @@ impl PolicyCache {
             }
         }
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(set));
+        self.installed.send_modify(|count| *count += 1);
         summary
     }
 
@@ -335,6 +345,7 @@ mod tests {
     fn reload_counts_changes_and_keeps_the_last_good_set() {
         let metrics = Metrics::new("test");
         let cache = PolicyCache::new(metrics.clone());
+        let mut installs = cache.subscribe();
         assert!(!cache.is_loaded());
         let first = cache
             .replace(&[
@@ -346,6 +357,8 @@ mod tests {
         assert_eq!((first.created, first.updated, first.deleted), (2, 0, 0));
         assert_eq!(first.ignored, ["Pod \"x\" (test.yaml)"]);
         assert!(cache.is_loaded());
+        assert!(installs.has_changed().unwrap());
+        assert_eq!(*installs.borrow_and_update(), 1);
 
         let second = cache
             .replace(&[doc(policy("a", "two")), doc(policy("c", "one"))])
@@ -358,6 +371,11 @@ mod tests {
             .replace(&[doc(policy("a", "three")), doc(broken)])
             .unwrap_err();
         assert_eq!(errors.len(), 1);
+        assert_eq!(
+            *installs.borrow_and_update(),
+            2,
+            "a failed reload installs nothing"
+        );
         assert!(
             errors[0].to_string().starts_with(
                 "test.yaml: invalid ClusterPolicy \"d\": spec.validationFailureAction"
