@@ -1650,9 +1650,7 @@ spec:
     /// must find those rules in `compute_rules`.
     #[test]
     fn conformance_suites_name_only_generated_rules() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/conformance/kyverno-policies");
-        assert!(root.is_dir(), "no conformance corpus at {}", root.display());
+        let root = crate::conformance_corpus();
         let mut suites = Vec::new();
         let mut dirs = vec![root];
         while let Some(dir) = dirs.pop() {

@@ -31,3 +31,22 @@ pub mod response;
 pub mod validate;
 pub mod variables;
 pub mod wildcard;
+
+/// Where tests find Kyverno's policy library: `BYLAW_CONFORMANCE_CORPUS` (as the CLI's ratchet
+/// reads it), else `BYLAW_CONFORMANCE_DIR/kyverno-policies`, else `../shared` beside the
+/// repository. CI always has it, so its absence is a failure, not a skip.
+#[cfg(test)]
+pub(crate) fn conformance_corpus() -> std::path::PathBuf {
+    let root = std::env::var_os("BYLAW_CONFORMANCE_CORPUS")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("BYLAW_CONFORMANCE_DIR")
+                .map(|d| std::path::PathBuf::from(d).join("kyverno-policies"))
+        })
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/conformance/kyverno-policies")
+        });
+    assert!(root.is_dir(), "no conformance corpus at {}", root.display());
+    root
+}

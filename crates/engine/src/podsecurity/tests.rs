@@ -550,17 +550,8 @@ fn deeply_nested_values_do_not_overflow_the_stack() {
 // ---------------------------------------------------------------------------------------------
 // Conformance: Kyverno policy library suites that use validate.podSecurity
 
-/// The corpus sits beside the repository (`../shared`); CI always has it, so its absence is a
-/// failure, not a skip.
 fn conformance_root() -> Option<PathBuf> {
-    let root = std::env::var_os("BYLAW_CONFORMANCE_DIR")
-        .map(|d| PathBuf::from(d).join("kyverno-policies"))
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/conformance/kyverno-policies")
-        });
-    assert!(root.is_dir(), "no conformance corpus at {}", root.display());
-    Some(root)
+    Some(crate::conformance_corpus())
 }
 
 fn yaml_documents(path: &Path) -> Vec<Value> {
