@@ -132,6 +132,11 @@ impl CompiledPolicy {
     }
 }
 
+/// The message of an error result for a rule needing `feature`, which bylaw cannot evaluate.
+pub fn unsupported_message(feature: &str) -> String {
+    format!("unsupported in bylaw: {feature}; the rule cannot be evaluated")
+}
+
 /// A rule bylaw does not evaluate, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsupportedRule {

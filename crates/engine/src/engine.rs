@@ -95,6 +95,38 @@ pub fn validate_with_variables(
     validate_with_context_mut(policy, request, &mut context, provider, exceptions)
 }
 
+/// Error responses for the rules of `policy` that no evaluation phase runs (`verifyImages`)
+/// and that select the request: an unsupported rule is reported, never silently passed. The
+/// rules whose check is unsupported inside `validate` get their error from validation itself.
+pub fn unevaluated_rules(policy: &CompiledPolicy, request: &Request) -> PolicyResponse {
+    use crate::compile::RuleBody;
+    use crate::response::RuleType;
+    use crate::validate::{policy_applies, rule_selects};
+
+    let mut rules = Vec::new();
+    if policy_applies(policy, request) {
+        for unsupported in policy.unsupported_rules() {
+            let Some(rule) = policy.rules.iter().find(|r| r.name == unsupported.rule) else {
+                continue;
+            };
+            if !matches!(rule.body, RuleBody::VerifyImages(_)) || !rule_selects(rule, request) {
+                continue;
+            }
+            rules.push(RuleResponse::new(
+                &rule.name,
+                RuleType::ImageVerify,
+                RuleStatus::Error,
+                crate::compile::unsupported_message(unsupported.feature),
+            ));
+        }
+    }
+    PolicyResponse {
+        policy: policy.name.clone(),
+        policy_namespace: policy.namespace.clone(),
+        rules,
+    }
+}
+
 /// The result a PolicyReport (and `bylaw test`) records for a rule response: failures of a
 /// policy annotated `policies.kyverno.io/scored: "false"` are warnings.
 pub fn report_status(policy: &CompiledPolicy, rule: &RuleResponse) -> RuleStatus {
@@ -629,6 +661,35 @@ mod context_tests {
                 "validate": validate}]}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn verify_images_rules_that_select_the_request_are_errors() {
+        let policy = compile_policy(&json!({
+            "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+            "metadata": {"name": "signed"},
+            "spec": {"rules": [
+                {"name": "pods", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                 "verifyImages": [{"imageReferences": ["*"]}]},
+                {"name": "jobs", "match": {"any": [{"resources": {"kinds": ["Job"]}}]},
+                 "verifyImages": [{"imageReferences": ["*"]}]},
+                {"name": "plain", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                 "validate": {"pattern": {"metadata": {"name": "?*"}}}}
+            ]}
+        }))
+        .unwrap();
+        let pod = Request::create(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}
+        }));
+        let response = unevaluated_rules(&policy, &pod);
+        let names: Vec<&str> = response.rules.iter().map(|r| r.name.as_str()).collect();
+        // `jobs` does not select a Pod; `plain` is evaluated by validation.
+        assert_eq!(names, ["pods"]);
+        assert_eq!(response.rules[0].status, RuleStatus::Error);
+        assert_eq!(
+            response.rules[0].message,
+            "unsupported in bylaw: verifyImages; the rule cannot be evaluated"
+        );
     }
 
     #[test]

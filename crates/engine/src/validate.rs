@@ -358,9 +358,9 @@ impl RuleScope<'_, '_, '_> {
             ValidateCheck::PodSecurity(_) => {
                 Err("podSecurity is only allowed at the top of a validate rule".to_owned())
             }
-            ValidateCheck::Unsupported(feature) => Err(format!(
-                "{feature} is not supported by bylaw yet; the rule cannot be evaluated"
-            )),
+            ValidateCheck::Unsupported(feature) => {
+                Err(crate::compile::unsupported_message(feature))
+            }
         }
     }
 
