@@ -193,7 +193,7 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
                         });
                     }
                 }
-                Phase::Validate => {}
+                Phase::Validate | Phase::Unevaluated => {}
             }
         }
         if !mutated_by.is_empty() {
@@ -224,7 +224,10 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if blocked {
+    // As in Kyverno's CLI, a rule that could not be evaluated (unsupported feature, bad
+    // variable, …) makes the run fail like a blocking violation.
+    let errors = results.iter().any(|r| r.status == RuleStatus::Error);
+    Ok(if blocked || errors {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

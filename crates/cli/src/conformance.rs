@@ -11,7 +11,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::output;
-use crate::test_cmd::{find_suites, run_suite, CaseSelector};
+use crate::test_cmd::{find_suites, run_suites, CaseSelector, SuiteResult};
 
 #[derive(Debug, Args)]
 pub struct ConformanceArgs {
@@ -42,23 +42,22 @@ pub fn run(args: ConformanceArgs) -> Result<ExitCode> {
     let mut failed = BTreeMap::new();
     for suite in &suites {
         let rel = relative(&corpus, suite);
-        let result = run_suite(suite, &selector);
-        if result.passed() {
+        let results = run_suites(suite, &selector);
+        if results.iter().all(SuiteResult::passed) {
             passed.insert(rel);
         } else {
-            let reason = result.error.clone().unwrap_or_else(|| {
-                result
-                    .rows
-                    .iter()
-                    .find(|r| !r.passed)
-                    .map(|r| {
+            let result = results.iter().find(|r| !r.passed());
+            let reason = result
+                .and_then(|r| r.error.clone())
+                .or_else(|| {
+                    result?.rows.iter().find(|r| !r.passed).map(|r| {
                         format!(
                             "{} {} {}/{}: {}",
                             r.policy, r.rule, r.kind, r.resource, r.reason
                         )
                     })
-                    .unwrap_or_default()
-            });
+                })
+                .unwrap_or_default();
             failed.insert(rel, reason);
         }
     }

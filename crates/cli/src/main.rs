@@ -127,6 +127,7 @@ fn run_test(
     detailed: bool,
     format: TestFormat,
 ) -> anyhow::Result<ExitCode> {
+    let selector_text = selector;
     let selector = test_cmd::CaseSelector::parse(selector)?;
     let mut suites = Vec::new();
     for dir in dirs {
@@ -143,8 +144,16 @@ fn run_test(
     }
     let results: Vec<test_cmd::SuiteResult> = suites
         .iter()
-        .map(|s| test_cmd::run_suite(s, &selector))
+        .flat_map(|s| test_cmd::run_suites(s, &selector))
+        .filter(|suite| !suite.deselected)
         .collect();
+    if results.is_empty() {
+        anyhow::bail!(
+            "--test-case-selector {selector_text:?} selects no result row in {} suite file(s): \
+             nothing was checked",
+            suites.len()
+        );
+    }
     match format {
         TestFormat::Table => output::test_table(&results, fail_only, detailed),
         TestFormat::Json => output::json(&results)?,

@@ -52,11 +52,7 @@ pub fn test_table(results: &[crate::test_cmd::SuiteResult], fail_only: bool, det
             .filter(|r| !fail_only || !r.passed)
             .collect();
         if rows.is_empty() {
-            line(if suite.rows.is_empty() {
-                "  (no result rows)"
-            } else {
-                "  all rows passed"
-            });
+            line("  all rows passed");
             continue;
         }
         let mut table = vec![vec![

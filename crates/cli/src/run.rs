@@ -4,7 +4,9 @@
 
 use bylaw_engine::compile::CompiledPolicy;
 use bylaw_engine::context::request_context;
-use bylaw_engine::engine::{generate_policy, mutate_policy, validate_with_variables};
+use bylaw_engine::engine::{
+    generate_policy, mutate_policy, unevaluated_rules, validate_with_variables,
+};
 use bylaw_engine::generate::{has_generate, ObjectStore};
 use bylaw_engine::request::{metadata_str, GroupVersionKind, Operation, Request, UserInfo};
 use bylaw_engine::response::PolicyResponse;
@@ -20,6 +22,8 @@ pub enum Phase {
     Mutate,
     Validate,
     Generate,
+    /// Rules bylaw cannot evaluate (`verifyImages`): each selected one is an error result.
+    Unevaluated,
 }
 
 /// One policy's rules of one phase on the resource.
@@ -82,6 +86,25 @@ pub fn run_resource<'p>(
             generated: Vec::new(),
             namespace_labels: request.namespace_labels,
         });
+    }
+    for policy in bundle
+        .policies
+        .iter()
+        .filter(|p| !p.unsupported_rules().is_empty())
+    {
+        let vars = values.request_variables(&policy.name, name);
+        let request = build_request(&current, &vars, user, values);
+        let response = unevaluated_rules(policy, &request);
+        if !response.rules.is_empty() {
+            runs.push(PolicyRun {
+                policy,
+                phase: Phase::Unevaluated,
+                response,
+                resource: current.clone(),
+                generated: Vec::new(),
+                namespace_labels: request.namespace_labels,
+            });
+        }
     }
     let mut objects = vec![current.clone()];
     objects.extend(existing.iter().filter(|o| o.is_object()).cloned());

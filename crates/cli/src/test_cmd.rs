@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use bylaw_engine::compile::CompiledPolicy;
+use bylaw_engine::compile::{unsupported_message, CompiledPolicy};
 use bylaw_engine::context::{ContextError, ContextProvider};
 use bylaw_engine::engine::report_status;
 use bylaw_engine::generate::{labels::strip_generate_labels, ResourceRef};
@@ -14,7 +14,7 @@ use bylaw_engine::response::RuleStatus;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::load::{self, get_ci, read_documents, Values};
+use crate::load::{self, get_ci, read_documents, PolicyBundle, Values};
 use crate::run::run_resource;
 
 /// One expected row of a suite, for one resource.
@@ -32,19 +32,37 @@ pub struct RowResult {
     pub message: String,
 }
 
-/// The outcome of one suite file.
+/// The outcome of one Test document of a suite file.
 #[derive(Debug, Clone, Serialize)]
 pub struct SuiteResult {
     pub path: PathBuf,
     pub name: String,
-    /// Set when the suite could not be run at all (bad file, invalid policy, …).
+    /// Set when the suite could not be run at all (bad file, invalid policy, unsupported
+    /// field, nothing to check, …).
     pub error: Option<String>,
     pub rows: Vec<RowResult>,
+    /// The `--test-case-selector` selected none of the suite's rows, so it was not run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deselected: bool,
 }
 
 impl SuiteResult {
+    fn new(path: &Path) -> SuiteResult {
+        SuiteResult {
+            path: path.to_path_buf(),
+            name: String::new(),
+            error: None,
+            rows: Vec::new(),
+            deselected: false,
+        }
+    }
+
+    /// A suite passes only when it checked something and every row matched.
     pub fn passed(&self) -> bool {
-        self.error.is_none() && self.rows.iter().all(|r| r.passed)
+        self.error.is_none()
+            && !self.deselected
+            && !self.rows.is_empty()
+            && self.rows.iter().all(|r| r.passed)
     }
 }
 
@@ -77,11 +95,17 @@ impl CaseSelector {
     }
 
     fn accepts(&self, policy: &str, rule: &str, resource: &str) -> bool {
-        let ok = |want: &Option<String>, have: &str| {
-            want.as_deref()
-                .is_none_or(|w| bylaw_engine::wildcard::wildcard_match(w, have))
-        };
-        ok(&self.policy, policy) && ok(&self.rule, rule) && ok(&self.resource, resource)
+        self.accepts_row(policy, rule) && Self::part_accepts(&self.resource, resource)
+    }
+
+    /// Policy and rule only: a row without `resources` is selected by them, as in Kyverno.
+    fn accepts_row(&self, policy: &str, rule: &str) -> bool {
+        Self::part_accepts(&self.policy, policy) && Self::part_accepts(&self.rule, rule)
+    }
+
+    fn part_accepts(want: &Option<String>, have: &str) -> bool {
+        want.as_deref()
+            .is_none_or(|w| bylaw_engine::wildcard::wildcard_match(w, have))
     }
 }
 
@@ -109,6 +133,82 @@ pub fn find_suites(dir: &Path, file_name: &str) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// Test document fields bylaw reads. A field outside this list that holds anything fails the
+/// suite: bylaw must not report success for inputs it ignored.
+const TEST_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "name",
+    "policies",
+    "resources",
+    "exceptions",
+    "variables",
+    "values",
+    "userinfo",
+    "results",
+];
+
+/// Result row fields bylaw reads. `failOnMissingResources` is how bylaw always compares rows
+/// that name their resources; the `is…Policy` flags only say which kind the policy is.
+const RESULT_FIELDS: &[&str] = &[
+    "policy",
+    "rule",
+    "kind",
+    "result",
+    "status",
+    "resources",
+    "resource",
+    "namespace",
+    "patchedResource",
+    "patchedResources",
+    "generatedResource",
+    "cloneSourceResource",
+    "failOnMissingResources",
+    "isValidatingAdmissionPolicy",
+    "isMutatingAdmissionPolicy",
+    "isValidatingPolicy",
+    "isMutatingPolicy",
+    "isGeneratingPolicy",
+    "isImageValidatingPolicy",
+    "isDeletingPolicy",
+];
+
+/// The fields of a Test document (and of its result rows) that bylaw does not support, as
+/// paths (`httpPayloads`, `results[2].operation`). Fields without a value (null, empty, false)
+/// ask for nothing and are accepted. Keys match case-insensitively, as in Kyverno.
+fn unsupported_fields(doc: &Value) -> Vec<String> {
+    fn holds_something(value: &Value) -> bool {
+        match value {
+            Value::Null | Value::Bool(false) => false,
+            Value::String(s) => !s.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(m) => !m.is_empty(),
+            _ => true,
+        }
+    }
+    fn unknown<'v>(
+        object: &'v serde_json::Map<String, Value>,
+        known: &'v [&str],
+    ) -> impl Iterator<Item = &'v String> + 'v {
+        object.iter().filter_map(move |(key, value)| {
+            let is_known = known.iter().any(|k| k.eq_ignore_ascii_case(key));
+            (!is_known && holds_something(value)).then_some(key)
+        })
+    }
+    let Some(object) = doc.as_object() else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = unknown(object, TEST_FIELDS).cloned().collect();
+    let rows = get_ci(doc, "results").and_then(Value::as_array);
+    for (index, row) in rows.into_iter().flatten().enumerate() {
+        if let Some(row) = row.as_object() {
+            found.extend(unknown(row, RESULT_FIELDS).map(|key| format!("results[{index}].{key}")));
+        }
+    }
+    found
+}
+
 /// One evaluated (policy, resource) pair.
 struct Evaluated {
     policy_key: String,
@@ -122,37 +222,79 @@ struct Evaluated {
     generated: Vec<(String, Value)>,
 }
 
-/// Runs one suite file.
-pub fn run_suite(path: &Path, selector: &CaseSelector) -> SuiteResult {
-    let mut result = SuiteResult {
-        path: path.to_path_buf(),
-        name: String::new(),
-        error: None,
-        rows: Vec::new(),
-    };
-    match run_suite_inner(path, selector, &mut result) {
-        Ok(()) => {}
-        Err(err) => result.error = Some(format!("{err:#}")),
+impl Evaluated {
+    /// How rows name the resource: `namespace/name`, or `name` when cluster-scoped.
+    fn resource_id(&self) -> String {
+        if self.resource_namespace.is_empty() {
+            self.resource_name.clone()
+        } else {
+            format!("{}/{}", self.resource_namespace, self.resource_name)
+        }
     }
-    result
 }
 
-fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) -> Result<()> {
-    let docs = read_documents(path)?;
-    let doc = docs
-        .first()
-        .with_context(|| format!("{}: empty test file", path.display()))?
-        .value
-        .clone();
+/// Runs every Test document of one suite file.
+pub fn run_suites(path: &Path, selector: &CaseSelector) -> Vec<SuiteResult> {
+    let docs = match read_documents(path) {
+        Ok(docs) if !docs.is_empty() => docs,
+        Ok(_) => {
+            let mut result = SuiteResult::new(path);
+            result.error = Some(format!("{}: empty test file", path.display()));
+            return vec![result];
+        }
+        Err(err) => {
+            let mut result = SuiteResult::new(path);
+            result.error = Some(format!("{err:#}"));
+            return vec![result];
+        }
+    };
+    docs.iter()
+        .map(|doc| {
+            let mut result = SuiteResult::new(path);
+            if let Err(err) = run_suite(path, &doc.value, selector, &mut result) {
+                result.error = Some(format!("{err:#}"));
+            } else if result.rows.is_empty() && !result.deselected {
+                result.error =
+                    Some("no result row was evaluated: the suite checks nothing".to_owned());
+            }
+            result
+        })
+        .collect()
+}
+
+fn run_suite(
+    path: &Path,
+    doc: &Value,
+    selector: &CaseSelector,
+    out: &mut SuiteResult,
+) -> Result<()> {
     let base = path.parent().unwrap_or(Path::new("."));
-    out.name = get_ci(&doc, "metadata")
+    out.name = get_ci(doc, "metadata")
         .and_then(|m| get_ci(m, "name"))
-        .or_else(|| get_ci(&doc, "name"))
+        .or_else(|| get_ci(doc, "name"))
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
+    let unsupported = unsupported_fields(doc);
+    if !unsupported.is_empty() {
+        anyhow::bail!("unsupported in bylaw: {}", unsupported.join(", "));
+    }
+    let rows: Vec<RowSpec> = get_ci(doc, "results")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|row| RowSpec::parse(row, base))
+        .collect();
+    if rows.is_empty() {
+        anyhow::bail!("the suite has no result rows: it checks nothing");
+    }
+    let selected: Vec<&RowSpec> = rows.iter().filter(|r| r.selected_by(selector)).collect();
+    if selected.is_empty() {
+        out.deselected = true;
+        return Ok(());
+    }
     let paths = |key: &str| -> Vec<PathBuf> {
-        bylaw_engine::matching::string_list(get_ci(&doc, key))
+        bylaw_engine::matching::string_list(get_ci(doc, key))
             .iter()
             .map(|p| base.join(p))
             .collect()
@@ -175,35 +317,26 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
     for resource in &mut resources {
         load::default_namespace(&mut resource.value);
     }
-    let mut values = match get_ci(&doc, "variables").and_then(Value::as_str) {
+    let mut values = match get_ci(doc, "variables").and_then(Value::as_str) {
         Some(v) => load::read_values(&base.join(v))?,
         None => Values::default(),
     };
-    if let Some(inline) = get_ci(&doc, "values") {
+    if let Some(inline) = get_ci(doc, "values") {
         let parsed = Values::parse(inline);
         merge_values(&mut values, parsed);
     }
-    let user = match get_ci(&doc, "userinfo").and_then(Value::as_str) {
+    let user = match get_ci(doc, "userinfo").and_then(Value::as_str) {
         Some(u) => load::read_user_info(&base.join(u))?,
         None => UserInfo::default(),
     };
-    let rows = get_ci(&doc, "results")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     // Clone sources a row names are part of the pretend cluster generate rules see, as in
     // Kyverno's CLI.
     let mut clone_sources = Vec::new();
-    for row in &rows {
-        if let Some(file) = get_ci(row, "cloneSourceResource")
-            .and_then(Value::as_str)
-            .filter(|f| !f.is_empty())
-        {
-            for mut source in read_documents(&base.join(file))? {
-                load::default_namespace(&mut source.value);
-                if !clone_sources.contains(&source.value) {
-                    clone_sources.push(source.value);
-                }
+    for file in rows.iter().filter_map(|r| r.clone_source_file.as_ref()) {
+        for mut source in read_documents(file)? {
+            load::default_namespace(&mut source.value);
+            if !clone_sources.contains(&source.value) {
+                clone_sources.push(source.value);
             }
         }
     }
@@ -235,54 +368,19 @@ fn run_suite_inner(path: &Path, selector: &CaseSelector, out: &mut SuiteResult) 
         }
     }
 
-    for row in &rows {
-        let field = |k: &str| {
-            get_ci(row, k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        };
-        let policy = field("policy");
-        let rule = field("rule");
-        let kind = field("kind");
-        let namespace = field("namespace");
-        let mut expected = field("result");
-        if expected.is_empty() {
-            expected = field("status");
-        }
-        let patched_file = ["patchedResource", "patchedResources"]
-            .iter()
-            .find_map(|k| get_ci(row, k).and_then(Value::as_str))
-            .filter(|f| !f.is_empty())
-            .map(|f| base.join(f));
-        let generated_file = get_ci(row, "generatedResource")
-            .and_then(Value::as_str)
-            .filter(|f| !f.is_empty())
-            .map(|f| base.join(f));
-        let mut names = bylaw_engine::matching::string_list(get_ci(row, "resources"));
-        let single = field("resource");
-        if names.is_empty() && !single.is_empty() {
-            names.push(single);
-        }
-        for resource in names {
-            if !selector.accepts(&policy, &rule, &resource) {
-                continue;
+    let suite = Suite {
+        bundle: &bundle,
+        evaluated: &evaluated,
+    };
+    for row in selected {
+        if row.resources.is_empty() {
+            out.rows.extend(suite.check_every_result(row, selector));
+        } else {
+            for resource in &row.resources {
+                if selector.accepts(&row.policy, &row.rule, resource) {
+                    out.rows.push(suite.check(row, &row.kind, resource));
+                }
             }
-            out.rows.push(compare_row(
-                &bundle.policies,
-                &evaluated,
-                RowKey {
-                    policy: &policy,
-                    rule: &rule,
-                    kind: &kind,
-                    namespace: &namespace,
-                    resource: &resource,
-                    expected: &expected,
-                    patched_file: patched_file.clone(),
-                    generated_file: generated_file.clone(),
-                },
-                &bundle.unsupported,
-            ));
         }
     }
     Ok(())
@@ -307,163 +405,355 @@ fn merge_values(into: &mut Values, from: Values) {
     into.namespace_labels.extend(from.namespace_labels);
 }
 
-struct RowKey<'a> {
-    policy: &'a str,
-    rule: &'a str,
-    kind: &'a str,
-    namespace: &'a str,
-    resource: &'a str,
-    expected: &'a str,
+/// One result row of a Test document, as written.
+struct RowSpec {
+    policy: String,
+    /// Empty: every rule of the policy, as in Kyverno.
+    rule: String,
+    kind: String,
+    namespace: String,
+    expected: String,
+    /// `resources` (or the deprecated `resource`); empty: every result of the policy and rule.
+    resources: Vec<String>,
     /// `patchedResource(s)`: a file holding the expected resource after mutation.
     patched_file: Option<PathBuf>,
     /// `generatedResource`: a file holding the objects a generate rule should produce.
     generated_file: Option<PathBuf>,
+    clone_source_file: Option<PathBuf>,
+    /// A row without `resources` also fails for a resource missing from its patched file.
+    fail_on_missing: bool,
 }
 
-fn compare_row(
-    policies: &[CompiledPolicy],
-    evaluated: &[Evaluated],
-    key: RowKey<'_>,
-    unsupported: &[(String, String, PathBuf)],
-) -> RowResult {
-    let mut row = RowResult {
-        policy: key.policy.to_owned(),
-        rule: key.rule.to_owned(),
-        resource: key.resource.to_owned(),
-        kind: key.kind.to_owned(),
-        expected: key.expected.to_owned(),
-        actual: None,
-        passed: false,
-        reason: String::new(),
-        message: String::new(),
-    };
-    let rule_names = [
-        key.rule.to_owned(),
-        format!("autogen-{}", key.rule),
-        format!("autogen-cronjob-{}", key.rule),
-    ];
-    let Some(policy) = policies.iter().find(|p| p.key() == key.policy) else {
-        row.reason = match unsupported.iter().find(|(_, name, _)| name == key.policy) {
-            Some((kind, _, _)) => format!("policy kind {kind} is not supported by bylaw yet"),
-            None => format!("policy {:?} not found", key.policy),
+impl RowSpec {
+    fn parse(row: &Value, base: &Path) -> RowSpec {
+        let field = |k: &str| {
+            get_ci(row, k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
         };
-        return row;
-    };
-    if !policy.rules.iter().any(|r| rule_names.contains(&r.name)) {
-        row.reason = format!("rule {:?} not found in policy {:?}", key.rule, key.policy);
-        return row;
-    }
-    let candidates: Vec<&Evaluated> = evaluated
-        .iter()
-        .filter(|e| {
-            e.policy_key == key.policy
-                && e.resource_kind == key.kind
-                && (e.resource_name == key.resource
-                    || format!("{}/{}", e.resource_namespace, e.resource_name) == key.resource)
-                && (key.namespace.is_empty() || e.resource_namespace == key.namespace)
-        })
-        .collect();
-    if candidates.is_empty() {
-        row.reason = format!("resource {}/{} not found", key.kind, key.resource);
-        return row;
-    }
-    let found: Vec<&(String, RuleStatus, String)> = candidates
-        .iter()
-        .flat_map(|e| e.rules.iter())
-        .filter(|(name, _, _)| rule_names.contains(name))
-        .collect();
-    if found.is_empty() {
-        // The rule exists but did not select the resource: Kyverno reports nothing, which
-        // only a `skip` expectation describes.
-        row.actual = Some("skip".to_owned());
-        row.passed = key.expected == "skip";
-        row.reason = if row.passed {
-            "Excluded".to_owned()
-        } else {
-            format!(
-                "want {}, got no result: the rule did not match the resource",
-                key.expected
-            )
+        let file = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| get_ci(row, k).and_then(Value::as_str))
+                .filter(|f| !f.is_empty())
+                .map(|f| base.join(f))
         };
-        return row;
-    }
-    if let Some(file) = &key.patched_file {
-        let mismatch = candidates
-            .iter()
-            .find_map(|c| compare_patched(&c.patched, file).err());
-        row.actual = found.first().map(|(_, s, _)| s.as_str().to_owned());
-        // For a mutation, `fail` expects the patched resource NOT to look like the file, as in
-        // Kyverno's CLI.
-        if key.expected == "fail" {
-            expect_difference(&mut row, mismatch.is_some(), "patched", file);
-            return row;
+        let mut expected = field("result");
+        if expected.is_empty() {
+            expected = field("status");
         }
-        if let Some(reason) = mismatch {
-            row.reason = reason;
-            return row;
+        let mut resources = bylaw_engine::matching::string_list(get_ci(row, "resources"));
+        let single = field("resource");
+        if resources.is_empty() && !single.is_empty() {
+            resources.push(single);
+        }
+        RowSpec {
+            policy: field("policy"),
+            rule: field("rule"),
+            kind: field("kind"),
+            namespace: field("namespace"),
+            expected,
+            resources,
+            patched_file: file(&["patchedResource", "patchedResources"]),
+            generated_file: file(&["generatedResource"]),
+            clone_source_file: file(&["cloneSourceResource"]),
+            fail_on_missing: get_ci(row, "failOnMissingResources")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         }
     }
-    if let Some(file) = &key.generated_file {
-        let generated: Vec<&Value> = candidates
-            .iter()
-            .flat_map(|c| c.generated.iter())
-            .filter(|(rule, _)| rule_names.contains(rule))
-            .map(|(_, object)| object)
-            .collect();
-        let mismatch = if generated.is_empty() {
-            Some(format!(
-                "the rule generated nothing to compare with {}",
-                file.display()
-            ))
-        } else {
-            generated
+
+    /// Kyverno's selection: policy and rule must match; a row naming resources needs one
+    /// the selector accepts.
+    fn selected_by(&self, selector: &CaseSelector) -> bool {
+        selector.accepts_row(&self.policy, &self.rule)
+            && (self.resources.is_empty()
+                || self
+                    .resources
+                    .iter()
+                    .any(|r| selector.accepts(&self.policy, &self.rule, r)))
+    }
+
+    /// Whether a rule response answers this row: the rule or a rule autogen made from it.
+    fn names_rule(&self, name: &str) -> bool {
+        self.rule.is_empty()
+            || name == self.rule
+            || name
+                .strip_prefix("autogen-")
+                .is_some_and(|rest| rest == self.rule || rest == format!("cronjob-{}", self.rule))
+    }
+
+    fn new_result(&self, kind: &str, resource: &str) -> RowResult {
+        RowResult {
+            policy: self.policy.clone(),
+            rule: self.rule.clone(),
+            resource: resource.to_owned(),
+            kind: kind.to_owned(),
+            expected: self.expected.clone(),
+            actual: None,
+            passed: false,
+            reason: String::new(),
+            message: String::new(),
+        }
+    }
+}
+
+/// A suite's policies and what they produced, for checking rows.
+struct Suite<'a> {
+    bundle: &'a PolicyBundle,
+    evaluated: &'a [Evaluated],
+}
+
+impl Suite<'_> {
+    /// The row's policy when it exists and its rule is one bylaw evaluates; otherwise the
+    /// failing result to report.
+    fn resolve(
+        &self,
+        row: &RowSpec,
+        kind: &str,
+        resource: &str,
+    ) -> Result<&CompiledPolicy, Box<RowResult>> {
+        let mut result = row.new_result(kind, resource);
+        let Some(policy) = self.bundle.policies.iter().find(|p| p.key() == row.policy) else {
+            result.reason = match self
+                .bundle
+                .unsupported
                 .iter()
-                .find_map(|object| compare_generated(object, file).err())
+                .find(|(_, name, _)| *name == row.policy)
+            {
+                Some((kind, _, _)) => format!("policy kind {kind} is not supported by bylaw yet"),
+                None => format!("policy {:?} not found", row.policy),
+            };
+            return Err(Box::new(result));
         };
-        row.actual = found.first().map(|(_, s, _)| s.as_str().to_owned());
-        row.message = found.first().map(|(_, _, m)| m.clone()).unwrap_or_default();
-        // As for mutations, `fail` expects the generated object NOT to look like the file.
-        if key.expected == "fail" {
-            expect_difference(&mut row, mismatch.is_some(), "generated", file);
-            return row;
+        if !policy.rules.iter().any(|r| row.names_rule(&r.name)) {
+            result.reason = format!("rule {:?} not found in policy {:?}", row.rule, row.policy);
+            return Err(Box::new(result));
         }
-        if let Some(reason) = mismatch {
-            let status = row.actual.as_deref().unwrap_or("no result");
-            row.reason = if status == key.expected {
-                reason
+        if let Some(unsupported) = policy
+            .unsupported_rules()
+            .into_iter()
+            .find(|u| row.names_rule(&u.rule))
+        {
+            // Never a pass, whatever the row expects: bylaw did not check it.
+            result.actual = Some(RuleStatus::Error.as_str().to_owned());
+            result.message = unsupported_message(unsupported.feature);
+            result.reason = format!(
+                "want {}, got error: unsupported in bylaw: {} (rule {:?})",
+                row.expected, unsupported.feature, unsupported.rule
+            );
+            return Err(Box::new(result));
+        }
+        Ok(policy)
+    }
+
+    /// A row without `resources`: checked against every result of its policy and rule (for
+    /// resources of its kind, when it names one), one row result per resource, as Kyverno's
+    /// CLI does. A row that finds no result at all fails.
+    fn check_every_result(&self, row: &RowSpec, selector: &CaseSelector) -> Vec<RowResult> {
+        let any_kind = if row.kind.is_empty() { "*" } else { &row.kind };
+        if let Err(failed) = self.resolve(row, any_kind, "*") {
+            return vec![*failed];
+        }
+        let mut results = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let (mut deselected, mut not_in_patched_file) = (0, 0);
+        for e in self.evaluated {
+            let answers = e.policy_key == row.policy
+                && (row.kind.is_empty() || e.resource_kind == row.kind)
+                && (row.namespace.is_empty() || e.resource_namespace == row.namespace)
+                && e.rules.iter().any(|(name, _, _)| row.names_rule(name));
+            let resource = e.resource_id();
+            if !answers || !seen.insert((e.resource_kind.clone(), resource.clone())) {
+                continue;
+            }
+            if !selector.accepts(&row.policy, &row.rule, &resource) {
+                deselected += 1;
+                continue;
+            }
+            // Kyverno leaves out resources its patched file does not describe.
+            if let (Some(file), false) = (&row.patched_file, row.fail_on_missing) {
+                if matches!(expected_patched(&e.patched, file), Ok(None)) {
+                    not_in_patched_file += 1;
+                    continue;
+                }
+            }
+            results.push(self.check(row, &e.resource_kind, &resource));
+        }
+        if results.is_empty() && deselected == 0 {
+            let mut failed = row.new_result(any_kind, "*");
+            failed.reason = if not_in_patched_file > 0 {
+                format!(
+                    "the row has no resources and none of the {not_in_patched_file} resources \
+                     with a result is in {}: nothing to check",
+                    row.patched_file
+                        .as_deref()
+                        .map(|f| f.display().to_string())
+                        .unwrap_or_default()
+                )
             } else {
                 format!(
-                    "want {}, got {status}: {}",
-                    key.expected,
-                    if row.message.is_empty() {
-                        reason
+                    "the row has no resources and no resource{} has a result of policy {:?}{}: \
+                     nothing to check",
+                    if row.kind.is_empty() {
+                        String::new()
                     } else {
-                        row.message.clone()
-                    }
+                        format!(" of kind {}", row.kind)
+                    },
+                    row.policy,
+                    if row.rule.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", rule {:?}", row.rule)
+                    },
                 )
             };
-            return row;
+            results.push(failed);
         }
+        results
     }
-    // Every matching response must agree with the expectation.
-    for (_, status, message) in &found {
-        row.actual = Some(status.as_str().to_owned());
-        row.message = message.clone();
-        if status.as_str() != key.expected {
-            row.passed = false;
-            row.reason = format!("want {}, got {}", key.expected, status.as_str());
-            return row;
+
+    /// Checks one row against one resource.
+    fn check(&self, row: &RowSpec, kind: &str, resource: &str) -> RowResult {
+        let policy = match self.resolve(row, kind, resource) {
+            Ok(policy) => policy,
+            Err(failed) => return *failed,
+        };
+        let mut result = row.new_result(kind, resource);
+        let candidates: Vec<&Evaluated> = self
+            .evaluated
+            .iter()
+            .filter(|e| {
+                e.policy_key == policy.key()
+                    && e.resource_kind == kind
+                    && (e.resource_name == resource || e.resource_id() == resource)
+                    && (row.namespace.is_empty() || e.resource_namespace == row.namespace)
+            })
+            .collect();
+        if candidates.is_empty() {
+            result.reason = format!("resource {kind}/{resource} not found");
+            return result;
         }
+        let found: Vec<&(String, RuleStatus, String)> = candidates
+            .iter()
+            .flat_map(|e| e.rules.iter())
+            .filter(|(name, _, _)| row.names_rule(name))
+            .collect();
+        if found.is_empty() {
+            // The rule exists but did not select the resource: Kyverno reports nothing, which
+            // only a `skip` expectation describes.
+            result.actual = Some("skip".to_owned());
+            result.passed = row.expected == "skip";
+            result.reason = if result.passed {
+                "Excluded".to_owned()
+            } else {
+                format!(
+                    "want {}, got no result: the rule did not match the resource",
+                    row.expected
+                )
+            };
+            return result;
+        }
+        if let Some(file) = &row.patched_file {
+            let mismatch = candidates
+                .iter()
+                .find_map(|c| compare_patched(&c.patched, file).err());
+            result.actual = found.first().map(|(_, s, _)| s.as_str().to_owned());
+            // For a mutation, `fail` expects the patched resource NOT to look like the file,
+            // as in Kyverno's CLI.
+            if row.expected == "fail" {
+                expect_difference(&mut result, mismatch.is_some(), "patched", file);
+                return result;
+            }
+            if let Some(reason) = mismatch {
+                result.reason = reason;
+                return result;
+            }
+        }
+        if let Some(file) = &row.generated_file {
+            let generated: Vec<&Value> = candidates
+                .iter()
+                .flat_map(|c| c.generated.iter())
+                .filter(|(rule, _)| row.names_rule(rule))
+                .map(|(_, object)| object)
+                .collect();
+            let mismatch = if generated.is_empty() {
+                Some(format!(
+                    "the rule generated nothing to compare with {}",
+                    file.display()
+                ))
+            } else {
+                generated
+                    .iter()
+                    .find_map(|object| compare_generated(object, file).err())
+            };
+            result.actual = found.first().map(|(_, s, _)| s.as_str().to_owned());
+            result.message = found.first().map(|(_, _, m)| m.clone()).unwrap_or_default();
+            // As for mutations, `fail` expects the generated object NOT to look like the file.
+            if row.expected == "fail" {
+                expect_difference(&mut result, mismatch.is_some(), "generated", file);
+                return result;
+            }
+            if let Some(reason) = mismatch {
+                let status = result.actual.as_deref().unwrap_or("no result");
+                result.reason = if status == row.expected {
+                    reason
+                } else {
+                    format!(
+                        "want {}, got {status}: {}",
+                        row.expected,
+                        if result.message.is_empty() {
+                            reason
+                        } else {
+                            result.message.clone()
+                        }
+                    )
+                };
+                return result;
+            }
+        }
+        // Every matching response must agree with the expectation.
+        for (_, status, message) in &found {
+            result.actual = Some(status.as_str().to_owned());
+            result.message = message.clone();
+            if status.as_str() != row.expected {
+                result.passed = false;
+                result.reason = format!("want {}, got {}", row.expected, status.as_str());
+                return result;
+            }
+        }
+        result.passed = true;
+        result.reason = "Ok".to_owned();
+        result
     }
-    row.passed = true;
-    row.reason = "Ok".to_owned();
-    row
 }
 
 /// Compares a mutated resource with the expected one in `file` (the document with the same
 /// apiVersion, kind, namespace and name), ignoring nulls and empty maps and lists as Kyverno's
 /// CLI does. The error lists the JSON paths that differ.
 fn compare_patched(actual: &Value, file: &Path) -> Result<(), String> {
+    let expected = expected_patched(actual, file)?.ok_or_else(|| {
+        let kind = actual.get("kind").and_then(Value::as_str).unwrap_or("");
+        format!(
+            "{}: no {kind} named {:?} to compare the patched resource with",
+            file.display(),
+            metadata_str(actual, "name")
+        )
+    })?;
+    let (actual, expected) = (tidy(actual), tidy(&expected));
+    if actual == expected {
+        return Ok(());
+    }
+    Err(format!(
+        "patched resource differs from {}: {}",
+        file.display(),
+        describe_differences(&expected, &actual)
+    ))
+}
+
+/// The document of `file` with the same apiVersion, kind, namespace and name as `actual`
+/// (namespaced documents without a namespace are in `default`), if there is one.
+fn expected_patched(actual: &Value, file: &Path) -> Result<Option<Value>, String> {
     let docs = read_documents(file).map_err(|e| format!("{e:#}"))?;
     let id = |v: &Value| {
         (
@@ -480,31 +770,13 @@ fn compare_patched(actual: &Value, file: &Path) -> Result<(), String> {
         )
     };
     let want_id = id(actual);
-    let expected = docs
+    Ok(docs
         .into_iter()
         .map(|mut d| {
             load::default_namespace(&mut d.value);
             d.value
         })
-        .find(|d| id(d) == want_id)
-        .ok_or_else(|| {
-            format!(
-                "{}: no {}/{} named {:?} to compare the patched resource with",
-                file.display(),
-                want_id.0,
-                want_id.1,
-                want_id.3
-            )
-        })?;
-    let (actual, expected) = (tidy(actual), tidy(&expected));
-    if actual == expected {
-        return Ok(());
-    }
-    Err(format!(
-        "patched resource differs from {}: {}",
-        file.display(),
-        describe_differences(&expected, &actual)
-    ))
+        .find(|d| id(d) == want_id))
 }
 
 /// Compares an object a generate rule produced with the document in `file` that has the same
