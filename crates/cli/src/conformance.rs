@@ -2,7 +2,7 @@
 //! library, scores it per stage of the corpus index, and keeps the committed pass list honest.
 //! The scoring reads suite paths only to report and to ratchet; evaluation never looks at them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -36,29 +36,24 @@ pub fn run(args: ConformanceArgs) -> Result<ExitCode> {
         passing,
         update,
     } = args;
+    // Read the list first: a malformed list is an error before an hour of work, not after.
+    let committed = if update && !passing.exists() {
+        PassList::new()
+    } else {
+        read_pass_list(&passing)?
+    };
     let suites = find_suites(&corpus, "kyverno-test.yaml")?;
     let selector = CaseSelector::default();
-    let mut passed = BTreeSet::new();
+    // suite → evaluated rows, for the suites that pass
+    let mut passed = PassList::new();
     let mut failed = BTreeMap::new();
     for suite in &suites {
         let rel = relative(&corpus, suite);
         let results = run_suites(suite, &selector);
         if results.iter().all(SuiteResult::passed) {
-            passed.insert(rel);
+            passed.insert(rel, results.iter().map(|r| r.rows.len()).sum());
         } else {
-            let result = results.iter().find(|r| !r.passed());
-            let reason = result
-                .and_then(|r| r.error.clone())
-                .or_else(|| {
-                    result?.rows.iter().find(|r| !r.passed).map(|r| {
-                        format!(
-                            "{} {} {}/{}: {}",
-                            r.policy, r.rule, r.kind, r.resource, r.reason
-                        )
-                    })
-                })
-                .unwrap_or_default();
-            failed.insert(rel, reason);
+            failed.insert(rel, failure_reason(&results));
         }
     }
 
@@ -79,19 +74,17 @@ pub fn run(args: ConformanceArgs) -> Result<ExitCode> {
         ));
     }
 
-    let committed = read_pass_list(&passing)?;
-    let regressions: Vec<&String> = committed.iter().filter(|s| !passed.contains(*s)).collect();
+    let regressions = regressions(&committed, &passed);
     output::line("");
     if !regressions.is_empty() {
-        output::line("Regressions — listed as passing but failing now:");
+        output::line("Regressions — listed as passing but failing now or checking less:");
         for r in &regressions {
             output::line(&format!("  {r}"));
         }
     }
     if update {
         if regressions.is_empty() {
-            let text: String = passed.iter().map(|s| format!("{s}\n")).collect();
-            std::fs::write(&passing, text)
+            std::fs::write(&passing, format_pass_list(&passed))
                 .with_context(|| format!("cannot write {}", passing.display()))?;
             output::line(&format!(
                 "wrote {} suites to {}",
@@ -128,19 +121,88 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// The pass list: one suite path per line; `#` comments and blank lines ignored.
-pub fn read_pass_list(path: &Path) -> Result<BTreeSet<String>> {
-    if !path.exists() {
-        return Ok(BTreeSet::new());
-    }
+/// The first reason a suite file failed, in one line.
+fn failure_reason(results: &[SuiteResult]) -> String {
+    results
+        .iter()
+        .find(|r| !r.passed())
+        .map(|result| {
+            result.error.clone().unwrap_or_else(|| {
+                result
+                    .rows
+                    .iter()
+                    .find(|r| !r.passed)
+                    .map(|r| {
+                        format!(
+                            "{} {} {}/{}: {}",
+                            r.policy, r.rule, r.kind, r.resource, r.reason
+                        )
+                    })
+                    .unwrap_or_default()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// Suite path (relative to the corpus) → number of result rows it evaluated.
+pub type PassList = BTreeMap<String, usize>;
+
+/// Every way the current run falls short of the committed list: a listed suite that fails, or
+/// passes while evaluating fewer rows than recorded.
+fn regressions(committed: &PassList, passed: &PassList) -> Vec<String> {
+    committed
+        .iter()
+        .filter_map(|(suite, &rows)| match passed.get(suite) {
+            None => Some(format!("{suite}: fails")),
+            Some(&now) if now < rows => Some(format!(
+                "{suite}: evaluates {now} rows, the list records {rows}"
+            )),
+            Some(_) => None,
+        })
+        .collect()
+}
+
+/// The pass list: one `suite-path<TAB>rows` line per suite, sorted, nothing else.
+pub fn format_pass_list(list: &PassList) -> String {
+    list.iter()
+        .map(|(suite, rows)| format!("{suite}\t{rows}\n"))
+        .collect()
+}
+
+/// Reads the pass list. It is strict so that nobody can pad or hide entries: every line is
+/// `suite-path<TAB>rows` with at least one row; blank lines, comments and duplicates are errors.
+pub fn read_pass_list(path: &Path) -> Result<PassList> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect())
+    parse_pass_list(&text).with_context(|| format!("{}: not a valid pass list", path.display()))
+}
+
+fn parse_pass_list(text: &str) -> Result<PassList> {
+    let mut list = PassList::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        if line.trim().is_empty() {
+            anyhow::bail!("line {number}: blank lines are not allowed");
+        }
+        if line.trim_start().starts_with('#') {
+            anyhow::bail!("line {number}: comments are not allowed");
+        }
+        let (suite, rows) = line.split_once('\t').with_context(|| {
+            format!("line {number}: expected `suite-path<TAB>rows`, got {line:?}")
+        })?;
+        let rows: usize = rows
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .with_context(|| format!("line {number}: {rows:?} is not a positive row count"))?;
+        if suite.is_empty() || suite != suite.trim() {
+            anyhow::bail!("line {number}: malformed suite path {suite:?}");
+        }
+        if list.insert(suite.to_owned(), rows).is_some() {
+            anyhow::bail!("line {number}: {suite} is listed twice");
+        }
+    }
+    Ok(list)
 }
 
 #[derive(Debug, Default)]
@@ -172,9 +234,9 @@ fn read_index(path: &Path) -> Result<Index> {
     Ok(index)
 }
 
-fn print_stage_table(index: &Index, passed: &BTreeSet<String>, failed: &BTreeMap<String, String>) {
+fn print_stage_table(index: &Index, passed: &PassList, failed: &BTreeMap<String, String>) {
     let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for suite in passed {
+    for suite in passed.keys() {
         let stage = index
             .stage_of
             .get(suite)
@@ -207,4 +269,60 @@ fn print_stage_table(index: &Index, passed: &BTreeSet<String>, failed: &BTreeMap
         ]);
     }
     output::print_table(&table, "");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pass_list_round_trips() {
+        let list: PassList = [
+            ("a/kyverno-test.yaml".to_owned(), 3),
+            ("b/kyverno-test.yaml".to_owned(), 1),
+        ]
+        .into_iter()
+        .collect();
+        let text = format_pass_list(&list);
+        assert_eq!(text, "a/kyverno-test.yaml\t3\nb/kyverno-test.yaml\t1\n");
+        assert_eq!(parse_pass_list(&text).unwrap(), list);
+    }
+
+    #[test]
+    fn the_pass_list_rejects_padding_and_hidden_entries() {
+        for (text, reason) in [
+            ("a\t1\n# b\t1\n", "comments are not allowed"),
+            ("a\t1\na\t2\n", "listed twice"),
+            ("a\t1\n\nb\t1\n", "blank lines"),
+            ("a\n", "expected `suite-path<TAB>rows`"),
+            ("a\t0\n", "not a positive row count"),
+            ("a\tmany\n", "not a positive row count"),
+        ] {
+            let err = format!("{:#}", parse_pass_list(text).unwrap_err());
+            assert!(err.contains(reason), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn fewer_rows_or_a_failure_is_a_regression() {
+        let committed: PassList = [
+            ("a".to_owned(), 3),
+            ("b".to_owned(), 2),
+            ("c".to_owned(), 1),
+        ]
+        .into_iter()
+        .collect();
+        let now: PassList = [
+            ("a".to_owned(), 3),
+            ("b".to_owned(), 1),
+            ("d".to_owned(), 5),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            regressions(&committed, &now),
+            ["b: evaluates 1 rows, the list records 2", "c: fails"]
+        );
+        assert!(regressions(&committed, &committed).is_empty());
+    }
 }
