@@ -153,7 +153,7 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         };
         let mut mutated_by = Vec::new();
         let mut current = object.clone();
-        for run in run_resource(&bundle, &values, &user, object, &existing) {
+        for run in run_resource(&bundle, &values, &user, object, &existing, None) {
             let policy = run.policy;
             for rule in &run.response.rules {
                 let mut status = report_status(policy, rule);

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use bylaw_engine::compile::CompiledPolicy;
 use bylaw_engine::engine::{compile_document, CompiledDocument};
 use bylaw_engine::exceptions::CompiledException;
-use bylaw_engine::request::UserInfo;
+use bylaw_engine::request::{GroupVersionKind, UserInfo};
 use serde_json::{Map, Value};
 
 /// One YAML document and where it came from.
@@ -133,6 +133,49 @@ pub struct Values {
     pub resource_values: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
     /// namespace → labels
     pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// `subresources`: which resource and subresource a document of a subresource's kind is a
+    /// request for.
+    pub subresources: Vec<SubresourceMapping>,
+}
+
+/// One entry of a values file's `subresources`: a document of kind `subresource` (e.g.
+/// `autoscaling/v1` Scale) is evaluated as a request for `parent` (`apps/v1` Deployment) and the
+/// subresource named after the slash of the entry's name (`deployments/scale` → `scale`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubresourceMapping {
+    pub subresource: GroupVersionKind,
+    pub name: String,
+    pub parent: GroupVersionKind,
+}
+
+impl SubresourceMapping {
+    fn parse(entry: &Value) -> Option<SubresourceMapping> {
+        let gvk = |v: Option<&Value>| {
+            let text = |k: &str| {
+                v.and_then(|v| get_ci(v, k))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            GroupVersionKind {
+                group: text("group"),
+                version: text("version"),
+                kind: text("kind"),
+            }
+        };
+        let sub = get_ci(entry, "subresource");
+        let name = sub
+            .and_then(|s| get_ci(s, "name"))
+            .and_then(Value::as_str)?
+            .split('/')
+            .nth(1)?
+            .to_owned();
+        Some(SubresourceMapping {
+            subresource: gvk(sub),
+            name,
+            parent: gvk(get_ci(entry, "parentResource")),
+        })
+    }
 }
 
 impl Values {
@@ -206,7 +249,26 @@ impl Values {
                 .unwrap_or_default();
             values.namespace_labels.insert(name.to_owned(), labels);
         }
+        values.subresources = get_ci(doc, "subresources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(SubresourceMapping::parse)
+            .collect();
         values
+    }
+
+    /// The resource kind and subresource a document is a request for: its own kind, or the
+    /// parent resource of the `subresources` entry whose kind it has (the last such entry, as
+    /// in Kyverno).
+    pub fn resource_kind(&self, object: &Value) -> (GroupVersionKind, String) {
+        let own = GroupVersionKind::of(object);
+        self.subresources
+            .iter()
+            .rev()
+            .find(|m| m.subresource == own)
+            .map(|m| (m.parent.clone(), m.name.clone()))
+            .unwrap_or((own, String::new()))
     }
 
     /// Sets a global variable from `--set key=value`.
@@ -237,13 +299,29 @@ impl Values {
     }
 }
 
+/// Values given for `rule` of `policy`; values for a rule also serve the `autogen-` and
+/// `autogen-cronjob-` rules generated from it, as in Kyverno's CLI.
+fn values_for_rule<'v>(
+    by_policy: &'v BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
+    policy: &str,
+    rule: &str,
+) -> Option<&'v Map<String, Value>> {
+    let rules = by_policy.get(policy)?;
+    rules.get(rule).or_else(|| {
+        let base = rule
+            .strip_prefix("autogen-cronjob-")
+            .or_else(|| rule.strip_prefix("autogen-"))?;
+        rules.get(base)
+    })
+}
+
 impl bylaw_engine::context::ContextProvider for Values {
     fn rule_values(&self, policy: &str, rule: &str) -> Option<&Map<String, Value>> {
-        self.rule_values.get(policy).and_then(|r| r.get(rule))
+        values_for_rule(&self.rule_values, policy, rule)
     }
 
     fn foreach_values(&self, policy: &str, rule: &str) -> Option<&Map<String, Value>> {
-        self.foreach_values.get(policy).and_then(|r| r.get(rule))
+        values_for_rule(&self.foreach_values, policy, rule)
     }
 }
 

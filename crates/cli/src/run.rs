@@ -3,12 +3,12 @@
 //! and `bylaw test` both report from these runs.
 
 use bylaw_engine::compile::CompiledPolicy;
-use bylaw_engine::context::request_context;
+use bylaw_engine::context::{add_variable, request_context};
 use bylaw_engine::engine::{
     generate_policy, mutate_policy, unevaluated_rules, validate_with_variables,
 };
 use bylaw_engine::generate::{has_generate, ObjectStore};
-use bylaw_engine::request::{metadata_str, GroupVersionKind, Operation, Request, UserInfo};
+use bylaw_engine::request::{metadata_str, Operation, Request, UserInfo};
 use bylaw_engine::response::PolicyResponse;
 use bylaw_engine::validate::apply_variables;
 use serde_json::Value;
@@ -39,7 +39,8 @@ pub struct PolicyRun<'p> {
     pub namespace_labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
-/// Runs every policy of `bundle` against `object`. Generate rules see a cluster holding the
+/// Runs every policy of `bundle` against `object`, as a request for `operation` (when `None`:
+/// the values file's `request.operation`, else CREATE). Generate rules see a cluster holding the
 /// mutated resource and `existing` (clone sources, other inputs).
 pub fn run_resource<'p>(
     bundle: &'p PolicyBundle,
@@ -47,19 +48,35 @@ pub fn run_resource<'p>(
     user: &UserInfo,
     object: &Value,
     existing: &[Value],
+    operation: Option<Operation>,
 ) -> Vec<PolicyRun<'p>> {
     let name = metadata_str(object, "name");
+    let variables = |policy: &CompiledPolicy| {
+        let mut vars = values.request_variables(&policy.name, name);
+        // An operation asked for explicitly wins over the values file, as in Kyverno's CLI.
+        if let Some(operation) = operation {
+            vars.insert(
+                "request.operation".to_owned(),
+                Value::String(operation.as_str().to_owned()),
+            );
+        }
+        vars
+    };
     let mut runs = Vec::new();
     let mut current = object.clone();
     for policy in bundle.policies.iter().filter(|p| p.has_mutate()) {
-        let vars = values.request_variables(&policy.name, name);
+        let vars = variables(policy);
         let request = build_request(&current, &vars, user, values);
+        // A deleted object is not mutated.
+        if request.operation == Operation::Delete {
+            continue;
+        }
         let mut context = request_context(&request);
         apply_variables(&mut context, &vars);
         let (response, patched) = mutate_policy(
             policy,
             &request,
-            &current,
+            &request.object,
             &mut context,
             values,
             &bundle.exceptions,
@@ -75,7 +92,7 @@ pub fn run_resource<'p>(
         });
     }
     for policy in bundle.policies.iter().filter(|p| p.has_validate()) {
-        let vars = values.request_variables(&policy.name, name);
+        let vars = variables(policy);
         let request = build_request(&current, &vars, user, values);
         let response = validate_with_variables(policy, &request, &vars, values, &bundle.exceptions);
         runs.push(PolicyRun {
@@ -92,7 +109,7 @@ pub fn run_resource<'p>(
         .iter()
         .filter(|p| !p.unsupported_rules().is_empty())
     {
-        let vars = values.request_variables(&policy.name, name);
+        let vars = variables(policy);
         let request = build_request(&current, &vars, user, values);
         let response = unevaluated_rules(policy, &request);
         if !response.rules.is_empty() {
@@ -113,7 +130,7 @@ pub fn run_resource<'p>(
         objects: ObjectStore(objects),
     };
     for policy in bundle.policies.iter().filter(|p| has_generate(p)) {
-        let vars = values.request_variables(&policy.name, name);
+        let vars = variables(policy);
         let request = build_request(&current, &vars, user, values);
         let mut context = request_context(&request);
         apply_variables(&mut context, &vars);
@@ -138,8 +155,12 @@ pub fn run_resource<'p>(
     runs
 }
 
-/// The request evaluated for a resource: CREATE unless the values file says otherwise
-/// (`request.operation`); DELETE evaluates the resource as the old object.
+/// The request evaluated for a resource, shaped as the API server would send it (and as
+/// Kyverno's CLI simulates it): CREATE unless `request.operation` in `vars` says otherwise;
+/// UPDATE has the resource as both object and old object, DELETE only as the old object.
+/// Variables that set fields of `request.object` or `request.oldObject` change those objects, so
+/// matching and patterns see them. A document of a subresource's kind (values file
+/// `subresources`) is a request for its parent resource and that subresource.
 pub fn build_request(
     object: &Value,
     vars: &serde_json::Map<String, Value>,
@@ -151,16 +172,17 @@ pub fn build_request(
         .and_then(Value::as_str)
         .and_then(Operation::parse)
         .unwrap_or(Operation::Create);
-    let mut request = Request::create(object.clone());
-    request.kind = GroupVersionKind::of(object);
+    let (new_object, old_object) = request_objects(object, vars);
+    let mut request = Request::create(Value::Null);
+    (request.kind, request.subresource) = values.resource_kind(object);
     request.operation = operation;
     match operation {
-        Operation::Delete => {
-            request.old_object = Some(object.clone());
-            request.object = Value::Null;
+        Operation::Delete => request.old_object = Some(old_object),
+        Operation::Update => {
+            request.object = new_object;
+            request.old_object = Some(old_object);
         }
-        Operation::Update => request.old_object = Some(object.clone()),
-        _ => {}
+        Operation::Create | Operation::Connect => request.object = new_object,
     }
     request.user = user.clone();
     let ns_key = if request.kind.kind == "Namespace" {
@@ -170,4 +192,24 @@ pub fn build_request(
     };
     request.namespace_labels = values.namespace_labels.get(ns_key).cloned();
     request
+}
+
+/// The new and old object of a request for `object`, with the variables that address them
+/// (`request.object.…`, `request.oldObject.…`) applied.
+fn request_objects(object: &Value, vars: &serde_json::Map<String, Value>) -> (Value, Value) {
+    let addressing =
+        |key: &str| key.starts_with("request.object") || key.starts_with("request.oldObject");
+    if !vars.keys().any(|k| addressing(k)) {
+        return (object.clone(), object.clone());
+    }
+    let mut doc = serde_json::json!({"request": {"object": object, "oldObject": object}});
+    for (key, value) in vars.iter().filter(|(k, _)| addressing(k)) {
+        add_variable(&mut doc, key, value.clone());
+    }
+    let mut take = |field: &str| {
+        doc.pointer_mut(&format!("/request/{field}"))
+            .map(Value::take)
+            .unwrap_or(Value::Null)
+    };
+    (take("object"), take("oldObject"))
 }

@@ -8,7 +8,7 @@ use bylaw_engine::compile::{unsupported_message, CompiledPolicy};
 use bylaw_engine::context::{ContextError, ContextProvider};
 use bylaw_engine::engine::report_status;
 use bylaw_engine::generate::{labels::strip_generate_labels, ResourceRef};
-use bylaw_engine::request::{metadata_str, UserInfo};
+use bylaw_engine::request::{metadata_str, Operation, UserInfo};
 use bylaw_engine::response::PolicyResponse;
 use bylaw_engine::response::RuleStatus;
 use serde::Serialize;
@@ -165,6 +165,7 @@ const RESULT_FIELDS: &[&str] = &[
     "generatedResource",
     "cloneSourceResource",
     "failOnMissingResources",
+    "operation",
     "isValidatingAdmissionPolicy",
     "isMutatingAdmissionPolicy",
     "isValidatingPolicy",
@@ -211,6 +212,9 @@ fn unsupported_fields(doc: &Value) -> Vec<String> {
 
 /// One evaluated (policy, resource) pair.
 struct Evaluated {
+    /// The operation a row asked for explicitly; `None` for the default run (the values file's
+    /// `request.operation`, else CREATE).
+    operation: Option<Operation>,
     policy_key: String,
     resource_kind: String,
     resource_name: String,
@@ -283,8 +287,9 @@ fn run_suite(
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|row| RowSpec::parse(row, base))
-        .collect();
+        .enumerate()
+        .map(|(index, row)| RowSpec::parse(row, base).with_context(|| format!("results[{index}]")))
+        .collect::<Result<_>>()?;
     if rows.is_empty() {
         anyhow::bail!("the suite has no result rows: it checks nothing");
     }
@@ -341,7 +346,14 @@ fn run_suite(
         }
     }
 
-    // Evaluate every policy against every resource.
+    // Evaluate every policy against every resource: once as the values file says, and once
+    // more for each operation a row names, as Kyverno's CLI does.
+    let mut runs: Vec<Option<Operation>> = vec![None];
+    for operation in selected.iter().filter_map(|r| r.operation) {
+        if !runs.contains(&Some(operation)) {
+            runs.push(Some(operation));
+        }
+    }
     let mut evaluated = Vec::new();
     for resource in &resources {
         let object = &resource.value;
@@ -355,16 +367,19 @@ fn run_suite(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        for run in run_resource(&bundle, &values, &user, object, &clone_sources) {
-            evaluated.push(Evaluated {
-                policy_key: run.policy.key(),
-                resource_kind: kind.clone(),
-                resource_name: name.clone(),
-                resource_namespace: namespace.clone(),
-                rules: statuses(run.policy, &run.response),
-                patched: run.resource,
-                generated: run.generated,
-            });
+        for &operation in &runs {
+            for run in run_resource(&bundle, &values, &user, object, &clone_sources, operation) {
+                evaluated.push(Evaluated {
+                    operation,
+                    policy_key: run.policy.key(),
+                    resource_kind: kind.clone(),
+                    resource_name: name.clone(),
+                    resource_namespace: namespace.clone(),
+                    rules: statuses(run.policy, &run.response),
+                    patched: run.resource,
+                    generated: run.generated,
+                });
+            }
         }
     }
 
@@ -403,6 +418,7 @@ fn merge_values(into: &mut Values, from: Values) {
     into.foreach_values.extend(from.foreach_values);
     into.resource_values.extend(from.resource_values);
     into.namespace_labels.extend(from.namespace_labels);
+    into.subresources.extend(from.subresources);
 }
 
 /// One result row of a Test document, as written.
@@ -422,10 +438,12 @@ struct RowSpec {
     clone_source_file: Option<PathBuf>,
     /// A row without `resources` also fails for a resource missing from its patched file.
     fail_on_missing: bool,
+    /// `operation`: the row is checked against a run as this admission operation.
+    operation: Option<Operation>,
 }
 
 impl RowSpec {
-    fn parse(row: &Value, base: &Path) -> RowSpec {
+    fn parse(row: &Value, base: &Path) -> Result<RowSpec> {
         let field = |k: &str| {
             get_ci(row, k)
                 .and_then(Value::as_str)
@@ -447,7 +465,18 @@ impl RowSpec {
         if resources.is_empty() && !single.is_empty() {
             resources.push(single);
         }
-        RowSpec {
+        // Kyverno's CLI takes exactly these spellings.
+        let operation = match field("operation").as_str() {
+            "" => None,
+            "CREATE" => Some(Operation::Create),
+            "UPDATE" => Some(Operation::Update),
+            "DELETE" => Some(Operation::Delete),
+            other => anyhow::bail!(
+                "operation: invalid operation {other:?}, must be one of CREATE, UPDATE, DELETE"
+            ),
+        };
+        Ok(RowSpec {
+            operation,
             policy: field("policy"),
             rule: field("rule"),
             kind: field("kind"),
@@ -460,7 +489,7 @@ impl RowSpec {
             fail_on_missing: get_ci(row, "failOnMissingResources")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
-        }
+        })
     }
 
     /// Kyverno's selection: policy and rule must match; a row naming resources needs one
@@ -559,7 +588,8 @@ impl Suite<'_> {
         let mut seen = std::collections::BTreeSet::new();
         let (mut deselected, mut not_in_patched_file) = (0, 0);
         for e in self.evaluated {
-            let answers = e.policy_key == row.policy
+            let answers = e.operation == row.operation
+                && e.policy_key == row.policy
                 && (row.kind.is_empty() || e.resource_kind == row.kind)
                 && (row.namespace.is_empty() || e.resource_namespace == row.namespace)
                 && e.rules.iter().any(|(name, _, _)| row.names_rule(name));
@@ -624,7 +654,8 @@ impl Suite<'_> {
             .evaluated
             .iter()
             .filter(|e| {
-                e.policy_key == policy.key()
+                e.operation == row.operation
+                    && e.policy_key == policy.key()
                     && e.resource_kind == kind
                     && (e.resource_name == resource || e.resource_id() == resource)
                     && (row.namespace.is_empty() || e.resource_namespace == row.namespace)

@@ -120,14 +120,23 @@ pub fn request_context_with(request: &Request, with_images: bool) -> Value {
     req.insert("userInfo".into(), Value::Object(user_info));
     req.insert("roles".into(), string_array(&user.roles));
     req.insert("clusterRoles".into(), string_array(&user.cluster_roles));
-    let mut kind = Map::new();
-    kind.insert("group".into(), Value::String(request.kind.group.clone()));
-    kind.insert(
-        "version".into(),
-        Value::String(request.kind.version.clone()),
-    );
-    kind.insert("kind".into(), Value::String(request.kind.kind.clone()));
-    req.insert("kind".into(), Value::Object(kind));
+    // As the API server fills an AdmissionRequest: `kind` is the kind of the object sent, which
+    // for a subresource is its own (PodExecOptions for pods/exec, autoscaling/v1 Scale for
+    // deployments/scale); matching uses the resource's kind (`request.kind` of the engine).
+    let object_kind = if request.subresource.is_empty() {
+        None
+    } else {
+        Some(crate::request::GroupVersionKind::of(request.resource()))
+            .filter(|k| !k.kind.is_empty())
+    };
+    let kind = object_kind.as_ref().unwrap_or(&request.kind);
+    let kind = Value::Object(Map::from_iter([
+        ("group".to_owned(), Value::String(kind.group.clone())),
+        ("version".to_owned(), Value::String(kind.version.clone())),
+        ("kind".to_owned(), Value::String(kind.kind.clone())),
+    ]));
+    req.insert("kind".into(), kind.clone());
+    req.insert("requestKind".into(), kind);
     req.insert("name".into(), Value::String(request.name().to_owned()));
     req.insert(
         "namespace".into(),
@@ -136,6 +145,10 @@ pub fn request_context_with(request: &Request, with_images: bool) -> Value {
     if !request.subresource.is_empty() {
         req.insert(
             "subResource".into(),
+            Value::String(request.subresource.clone()),
+        );
+        req.insert(
+            "requestSubResource".into(),
             Value::String(request.subresource.clone()),
         );
     }
@@ -267,9 +280,19 @@ pub fn image_info(image: &str) -> Option<Value> {
 }
 
 /// Sets a variable given as a dotted path (`request.operation`, `a.b.c`), creating objects on
-/// the way, as values files and `--set` address the context.
+/// the way, as values files and `--set` address the context. A part in double quotes may
+/// contain dots (`metadata.annotations."example.com/team"`), as Kyverno splits such keys.
 pub fn add_variable(doc: &mut Value, dotted: &str, value: Value) {
-    let mut parts = dotted.split('.').peekable();
+    if dotted.contains('"') {
+        let parts = variable_path(dotted);
+        set_path(doc, parts.iter().map(String::as_str), value);
+    } else {
+        set_path(doc, dotted.split('.'), value);
+    }
+}
+
+fn set_path<'a>(doc: &mut Value, parts: impl Iterator<Item = &'a str>, value: Value) {
+    let mut parts = parts.peekable();
     let mut current = doc;
     while let Some(part) = parts.next() {
         if !current.is_object() {
@@ -285,6 +308,52 @@ pub fn add_variable(doc: &mut Value, dotted: &str, value: Value) {
         current = map
             .entry(part.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+/// The top-level context key a variable key sets (`request` for `request.object.x`).
+pub fn variable_root(dotted: &str) -> std::borrow::Cow<'_, str> {
+    if dotted.contains('"') {
+        std::borrow::Cow::Owned(variable_path(dotted).into_iter().next().unwrap_or_default())
+    } else {
+        std::borrow::Cow::Borrowed(dotted.split('.').next().unwrap_or(dotted))
+    }
+}
+
+/// Splits a variable key at the dots outside double quotes, as Kyverno reads keys (a CSV record
+/// with `.` as separator): a part that starts with `"` runs to the closing quote, `""` inside it
+/// is one quote. Unlike Go's CSV reader it never fails: a stray quote is kept as written.
+pub fn variable_path(dotted: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut chars = dotted.chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '"' {
+                    if chars.peek() == Some(&'"') {
+                        chars.next();
+                        part.push('"');
+                    } else {
+                        break;
+                    }
+                } else {
+                    part.push(c);
+                }
+            }
+        }
+        while let Some(&c) = chars.peek() {
+            if c == '.' {
+                break;
+            }
+            part.push(c);
+            chars.next();
+        }
+        parts.push(part);
+        if chars.next().is_none() {
+            return parts;
+        }
     }
 }
 
@@ -498,6 +567,33 @@ mod tests {
         let images = images_of(&deploy);
         assert_eq!(images["containers"]["web"]["tag"], "1.25");
         assert_eq!(images["initContainers"]["init"]["name"], "busybox");
+    }
+
+    #[test]
+    fn variable_keys_split_at_dots_outside_quotes() {
+        assert_eq!(variable_path("a.b.c"), ["a", "b", "c"]);
+        assert_eq!(
+            variable_path(r#"request.object.metadata.annotations."example.com/team""#),
+            [
+                "request",
+                "object",
+                "metadata",
+                "annotations",
+                "example.com/team"
+            ]
+        );
+        assert_eq!(variable_path(r#""a.b"."c""d".e"#), ["a.b", r#"c"d"#, "e"]);
+        assert_eq!(variable_path("a..b"), ["a", "", "b"]);
+        let mut doc = json!({"request": {"object": {"metadata": {"annotations": {"x": "1"}}}}});
+        add_variable(
+            &mut doc,
+            r#"request.object.metadata.annotations."example.com/team""#,
+            json!("payments"),
+        );
+        assert_eq!(
+            doc["request"]["object"]["metadata"]["annotations"],
+            json!({"x": "1", "example.com/team": "payments"})
+        );
     }
 
     #[test]

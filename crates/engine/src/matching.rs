@@ -22,66 +22,75 @@ pub struct KindSelector {
 }
 
 impl KindSelector {
-    /// Parses the selector forms Kyverno accepts; an uppercase first letter tells a kind from a
-    /// version where the form is ambiguous.
+    /// Parses the selector forms Kyverno accepts, Kyverno's way: the last part may carry the
+    /// subresource after a dot (`Pod.exec`); a first part that looks like a version (`v1`,
+    /// `v2beta1`, `*`) makes `version/Kind[/sub]`, otherwise two parts are `Kind/sub` and three
+    /// are `group/version/Kind`. Anything longer than four parts selects nothing.
     pub fn parse(text: &str) -> KindSelector {
-        let parts: Vec<&str> = text.split('/').collect();
+        let mut parts: Vec<&str> = text.split('/').collect();
+        if let Some(last) = parts.pop() {
+            parts.extend(last.split('.'));
+        }
+        let owned = |s: &str| s.to_owned();
         let any = || "*".to_owned();
-        let starts_upper = |s: &str| s.chars().next().is_some_and(char::is_uppercase);
-        let (group, version, kind, sub) = match parts.as_slice() {
-            [kind] => (any(), any(), (*kind).to_owned(), String::new()),
+        let (group, version, kind, subresource) = match parts.as_slice() {
+            [kind] => (any(), any(), owned(kind), String::new()),
             ["*", "*"] => (any(), any(), any(), any()),
-            ["*", sub] => (any(), any(), any(), (*sub).to_owned()),
-            [kind, sub] if starts_upper(kind) => {
-                (any(), any(), (*kind).to_owned(), (*sub).to_owned())
+            ["*", sub] if sub.to_lowercase() == *sub => (any(), any(), any(), owned(sub)),
+            [version, kind] if is_version(version) => {
+                (any(), owned(version), owned(kind), String::new())
             }
-            [version, kind] => (
-                any(),
-                (*version).to_owned(),
-                (*kind).to_owned(),
-                String::new(),
-            ),
-            [version, kind, sub] if starts_upper(kind) => (
-                any(),
-                (*version).to_owned(),
-                (*kind).to_owned(),
-                (*sub).to_owned(),
-            ),
-            [group, version, kind] => (
-                (*group).to_owned(),
-                (*version).to_owned(),
-                (*kind).to_owned(),
-                String::new(),
-            ),
-            [group, version, kind, sub, ..] => (
-                (*group).to_owned(),
-                (*version).to_owned(),
-                (*kind).to_owned(),
-                (*sub).to_owned(),
-            ),
-            [] => (any(), any(), String::new(), String::new()),
+            [kind, sub] => (any(), any(), owned(kind), owned(sub)),
+            [version, kind, sub] if is_version(version) => {
+                (any(), owned(version), owned(kind), owned(sub))
+            }
+            [group, version, kind] => (owned(group), owned(version), owned(kind), String::new()),
+            [group, version, kind, sub] => (owned(group), owned(version), owned(kind), owned(sub)),
+            _ => (String::new(), String::new(), String::new(), String::new()),
         };
         KindSelector {
             group,
             version,
             kind,
-            subresource: sub,
+            subresource,
         }
     }
 
-    /// Whether a request for `gvk` (and `subresource`) is selected. A selector without a
-    /// subresource selects the resource and all its subresources, as in Kyverno.
+    /// Whether a request for `gvk` (and `subresource`) is selected. As in Kyverno, a selector
+    /// without a subresource selects only the resource itself, except that `Pod` also selects
+    /// `pods/ephemeralcontainers` (kept by Kyverno for backward compatibility).
     /// A resource without `apiVersion` (hand-written test fixtures) has an unknown group and
     /// version, which cannot rule a selector out.
     pub fn matches(&self, group: &str, version: &str, kind: &str, subresource: &str) -> bool {
         let api_version_known = !version.is_empty();
-        (!api_version_known
+        let type_matches = (!api_version_known
             || (wildcard_match(&self.group, group) && wildcard_match(&self.version, version)))
-            && wildcard_match(&self.kind, kind)
-            && (self.subresource.is_empty()
-                || wildcard_match(&self.subresource, subresource)
-                || (kind == "Pod" && subresource == "ephemeralcontainers"))
+            && wildcard_match(&self.kind, kind);
+        let is_core_pod = kind == "Pod" && group.is_empty() && matches!(version, "v1" | "");
+        type_matches
+            && (wildcard_match(&self.subresource, subresource)
+                || (is_core_pod && subresource == "ephemeralcontainers"))
     }
+}
+
+/// `v1`, `v2beta1`, `v1alpha3` or `*`: how Kyverno tells a version from a kind in a selector.
+fn is_version(part: &str) -> bool {
+    if part == "*" {
+        return true;
+    }
+    let Some(rest) = part.strip_prefix('v') else {
+        return false;
+    };
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    if digits == 0 {
+        return false;
+    }
+    let tail = rest.get(digits..).unwrap_or_default();
+    tail.is_empty()
+        || ["alpha", "beta"].iter().any(|stage| {
+            tail.strip_prefix(stage)
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
 }
 
 /// A Kubernetes label selector; keys and values may carry `*`/`?` wildcards as in Kyverno.
@@ -541,9 +550,27 @@ mod tests {
         let k = KindSelector::parse("Pod");
         assert!(k.matches("", "v1", "Pod", ""));
         assert!(
-            k.matches("", "v1", "Pod", "exec"),
-            "bare kind also selects subresources"
+            !k.matches("", "v1", "Pod", "exec"),
+            "a bare kind selects only the resource itself"
         );
+        assert!(
+            k.matches("", "v1", "Pod", "ephemeralcontainers"),
+            "except pods/ephemeralcontainers, as Kyverno keeps it"
+        );
+        assert!(!KindSelector::parse("Deployment").matches("apps", "v1", "Deployment", "scale"));
+        assert!(KindSelector::parse("Deployment/scale").matches(
+            "apps",
+            "v1",
+            "Deployment",
+            "scale"
+        ));
+        assert!(KindSelector::parse("Pod.exec").matches("", "v1", "Pod", "exec"));
+        assert!(KindSelector::parse("*/*").matches("apps", "v1", "Deployment", "scale"));
+        assert!(KindSelector::parse("*/exec").matches("", "v1", "Pod", "exec"));
+        assert!(KindSelector::parse("v1/Pod/status").matches("", "v1", "Pod", "status"));
+        // A first part that is not a version names the kind: `batch/Job` is kind `batch`.
+        assert!(!KindSelector::parse("batch/Job").matches("batch", "v1", "Job", ""));
+        assert!(!KindSelector::parse("a/b/c/d/e").matches("a", "b", "c", "d"));
         let k = KindSelector::parse("Pod/exec");
         assert!(k.matches("", "v1", "Pod", "exec"));
         assert!(!k.matches("", "v1", "Pod", "log"));

@@ -161,7 +161,8 @@ impl RuleScope<'_, '_, '_> {
     /// Remembers a top-level key's current value unless this scope level (entries from
     /// `mark` on) already did.
     fn remember(&mut self, dotted: &str, mark: usize) {
-        let top = dotted.split('.').next().unwrap_or(dotted);
+        let root = crate::context::variable_root(dotted);
+        let top = root.as_ref();
         let known = self
             .saved
             .get(mark..)

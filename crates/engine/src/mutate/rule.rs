@@ -485,7 +485,8 @@ pub(crate) struct SavedKeys(Vec<(String, Option<Value>)>);
 impl SavedKeys {
     /// Remembers the top-level key of the (dotted) variable `dotted` unless already known.
     pub(crate) fn remember(&mut self, ctx: &Value, dotted: &str) {
-        let top = dotted.split('.').next().unwrap_or(dotted);
+        let root = crate::context::variable_root(dotted);
+        let top = root.as_ref();
         if !self.0.iter().any(|(key, _)| key == top) {
             self.0.push((top.to_owned(), ctx.get(top).cloned()));
         }
