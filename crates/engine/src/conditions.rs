@@ -182,75 +182,65 @@ pub fn evaluate(key: &Value, operator: Operator, value: &Value) -> bool {
     }
 }
 
-/// Evaluates an `any`/`all` block where an empty `any` list means "no `any` block".
+/// Evaluates an `any`/`all` block like Kyverno, resolving each condition (substituting its
+/// variables) only when it is reached, so that a condition after the deciding one can never
+/// make the block an error:
 ///
-/// See [`evaluate_any_all_opt`] for the rules and the message.
-pub fn evaluate_any_all(any: &[Condition], all: &[Condition]) -> (bool, Option<String>) {
-    let any = if any.is_empty() { None } else { Some(any) };
-    evaluate_any_all_opt(any, all)
-}
-
-/// Evaluates an `any`/`all` block like Kyverno: a present `any` list needs one true condition
-/// (so a present but empty `any: []` is false), an absent one counts as true; every `all`
-/// condition must be true (an empty `all` is true). Both blocks are evaluated.
+/// - a present `any` list needs one true condition and stops at it (a present but empty
+///   `any: []` is false); an absent one counts as true;
+/// - then every `all` condition must be true; evaluation stops at the first false one (the
+///   `all` list is evaluated even when `any` was false, as in Kyverno);
+/// - the legacy plain list is an `all` list.
 ///
 /// The message joins (with `"; "`) the non-empty messages of the conditions that decided the
 /// outcome: on failure, the `any` conditions that were false and the first false `all`
 /// condition; on success, the true `any` condition and the `all` conditions.
-pub fn evaluate_any_all_opt(
-    any: Option<&[Condition]>,
-    all: &[Condition],
-) -> (bool, Option<String>) {
-    let mut false_messages: Vec<&str> = Vec::new();
-    let mut true_messages: Vec<&str> = Vec::new();
+pub fn evaluate_block<C, E>(
+    any: Option<&[C]>,
+    all: &[C],
+    mut resolve: impl FnMut(&C) -> Result<Condition, E>,
+) -> Result<(bool, Option<String>), E> {
+    let mut false_messages: Vec<String> = Vec::new();
+    let mut true_messages: Vec<String> = Vec::new();
     let mut any_result = true;
     if let Some(any) = any {
         any_result = false;
-        for condition in any {
-            if condition.evaluate() {
+        for raw in any {
+            let condition = resolve(raw)?;
+            let message = condition.message.unwrap_or_default();
+            if evaluate(&condition.key, condition.operator, &condition.value) {
                 any_result = true;
-                true_messages.push(message_of(condition));
+                true_messages.push(message);
                 break;
             }
-            false_messages.push(message_of(condition));
+            false_messages.push(message);
         }
     }
     let mut all_result = true;
-    for condition in all {
-        if condition.evaluate() {
-            true_messages.push(message_of(condition));
+    for raw in all {
+        let condition = resolve(raw)?;
+        let message = condition.message.unwrap_or_default();
+        if evaluate(&condition.key, condition.operator, &condition.value) {
+            true_messages.push(message);
         } else {
             all_result = false;
-            false_messages.push(message_of(condition));
+            false_messages.push(message);
             break;
         }
     }
-    if any_result && all_result {
+    Ok(if any_result && all_result {
         (true, join_non_empty(&true_messages, "; "))
     } else {
         (false, join_non_empty(&false_messages, "; "))
-    }
+    })
 }
 
-/// Evaluates the old list form (conditions without `any`/`all`): all must hold. On failure the
-/// message is the failed condition's; on success Kyverno joins the messages with `";"`.
-pub fn evaluate_condition_list(conditions: &[Condition]) -> (bool, Option<String>) {
-    let mut true_messages = Vec::new();
-    for condition in conditions {
-        if !condition.evaluate() {
-            return (false, condition.message.clone().filter(|m| !m.is_empty()));
-        }
-        true_messages.push(message_of(condition));
-    }
-    (true, join_non_empty(&true_messages, ";"))
-}
-
-fn message_of(condition: &Condition) -> &str {
-    condition.message.as_deref().unwrap_or("")
-}
-
-fn join_non_empty(messages: &[&str], separator: &str) -> Option<String> {
-    let kept: Vec<&str> = messages.iter().copied().filter(|m| !m.is_empty()).collect();
+fn join_non_empty(messages: &[String], separator: &str) -> Option<String> {
+    let kept: Vec<&str> = messages
+        .iter()
+        .map(String::as_str)
+        .filter(|m| !m.is_empty())
+        .collect();
     if kept.is_empty() {
         None
     } else {
@@ -1376,41 +1366,72 @@ mod tests {
     fn any_all_blocks() {
         let yes = |m: Option<&str>| cond(json!("a"), Operator::Equals, json!("a"), m);
         let no = |m: Option<&str>| cond(json!("a"), Operator::Equals, json!("b"), m);
+        let eval = |any: Option<&[Condition]>, all: &[Condition]| {
+            evaluate_block(any, all, |c| Ok::<_, ()>(c.clone())).unwrap()
+        };
 
         // empty block: true
-        assert_eq!(evaluate_any_all(&[], &[]), (true, None));
+        assert_eq!(eval(None, &[]), (true, None));
         // a present but empty `any` list is false
-        assert_eq!(evaluate_any_all_opt(Some(&[]), &[]), (false, None));
-        assert_eq!(evaluate_any_all(&[no(None), yes(None)], &[]), (true, None));
+        assert_eq!(eval(Some(&[]), &[]), (false, None));
+        assert_eq!(eval(Some(&[no(None), yes(None)]), &[]), (true, None));
         assert_eq!(
-            evaluate_any_all(&[no(Some("first")), no(Some("second"))], &[]),
+            eval(Some(&[no(Some("first")), no(Some("second"))]), &[]),
             (false, Some("first; second".to_owned()))
         );
         assert_eq!(
-            evaluate_any_all(&[], &[yes(Some("ok")), no(Some("bad")), no(Some("later"))]),
+            eval(None, &[yes(Some("ok")), no(Some("bad")), no(Some("later"))]),
             (false, Some("bad".to_owned()))
         );
         assert_eq!(
-            evaluate_any_all(&[no(Some("any failed"))], &[no(Some("all failed"))]),
+            eval(Some(&[no(Some("any failed"))]), &[no(Some("all failed"))]),
             (false, Some("any failed; all failed".to_owned()))
         );
         // a passing `any` does not hide the failing `all`, and earlier false `any`
         // conditions are still reported
         assert_eq!(
-            evaluate_any_all(&[no(Some("x")), yes(Some("y"))], &[no(Some("z"))]),
+            eval(Some(&[no(Some("x")), yes(Some("y"))]), &[no(Some("z"))]),
             (false, Some("x; z".to_owned()))
         );
         assert_eq!(
-            evaluate_any_all(&[yes(Some("matched"))], &[yes(Some("also"))]),
+            eval(Some(&[yes(Some("matched"))]), &[yes(Some("also"))]),
             (true, Some("matched; also".to_owned()))
         );
+    }
+
+    /// Conditions are resolved in order and only until the outcome is decided, so an
+    /// unresolvable condition after the deciding one is never an error.
+    #[test]
+    fn conditions_after_the_deciding_one_are_not_resolved() {
+        let resolve = |c: &Result<Condition, &'static str>| c.clone();
+        let yes = Ok(cond(json!("a"), Operator::Equals, json!("a"), None));
+        let no = Ok(cond(json!("a"), Operator::Equals, json!("b"), None));
+        let broken: Result<Condition, &'static str> = Err("cannot resolve");
+        let list = |items: &[&Result<Condition, &'static str>]| -> Vec<_> {
+            items.iter().map(|c| (*c).clone()).collect()
+        };
+        // `all` stops at the first false condition.
         assert_eq!(
-            evaluate_condition_list(&[yes(Some("a")), yes(Some("b"))]),
-            (true, Some("a;b".to_owned()))
+            evaluate_block(None, &list(&[&no, &broken]), resolve),
+            Ok((false, None))
         );
         assert_eq!(
-            evaluate_condition_list(&[yes(Some("a")), no(Some("why")), no(Some("c"))]),
-            (false, Some("why".to_owned()))
+            evaluate_block(None, &list(&[&yes, &broken]), resolve),
+            Err("cannot resolve")
+        );
+        // `any` stops at the first true one.
+        assert_eq!(
+            evaluate_block(Some(&list(&[&yes, &broken])), &[], resolve),
+            Ok((true, None))
+        );
+        // `all` is evaluated even when `any` was false.
+        assert_eq!(
+            evaluate_block(Some(&list(&[&no])), &list(&[&broken]), resolve),
+            Err("cannot resolve")
+        );
+        assert_eq!(
+            evaluate_block(Some(&list(&[&no])), &list(&[&no, &broken]), resolve),
+            Ok((false, None))
         );
     }
 

@@ -724,6 +724,143 @@ mod context_tests {
         );
     }
 
+    fn statuses_for(policy: CompiledPolicy, pod: Value) -> Vec<(RuleStatus, String)> {
+        let set = PolicySet::new(vec![policy], Vec::new());
+        set.validate(&Request::create(pod), &crate::context::NoContext)
+            .into_iter()
+            .flat_map(|p| p.rules)
+            .map(|r| (r.status, r.message))
+            .collect()
+    }
+
+    fn web_pod(containers: Value) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"tier": "web"}},
+            "spec": {"containers": containers}
+        })
+    }
+
+    /// Preconditions are evaluated in order and stop once decided: a later condition whose
+    /// variable cannot be resolved is never reached (Kyverno skips the rule).
+    #[test]
+    fn preconditions_stop_at_the_first_false_all_condition() {
+        let with_preconditions = |first_value: &str| {
+            let doc = json!({
+                "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+                "metadata": {"name": "ordered"},
+                "spec": {"rules": [{"name": "r",
+                    "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                    "preconditions": {"all": [
+                        {"key": "{{ request.object.metadata.labels.tier }}", "operator": "Equals",
+                         "value": first_value},
+                        {"key": "{{ request.object.spec.missing.deep }}", "operator": "Equals",
+                         "value": "x"}
+                    ]},
+                    "validate": {"deny": {}}}]}
+            });
+            compile_policy(&doc).unwrap()
+        };
+        let pod = web_pod(json!([{"name": "c", "image": "nginx"}]));
+        let skipped = statuses_for(with_preconditions("db"), pod.clone());
+        assert_eq!(skipped[0].0, RuleStatus::Skip, "{}", skipped[0].1);
+        // When the first condition holds, the second is reached and cannot be resolved.
+        let errored = statuses_for(with_preconditions("web"), pod);
+        assert_eq!(errored[0].0, RuleStatus::Error, "{}", errored[0].1);
+        assert!(
+            errored[0]
+                .1
+                .starts_with("failed to evaluate preconditions:"),
+            "{}",
+            errored[0].1
+        );
+    }
+
+    #[test]
+    fn a_present_but_empty_any_list_is_false() {
+        let policy = compile_policy(&json!({
+            "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+            "metadata": {"name": "empty-any"},
+            "spec": {"rules": [{"name": "r",
+                "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "preconditions": {"any": []},
+                "validate": {"deny": {}}}]}
+        }))
+        .unwrap();
+        let statuses = statuses_for(policy, web_pod(json!([])));
+        assert_eq!(statuses[0].0, RuleStatus::Skip, "{}", statuses[0].1);
+    }
+
+    /// Foreach as Kyverno evaluates it: an element whose preconditions cannot be evaluated is
+    /// left out; an element whose preconditions hold and whose check fails fails the rule,
+    /// wherever it is in the list; an element whose check errors makes the rule an error.
+    #[test]
+    fn foreach_elements_with_preconditions() {
+        let privileged = policy(
+            "privileged",
+            json!({"foreach": [{
+                "list": "request.object.spec.containers",
+                "preconditions": {"all": [
+                    {"key": "{{ element.securityContext.privileged }}", "operator": "Equals",
+                     "value": true}
+                ]},
+                "deny": {"conditions": {"all": [
+                    {"key": "{{ element.securityContext.allowPrivilegeEscalation }}",
+                     "operator": "Equals", "value": true}
+                ]}}
+            }]}),
+        );
+        let plain = json!({"name": "plain", "image": "nginx"});
+        let escalating = json!({"name": "bad", "image": "nginx",
+            "securityContext": {"privileged": true, "allowPrivilegeEscalation": true}});
+        let calm = json!({"name": "calm", "image": "nginx",
+            "securityContext": {"privileged": true, "allowPrivilegeEscalation": false}});
+        let half = json!({"name": "half", "image": "nginx",
+            "securityContext": {"privileged": true}});
+
+        let run = |containers: Value| statuses_for(privileged.clone(), web_pod(containers));
+        // `plain` has no securityContext: its precondition cannot be resolved, so it is left
+        // out whether it comes first or last.
+        assert_eq!(run(json!([plain, escalating]))[0].0, RuleStatus::Fail);
+        assert_eq!(run(json!([escalating, plain]))[0].0, RuleStatus::Fail);
+        assert_eq!(run(json!([calm, plain]))[0].0, RuleStatus::Pass);
+        // Only elements left out: no element applied, the rule is skipped.
+        assert_eq!(run(json!([plain]))[0].0, RuleStatus::Skip);
+        // `half` passes its precondition but its deny condition cannot be resolved: the rule is
+        // an error even when a later element would fail.
+        let errored = run(json!([half, escalating]));
+        assert_eq!(errored[0].0, RuleStatus::Error, "{}", errored[0].1);
+        assert!(
+            errored[0].1.contains("validation failure:"),
+            "{}",
+            errored[0].1
+        );
+    }
+
+    #[test]
+    fn a_foreach_list_that_cannot_be_evaluated_is_an_error() {
+        let broken = policy(
+            "broken",
+            json!({"foreach": [{"list": "request.object.spec.containers[", "deny": {}}]}),
+        );
+        let statuses = statuses_for(broken, web_pod(json!([])));
+        assert_eq!(statuses[0].0, RuleStatus::Error, "{}", statuses[0].1);
+        assert!(
+            statuses[0].1.contains("failed to evaluate list"),
+            "{}",
+            statuses[0].1
+        );
+        // A list naming data that does not exist is skipped.
+        let missing = policy(
+            "missing",
+            json!({"foreach": [{"list": "request.object.spec.initContainers", "deny": {}}]}),
+        );
+        assert_eq!(
+            statuses_for(missing, web_pod(json!([])))[0].0,
+            RuleStatus::Skip
+        );
+    }
+
     #[test]
     fn nested_foreach_sees_the_outer_element_by_level() {
         let nested = policy(

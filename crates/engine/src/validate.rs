@@ -424,32 +424,32 @@ impl RuleScope<'_, '_, '_> {
     /// Kyverno's foreach: a list that fails to evaluate is passed over; per element the context
     /// is reset, elements whose preconditions fail or that skip are not counted, a failure ends
     /// the rule, an error ends it only on the last element; nothing counted means skip.
+    /// `validate.foreach`, as Kyverno evaluates it: each entry's list is queried (a list whose
+    /// data does not exist is skipped); every non-null element is checked in turn. An element
+    /// whose preconditions do not hold (or cannot be evaluated) or whose check skips is left
+    /// out; the first element that fails, or errors otherwise, decides the rule. A rule for which
+    /// no element applied is skipped — or an error, when a list could not be evaluated.
     fn foreach(
         &mut self,
         entries: &[ForeachValidate],
         depth: usize,
     ) -> Result<CheckResult, String> {
         let mut applied = 0usize;
+        let mut list_error = None;
         for entry in entries {
-            let Ok(list_expr) = substitute_text(&entry.list, self.ctx()) else {
-                continue;
-            };
-            let Ok(expr) = jmespath::compile(&list_expr) else {
-                continue;
-            };
-            let elements = match expr.search(self.ctx()) {
-                Ok(Value::Array(items)) => items,
-                Ok(Value::Null) => vec![Value::Null],
-                Ok(other) => vec![other],
-                Err(_) => continue,
+            let elements = match self.foreach_list(&entry.list) {
+                Ok(elements) => elements,
+                Err(ListError::NotFound) => continue,
+                Err(ListError::Other(err)) => {
+                    list_error = Some(err);
+                    continue;
+                }
             };
             let foreach_values = self
                 .eval
                 .provider
                 .foreach_values(&self.policy.name, &self.rule.name)
                 .cloned();
-            let last = elements.len().saturating_sub(1);
-            let mut outcome = None;
             for (index, element) in elements.iter().enumerate() {
                 if element.is_null() {
                     continue;
@@ -469,30 +469,44 @@ impl RuleScope<'_, '_, '_> {
                     Ok(CheckResult::Skip(_)) => {}
                     Ok(CheckResult::Fail { detail, path }) => {
                         let path = path.map(|p| format!("{p} (element {index} of {})", entry.list));
-                        outcome = Some(Ok(CheckResult::Fail {
+                        return Ok(CheckResult::Fail {
                             detail: Some(match detail {
                                 Some(d) => format!("validation failure: {d}"),
                                 None => "validation failure".to_owned(),
                             }),
                             path,
-                        }));
-                        break;
+                        });
                     }
-                    Err(err) if index == last => {
-                        outcome = Some(Err(format!("validation failure: {err}")));
-                        break;
+                    Err(ElementError::Preconditions) => {}
+                    Err(ElementError::Scope(err)) => {
+                        return Err(format!("failed to process foreach: {err}"))
                     }
-                    Err(_) => {}
+                    Err(ElementError::Check(err)) => {
+                        return Err(format!("validation failure: {err}"))
+                    }
                 }
-            }
-            if let Some(outcome) = outcome {
-                return outcome;
             }
         }
         if applied == 0 {
-            return Ok(CheckResult::Skip("rule skipped".to_owned()));
+            return match list_error {
+                Some(err) => Err(format!("failed to evaluate list: {err}")),
+                None => Ok(CheckResult::Skip("rule skipped".to_owned())),
+            };
         }
         Ok(CheckResult::Pass)
+    }
+
+    /// The elements of a foreach `list`: an array's items, or the single value it yields.
+    fn foreach_list(&self, list: &str) -> Result<Vec<Value>, ListError> {
+        let text = substitute_text(list, self.ctx()).map_err(ListError::Other)?;
+        let expr = jmespath::compile(&text)
+            .map_err(|e| ListError::Other(format!("incorrect query {text}: {e}")))?;
+        match expr.search(self.ctx()) {
+            Ok(Value::Array(items)) => Ok(items),
+            Ok(other) => Ok(vec![other]),
+            Err(e) if e.is_not_found() => Err(ListError::NotFound),
+            Err(e) => Err(ListError::Other(format!("JMESPath query failed: {e}"))),
+        }
     }
 
     fn foreach_element(
@@ -503,15 +517,15 @@ impl RuleScope<'_, '_, '_> {
         depth: usize,
         foreach_values: Option<&Map<String, Value>>,
         mark: usize,
-    ) -> Result<CheckResult, String> {
+    ) -> Result<CheckResult, ElementError> {
         // A map element is the pattern's target unless elementScope says otherwise; other
         // elements are checked against the whole resource.
         let is_map = element.as_object().is_some_and(|m| !m.is_empty());
         let scoped = match entry.element_scope {
             Some(true) if !element.is_object() => {
-                return Err(format!(
+                return Err(ElementError::Scope(format!(
                     "cannot use elementScope=true for elements that are not maps (element {index})"
-                ))
+                )))
             }
             Some(scope) => scope,
             None => is_map,
@@ -532,10 +546,10 @@ impl RuleScope<'_, '_, '_> {
             }
         }
         self.load_context(&entry.context, mark)
-            .map_err(|e| format!("failed to load context: {e}"))?;
+            .map_err(|e| ElementError::Check(format!("failed to load context: {e}")))?;
         if let Some(pre) = &entry.preconditions {
-            let (passed, _) = check_conditions(pre, self.ctx())
-                .map_err(|e| format!("failed to evaluate preconditions: {e}"))?;
+            let (passed, _) =
+                check_conditions(pre, self.ctx()).map_err(|_| ElementError::Preconditions)?;
             if !passed {
                 return Ok(CheckResult::Skip("preconditions not met".to_owned()));
             }
@@ -543,7 +557,26 @@ impl RuleScope<'_, '_, '_> {
         let request = self.eval.request;
         let target = if scoped { element } else { request.resource() };
         self.check(&entry.check, target, depth + 1)
+            .map_err(ElementError::Check)
     }
+}
+
+/// Why a foreach list gave no elements.
+enum ListError {
+    /// The data it names does not exist: the entry is skipped.
+    NotFound,
+    /// The list could not be evaluated.
+    Other(String),
+}
+
+/// Why one foreach element could not be checked.
+enum ElementError {
+    /// Its preconditions could not be evaluated: Kyverno leaves the element out.
+    Preconditions,
+    /// `elementScope: true` on an element that is not a map.
+    Scope(String),
+    /// Its context or check failed: the rule is an error.
+    Check(String),
 }
 
 /// The result of a check before it becomes a rule response.
@@ -556,32 +589,27 @@ enum CheckResult {
     },
 }
 
-/// Evaluates an any/all block after substituting variables in keys and values. Unresolvable
-/// variables become empty strings here, as in Kyverno's preconditions and deny conditions.
-/// Returns whether the block holds and, when it does not, the message of a failed condition.
+/// Evaluates an any/all block, substituting the variables of each condition when it is reached
+/// (see [`conditions::evaluate_block`]): a condition that cannot be resolved is an error, unless
+/// the outcome was decided before it. Returns whether the block holds and the message of the
+/// conditions that decided it.
 pub fn check_conditions(
     block: &ConditionBlock,
     ctx: &Value,
 ) -> Result<(bool, Option<String>), String> {
-    let resolve = |conds: &[RawCondition]| -> Result<Vec<Condition>, String> {
-        conds
-            .iter()
-            .map(|c| {
-                Ok(Condition {
-                    key: variables::substitute_all(&c.key, ctx).map_err(|e| e.to_string())?,
-                    operator: c.operator,
-                    value: variables::substitute_all(&c.value, ctx).map_err(|e| e.to_string())?,
-                    message: c
-                        .message
-                        .as_deref()
-                        .map(|m| substitute_text(m, ctx).unwrap_or_else(|_| m.to_owned())),
-                })
-            })
-            .collect()
+    let resolve = |c: &RawCondition| -> Result<Condition, String> {
+        Ok(Condition {
+            key: variables::substitute_all(&c.key, ctx).map_err(|e| e.to_string())?,
+            operator: c.operator,
+            value: variables::substitute_all(&c.value, ctx).map_err(|e| e.to_string())?,
+            message: c
+                .message
+                .as_deref()
+                .map(|m| substitute_text(m, ctx).unwrap_or_else(|_| m.to_owned())),
+        })
     };
-    let any = resolve(&block.any)?;
-    let all = resolve(&block.all)?;
-    Ok(conditions::evaluate_any_all(&any, &all))
+    let any = block.has_any.then_some(block.any.as_slice());
+    conditions::evaluate_block(any, &block.all, resolve)
 }
 
 /// Maps rule values keyed by dotted names into a context document (for callers assembling
