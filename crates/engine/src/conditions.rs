@@ -280,8 +280,8 @@ fn equals(key: &Value, value: &Value) -> bool {
     }
 }
 
-/// Not simply `!equals`: Kyverno answers `true` for most type mismatches here, but `false` for
-/// a null key and for a quantity key whose string value is not a quantity.
+/// Not simply `!equals`: Kyverno answers `true` for type mismatches here (a quantity key with a
+/// string value that is empty or not a quantity included), but `false` for a null key.
 fn not_equals(key: &Value, value: &Value) -> bool {
     match key {
         Value::Bool(k) => value.as_bool() != Some(*k),
@@ -298,7 +298,7 @@ fn not_equals(key: &Value, value: &Value) -> bool {
                 return go_seconds(a) != go_seconds(b);
             }
             if let (Some(k), Value::String(v)) = (Quantity::parse(k), value) {
-                return Quantity::parse(v).is_some_and(|v| k != v);
+                return Quantity::parse(v).is_none_or(|v| k != v);
             }
             match value {
                 Value::String(pattern) => !wildcard_match(pattern, k),
@@ -909,6 +909,85 @@ mod tests {
         }
     }
 
+    /// Every pairing of operand kinds — quantity, duration, number, numeric string, plain
+    /// string, empty string, null — under the comparison operators, with the results Kyverno's
+    /// operator handlers give (`pkg/engine/variables/operator`): durations are tried first and
+    /// only from a string key or value, then quantities (string against string), then numbers,
+    /// then semantic versions; `Equals` from a number key never reads a duration, and
+    /// `NotEquals` is true for every mismatch except a null key.
+    #[test]
+    fn operators_over_mixed_operand_types() {
+        let (q, d, n, ns, s, e, null) = (
+            json!("1Gi"),
+            json!("1h"),
+            json!(3600),
+            json!("1"),
+            json!("abc"),
+            json!(""),
+            Value::Null,
+        );
+        #[rustfmt::skip]
+        let table: &[(&Value, &Value, [bool; 4])] = &[
+            //  key    value     Equals NotEquals GreaterThan LessThan
+            (&q,    &q,    [true,  false, false, false]),
+            (&q,    &d,    [false, true,  false, false]),
+            (&q,    &n,    [false, true,  false, false]),
+            (&q,    &ns,   [false, true,  true,  false]),
+            (&q,    &s,    [false, true,  false, false]),
+            (&q,    &e,    [false, true,  false, false]),
+            (&q,    &null, [false, true,  false, false]),
+            (&d,    &q,    [false, true,  false, false]),
+            (&d,    &d,    [true,  false, false, false]),
+            (&d,    &n,    [true,  false, false, false]),
+            (&d,    &ns,   [false, true,  false, false]),
+            (&d,    &s,    [false, true,  false, false]),
+            (&d,    &e,    [false, true,  false, false]),
+            (&d,    &null, [false, true,  false, false]),
+            (&n,    &q,    [false, true,  false, false]),
+            (&n,    &d,    [false, true,  false, false]),
+            (&n,    &n,    [true,  false, false, false]),
+            (&n,    &ns,   [false, true,  true,  false]),
+            (&n,    &s,    [false, true,  false, false]),
+            (&n,    &e,    [false, true,  false, false]),
+            (&n,    &null, [false, true,  false, false]),
+            (&ns,   &q,    [false, true,  false, true ]),
+            (&ns,   &n,    [false, true,  false, true ]),
+            (&s,    &s,    [true,  false, false, false]),
+            (&s,    &e,    [false, true,  false, false]),
+            (&s,    &null, [false, true,  false, false]),
+            (&e,    &e,    [true,  false, false, false]),
+            (&e,    &q,    [false, true,  false, false]),
+            (&e,    &null, [false, true,  false, false]),
+            (&null, &null, [false, false, false, false]),
+            (&null, &e,    [false, false, false, false]),
+            (&null, &q,    [false, false, false, false]),
+        ];
+        let operators = [
+            Operator::Equals,
+            Operator::NotEquals,
+            Operator::GreaterThan,
+            Operator::LessThan,
+        ];
+        for (key, value, expected) in table {
+            for (operator, want) in operators.iter().zip(expected) {
+                assert_eq!(
+                    evaluate(key, *operator, value),
+                    *want,
+                    "{key} {operator} {value}"
+                );
+            }
+        }
+        // A duration key against a number of seconds, both ways: `Equals` reads the number as
+        // seconds only when the key is the duration.
+        check(&[
+            (json!("1h"), "GreaterThan", json!(60), true),
+            (json!(5), "LessThan", json!("1h"), true),
+            (json!(3600), "Equals", json!("1h"), false),
+            (json!("1Gi"), "GreaterThan", json!("1Mi"), true),
+            (json!("1.2.3"), "GreaterThan", json!("1.2.0"), true),
+        ]);
+    }
+
     #[test]
     fn operator_names() {
         for op in Operator::ALL {
@@ -999,8 +1078,9 @@ mod tests {
             (json!(true), "NotEquals", json!(false), true),
             (json!("1Gi"), "NotEquals", json!("1024Mi"), false),
             (json!("1Gi"), "NotEquals", json!("2Gi"), true),
-            // quantity key with a non-quantity string value: false, not true
-            (json!("1Gi"), "NotEquals", json!("big"), false),
+            // quantity key with a non-quantity or empty string value: a mismatch, so true
+            (json!("1Gi"), "NotEquals", json!("big"), true),
+            (json!("1Gi"), "NotEquals", json!(""), true),
             (json!("2h"), "NotEquals", json!("120m"), false),
             (json!({"a": 1}), "NotEquals", json!({"a": 1}), false),
             (json!({"a": 1}), "NotEquals", json!({"a": 2}), true),
