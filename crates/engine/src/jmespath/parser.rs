@@ -483,13 +483,15 @@ impl Parser<'_> {
             let (value, d) = self.expression(0)?;
             pairs.push((key, value));
             depths.push(d);
+            // As in Go's parser, a pair followed by neither `,` nor `}` just runs on into the
+            // next key: `{a: x b: y}` is `{a: x, b: y}`.
             match self.current() {
                 Tok::Comma => self.index += 1,
                 Tok::RBrace => {
                     self.index += 1;
                     return self.node(Ast::MultiHash(pairs), &depths);
                 }
-                _ => return Err(self.unexpected()),
+                _ => {}
             }
         }
     }
