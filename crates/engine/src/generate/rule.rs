@@ -281,13 +281,12 @@ impl Scope<'_> {
             self.clone_one(target, namespace, name, out);
         } else if let Some(list) = clone_list {
             self.clone_list(&target.namespace, list, out);
-        } else if let Some(data) = pattern.get("data") {
-            self.data(target, data, out);
         } else {
-            out.errors.push(
-                "a generate rule needs one of data, clone (with a name) or cloneList (with kinds)"
-                    .to_owned(),
-            );
+            // Without data (or with `data: null`) Kyverno still generates the target: an object
+            // with only its apiVersion, kind, name and namespace.
+            let empty = Value::Object(serde_json::Map::new());
+            let data = pattern.get("data").filter(|d| !d.is_null()).unwrap_or(&empty);
+            self.data(target, data, out);
         }
     }
 
