@@ -285,7 +285,10 @@ impl Scope<'_> {
             // Without data (or with `data: null`) Kyverno still generates the target: an object
             // with only its apiVersion, kind, name and namespace.
             let empty = Value::Object(serde_json::Map::new());
-            let data = pattern.get("data").filter(|d| !d.is_null()).unwrap_or(&empty);
+            let data = pattern
+                .get("data")
+                .filter(|d| !d.is_null())
+                .unwrap_or(&empty);
             self.data(target, data, out);
         }
     }
