@@ -175,3 +175,29 @@ results:
     assert_all_passed(&outcomes(&suites));
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn values_for_a_rule_serve_its_autogen_rules() {
+    let dir = suite(
+        "autogen-values",
+        "apiVersion: cli.kyverno.io/v1alpha1
+kind: Test
+metadata: {name: autogen-values}
+policies: [policy.yaml]
+resources: [resources.yaml]
+variables: values.yaml
+results:
+  - {policy: allowed-registry, rule: registry, kind: Pod, resources: [web], result: pass}
+  - {policy: allowed-registry, rule: registry, kind: Deployment, resources: [api], result: fail}
+",
+    );
+    let (code, suites) = run_json(dir.path(), &[]);
+    let outcomes = outcomes(&suites);
+    assert_all_passed(&outcomes);
+    assert_eq!(code, Some(0));
+    assert!(
+        outcomes[1].4.contains("images come from ghcr.io/acme"),
+        "{}",
+        outcomes[1].4
+    );
+}
