@@ -11,8 +11,9 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::cluster::ClusterData;
 use crate::load::{self, read_documents, Values};
-use crate::run::{run_resource, Phase};
+use crate::run::{run_resource, Phase, Setting};
 use crate::{output, ApplyFormat};
 
 #[derive(Debug, Args)]
@@ -135,6 +136,9 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     // Every input resource exists as far as generate rules are concerned, so clone sources
     // can be given with `-r`.
     let existing: Vec<Value> = objects.iter().map(|d| d.value.clone()).collect();
+    // Offline: configMap and apiCall context entries are left unloaded, as in Kyverno's CLI
+    // without a cluster.
+    let offline = ClusterData::default();
     let mut results = Vec::new();
     let mut outputs = Outputs::default();
     let mut blocked = false;
@@ -153,7 +157,13 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         };
         let mut mutated_by = Vec::new();
         let mut current = object.clone();
-        for run in run_resource(&bundle, &values, &user, object, &existing, None) {
+        let setting = Setting {
+            values: &values,
+            user: &user,
+            cluster: &offline,
+            existing: &existing,
+        };
+        for run in run_resource(&bundle, &setting, object, None) {
             let policy = run.policy;
             for rule in &run.response.rules {
                 let mut status = report_status(policy, rule);

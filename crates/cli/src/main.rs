@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod apply_cmd;
+mod cluster;
 mod conformance;
 mod jp_cmd;
 mod load;

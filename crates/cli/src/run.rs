@@ -13,8 +13,8 @@ use bylaw_engine::response::PolicyResponse;
 use bylaw_engine::validate::apply_variables;
 use serde_json::Value;
 
+use crate::cluster::{Cluster, ClusterData};
 use crate::load::{PolicyBundle, Values};
-use crate::test_cmd::Cluster;
 
 /// Which kind of rules a run evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,17 +39,35 @@ pub struct PolicyRun<'p> {
     pub namespace_labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
+/// Where a resource is evaluated: the values, the user, the pretend cluster context entries
+/// read, and the objects generate rules see besides the resource (clone sources, other inputs).
+pub struct Setting<'a> {
+    pub values: &'a Values,
+    pub user: &'a UserInfo,
+    pub cluster: &'a ClusterData,
+    pub existing: &'a [Value],
+}
+
 /// Runs every policy of `bundle` against `object`, as a request for `operation` (when `None`:
 /// the values file's `request.operation`, else CREATE). Generate rules see a cluster holding the
-/// mutated resource and `existing` (clone sources, other inputs).
+/// mutated resource and the setting's existing objects.
 pub fn run_resource<'p>(
     bundle: &'p PolicyBundle,
-    values: &Values,
-    user: &UserInfo,
+    setting: &Setting<'_>,
     object: &Value,
-    existing: &[Value],
     operation: Option<Operation>,
 ) -> Vec<PolicyRun<'p>> {
+    let Setting {
+        values,
+        user,
+        cluster,
+        existing,
+    } = *setting;
+    let provider = Cluster {
+        values,
+        data: cluster,
+        objects: ObjectStore::default(),
+    };
     let name = metadata_str(object, "name");
     let variables = |policy: &CompiledPolicy| {
         let mut vars = values.request_variables(&policy.name, name);
@@ -78,7 +96,7 @@ pub fn run_resource<'p>(
             &request,
             &request.object,
             &mut context,
-            values,
+            &provider,
             &bundle.exceptions,
         );
         current = patched;
@@ -94,7 +112,8 @@ pub fn run_resource<'p>(
     for policy in bundle.policies.iter().filter(|p| p.has_validate()) {
         let vars = variables(policy);
         let request = build_request(&current, &vars, user, values);
-        let response = validate_with_variables(policy, &request, &vars, values, &bundle.exceptions);
+        let response =
+            validate_with_variables(policy, &request, &vars, &provider, &bundle.exceptions);
         runs.push(PolicyRun {
             policy,
             phase: Phase::Validate,
@@ -125,8 +144,9 @@ pub fn run_resource<'p>(
     }
     let mut objects = vec![current.clone()];
     objects.extend(existing.iter().filter(|o| o.is_object()).cloned());
-    let cluster = Cluster {
+    let generate_provider = Cluster {
         values,
+        data: cluster,
         objects: ObjectStore(objects),
     };
     for policy in bundle.policies.iter().filter(|p| has_generate(p)) {
@@ -134,7 +154,13 @@ pub fn run_resource<'p>(
         let request = build_request(&current, &vars, user, values);
         let mut context = request_context(&request);
         apply_variables(&mut context, &vars);
-        let generation = generate_policy(policy, &request, &context, &cluster, &bundle.exceptions);
+        let generation = generate_policy(
+            policy,
+            &request,
+            &context,
+            &generate_provider,
+            &bundle.exceptions,
+        );
         runs.push(PolicyRun {
             policy,
             phase: Phase::Generate,

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use bylaw_engine::compile::{unsupported_message, CompiledPolicy};
-use bylaw_engine::context::{ContextError, ContextProvider};
 use bylaw_engine::engine::report_status;
 use bylaw_engine::generate::{labels::strip_generate_labels, ResourceRef};
 use bylaw_engine::request::{metadata_str, Operation, UserInfo};
@@ -14,8 +13,9 @@ use bylaw_engine::response::RuleStatus;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cluster::ClusterData;
 use crate::load::{self, get_ci, read_documents, PolicyBundle, Values};
-use crate::run::run_resource;
+use crate::run::{run_resource, Setting};
 
 /// One expected row of a suite, for one resource.
 #[derive(Debug, Clone, Serialize)]
@@ -147,6 +147,12 @@ const TEST_FIELDS: &[&str] = &[
     "values",
     "userinfo",
     "results",
+    "clusterResources",
+    "apiCallResponses",
+    "globalContextEntries",
+    // A `cli.kyverno.io` Context: images and resources for CEL policies; Kyverno's CLI gives
+    // classic policies nothing from it either.
+    "context",
 ];
 
 /// Result row fields bylaw reads. `failOnMissingResources` is how bylaw always compares rows
@@ -354,6 +360,13 @@ fn run_suite(
             runs.push(Some(operation));
         }
     }
+    let cluster = cluster_data(doc, base, &resources)?;
+    let setting = Setting {
+        values: &values,
+        user: &user,
+        cluster: &cluster,
+        existing: &clone_sources,
+    };
     let mut evaluated = Vec::new();
     for resource in &resources {
         let object = &resource.value;
@@ -368,7 +381,7 @@ fn run_suite(
             .unwrap_or("")
             .to_owned();
         for &operation in &runs {
-            for run in run_resource(&bundle, &values, &user, object, &clone_sources, operation) {
+            for run in run_resource(&bundle, &setting, object, operation) {
                 evaluated.push(Evaluated {
                     operation,
                     policy_key: run.policy.key(),
@@ -399,6 +412,34 @@ fn run_suite(
         }
     }
     Ok(())
+}
+
+/// The suite's pretend cluster: its resources and `clusterResources` (read by configMap and
+/// apiCall entries only when `clusterResources` is given, as in Kyverno's CLI), the mocked API
+/// answers and the global context entries.
+fn cluster_data(doc: &Value, base: &Path, resources: &[load::Document]) -> Result<ClusterData> {
+    let files: Vec<PathBuf> = bylaw_engine::matching::string_list(get_ci(doc, "clusterResources"))
+        .iter()
+        .map(|p| base.join(p))
+        .collect();
+    let mut objects: Vec<Value> = resources.iter().map(|r| r.value.clone()).collect();
+    objects.extend(ClusterData::read_cluster_resources(&files, base)?);
+    if let Some(context) = get_ci(doc, "context").and_then(Value::as_str) {
+        // Read so that a broken file is an error, not silently ignored.
+        read_documents(&base.join(context))?;
+    }
+    Ok(ClusterData {
+        enabled: !files.is_empty(),
+        objects: bylaw_engine::generate::ObjectStore(objects),
+        api_mocks: match get_ci(doc, "apiCallResponses") {
+            Some(mocks) => ClusterData::parse_api_mocks(mocks)?,
+            None => Vec::new(),
+        },
+        global_entries: match get_ci(doc, "globalContextEntries") {
+            Some(entries) => ClusterData::parse_global_entries(entries, base)?,
+            None => Default::default(),
+        },
+    })
 }
 
 fn statuses(
@@ -967,42 +1008,4 @@ pub fn totals(results: &[SuiteResult]) -> Totals {
         }
     }
     t
-}
-
-/// A suite's pretend cluster for generate rules: the values file, plus the objects that exist
-/// (the resource under test and the clone sources the suite names).
-pub(crate) struct Cluster<'a> {
-    pub values: &'a Values,
-    pub objects: bylaw_engine::generate::ObjectStore,
-}
-
-impl ContextProvider for Cluster<'_> {
-    fn rule_values(&self, policy: &str, rule: &str) -> Option<&serde_json::Map<String, Value>> {
-        self.values.rule_values(policy, rule)
-    }
-
-    fn foreach_values(&self, policy: &str, rule: &str) -> Option<&serde_json::Map<String, Value>> {
-        self.values.foreach_values(policy, rule)
-    }
-
-    fn resource(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Value>, ContextError> {
-        self.objects.resource(api_version, kind, namespace, name)
-    }
-
-    fn list_resources(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: &str,
-        selector: Option<&Value>,
-    ) -> Result<Vec<Value>, ContextError> {
-        self.objects
-            .list_resources(api_version, kind, namespace, selector)
-    }
 }
