@@ -203,7 +203,7 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
                         });
                     }
                 }
-                Phase::Validate | Phase::Unevaluated => {}
+                Phase::Validate | Phase::Unevaluated | Phase::MutateExisting => {}
             }
         }
         if !mutated_by.is_empty() {

@@ -5,11 +5,12 @@
 use bylaw_engine::compile::CompiledPolicy;
 use bylaw_engine::context::{add_variable, request_context};
 use bylaw_engine::engine::{
-    generate_policy, mutate_policy, unevaluated_rules, validate_with_variables,
+    generate_policy, mutate_existing_policy, mutate_policy, unevaluated_rules,
+    validate_with_variables,
 };
 use bylaw_engine::generate::{has_generate, ObjectStore};
 use bylaw_engine::request::{metadata_str, Operation, Request, UserInfo};
-use bylaw_engine::response::PolicyResponse;
+use bylaw_engine::response::{PolicyResponse, RuleResponse};
 use bylaw_engine::validate::apply_variables;
 use serde_json::Value;
 
@@ -22,6 +23,8 @@ pub enum Phase {
     Mutate,
     Validate,
     Generate,
+    /// Mutate-existing rules: they change other objects, not the resource.
+    MutateExisting,
     /// Rules bylaw cannot evaluate (`verifyImages`): each selected one is an error result.
     Unevaluated,
 }
@@ -35,6 +38,8 @@ pub struct PolicyRun<'p> {
     pub resource: Value,
     /// `(rule, object)` for each object a generate rule produced.
     pub generated: Vec<(String, Value)>,
+    /// The response and the result for every existing object a mutate-existing rule changed.
+    pub patched_targets: Vec<(RuleResponse, Value)>,
     /// Labels of the resource's namespace, as the request saw them.
     pub namespace_labels: Option<std::collections::BTreeMap<String, String>>,
 }
@@ -106,6 +111,7 @@ pub fn run_resource<'p>(
             response,
             resource: current.clone(),
             generated: Vec::new(),
+            patched_targets: Vec::new(),
             namespace_labels: request.namespace_labels,
         });
     }
@@ -120,6 +126,7 @@ pub fn run_resource<'p>(
             response,
             resource: current.clone(),
             generated: Vec::new(),
+            patched_targets: Vec::new(),
             namespace_labels: request.namespace_labels,
         });
     }
@@ -138,6 +145,7 @@ pub fn run_resource<'p>(
                 response,
                 resource: current.clone(),
                 generated: Vec::new(),
+                patched_targets: Vec::new(),
                 namespace_labels: request.namespace_labels,
             });
         }
@@ -174,7 +182,48 @@ pub fn run_resource<'p>(
                 })
                 .collect(),
             response: generation.response,
+            patched_targets: Vec::new(),
             resource: current.clone(),
+            namespace_labels: request.namespace_labels,
+        });
+    }
+    // Mutate-existing rules act on the suite's existing objects, as Kyverno's CLI runs them
+    // against its fake cluster; the resource itself stays as it is.
+    for policy in bundle.policies.iter().filter(|p| p.has_mutate()) {
+        let vars = variables(policy);
+        let request = build_request(&current, &vars, user, values);
+        let mut context = request_context(&request);
+        apply_variables(&mut context, &vars);
+        let mutations = mutate_existing_policy(
+            policy,
+            &request,
+            &mut context,
+            &provider,
+            &bundle.exceptions,
+            &cluster.objects.0,
+        );
+        if mutations.is_empty() {
+            continue;
+        }
+        let mut response = PolicyResponse {
+            policy: policy.name.clone(),
+            policy_namespace: policy.namespace.clone(),
+            rules: Vec::new(),
+        };
+        let mut patched_targets = Vec::new();
+        for mutation in mutations {
+            if let Some(patched) = mutation.patched {
+                patched_targets.push((mutation.response.clone(), patched));
+            }
+            response.rules.push(mutation.response);
+        }
+        runs.push(PolicyRun {
+            policy,
+            phase: Phase::MutateExisting,
+            response,
+            resource: current.clone(),
+            generated: Vec::new(),
+            patched_targets,
             namespace_labels: request.namespace_labels,
         });
     }

@@ -148,6 +148,7 @@ const TEST_FIELDS: &[&str] = &[
     "userinfo",
     "results",
     "clusterResources",
+    "targetResources",
     "apiCallResponses",
     "globalContextEntries",
     // A `cli.kyverno.io` Context: images and resources for CEL policies; Kyverno's CLI gives
@@ -218,6 +219,9 @@ fn unsupported_fields(doc: &Value) -> Vec<String> {
 
 /// One evaluated (policy, resource) pair.
 struct Evaluated {
+    /// An existing object a mutate-existing rule patched (`targetResources`), not a resource
+    /// the policies were evaluated for.
+    is_target: bool,
     /// The operation a row asked for explicitly; `None` for the default run (the values file's
     /// `request.operation`, else CREATE).
     operation: Option<Operation>,
@@ -360,7 +364,14 @@ fn run_suite(
             runs.push(Some(operation));
         }
     }
-    let cluster = cluster_data(doc, base, &resources)?;
+    let mut targets = Vec::new();
+    for p in paths("targetResources") {
+        for mut target in read_documents(&p)? {
+            load::default_namespace(&mut target.value);
+            targets.push(target.value);
+        }
+    }
+    let cluster = cluster_data(doc, base, &resources, &targets)?;
     let setting = Setting {
         values: &values,
         user: &user,
@@ -382,7 +393,29 @@ fn run_suite(
             .to_owned();
         for &operation in &runs {
             for run in run_resource(&bundle, &setting, object, operation) {
+                for (response, patched) in &run.patched_targets {
+                    let id = ResourceRef::of(patched);
+                    if !targets.iter().any(|t| ResourceRef::of(t) == id) {
+                        continue;
+                    }
+                    evaluated.push(Evaluated {
+                        is_target: true,
+                        operation,
+                        policy_key: run.policy.key(),
+                        resource_kind: id.kind,
+                        resource_name: id.name,
+                        resource_namespace: id.namespace,
+                        rules: vec![(
+                            response.name.clone(),
+                            report_status(run.policy, response),
+                            response.message.clone(),
+                        )],
+                        patched: patched.clone(),
+                        generated: Vec::new(),
+                    });
+                }
                 evaluated.push(Evaluated {
+                    is_target: false,
                     operation,
                     policy_key: run.policy.key(),
                     resource_kind: kind.clone(),
@@ -417,12 +450,18 @@ fn run_suite(
 /// The suite's pretend cluster: its resources and `clusterResources` (read by configMap and
 /// apiCall entries only when `clusterResources` is given, as in Kyverno's CLI), the mocked API
 /// answers and the global context entries.
-fn cluster_data(doc: &Value, base: &Path, resources: &[load::Document]) -> Result<ClusterData> {
+fn cluster_data(
+    doc: &Value,
+    base: &Path,
+    resources: &[load::Document],
+    targets: &[Value],
+) -> Result<ClusterData> {
     let files: Vec<PathBuf> = bylaw_engine::matching::string_list(get_ci(doc, "clusterResources"))
         .iter()
         .map(|p| base.join(p))
         .collect();
     let mut objects: Vec<Value> = resources.iter().map(|r| r.value.clone()).collect();
+    objects.extend(targets.iter().cloned());
     objects.extend(ClusterData::read_cluster_resources(&files, base)?);
     if let Some(context) = get_ci(doc, "context").and_then(Value::as_str) {
         // Read so that a broken file is an error, not silently ignored.
@@ -727,7 +766,13 @@ impl Suite<'_> {
             return result;
         }
         if let Some(file) = &row.patched_file {
-            let mismatch = candidates
+            // A mutate-existing rule's result is the patched target, not the trigger.
+            let patched: Vec<&&Evaluated> = if candidates.iter().any(|c| c.is_target) {
+                candidates.iter().filter(|c| c.is_target).collect()
+            } else {
+                candidates.iter().collect()
+            };
+            let mismatch = patched
                 .iter()
                 .find_map(|c| compare_patched(&c.patched, file).err());
             result.actual = found.first().map(|(_, s, _)| s.as_str().to_owned());

@@ -359,6 +359,117 @@ fn mutate_view<'r>(
     )
 }
 
+/// What a mutate-existing rule did for one target.
+#[derive(Debug, Clone)]
+pub struct TargetMutation {
+    /// The rule's response for this target (or for the rule, when no target was reached).
+    pub response: RuleResponse,
+    /// The target as it was; `None` for a response not tied to one target.
+    pub target: Option<Value>,
+    /// The target after the rule's patches, when it changed.
+    pub patched: Option<Value>,
+}
+
+/// Runs one policy's mutate-existing rules (`mutate.targets`) for a trigger request, outside
+/// admission, as Kyverno's background processing and CLI do: match and exclude, exceptions,
+/// context and preconditions on the trigger, then the rule's patch on every existing object
+/// among `candidates` that a target selects. The trigger itself is not changed.
+pub fn mutate_existing_policy(
+    policy: &CompiledPolicy,
+    request: &Request,
+    context: &mut Value,
+    provider: &dyn ContextProvider,
+    exceptions: &[CompiledException],
+    candidates: &[Value],
+) -> Vec<TargetMutation> {
+    use crate::compile::RuleBody;
+    use crate::mutate::{mutate_existing, MutateStatus, ProviderEnv};
+    use crate::response::RuleType;
+    use crate::validate::{check_conditions, policy_applies, rule_selects};
+
+    let mut results = Vec::new();
+    if !policy_applies(policy, request) {
+        return results;
+    }
+    let respond = |rule: &str, status: RuleStatus, message: String| TargetMutation {
+        response: RuleResponse::new(rule, RuleType::Mutation, status, message),
+        target: None,
+        patched: None,
+    };
+    for rule in &policy.rules {
+        let RuleBody::Mutate(mutate) = &rule.body else {
+            continue;
+        };
+        if mutate.get("targets").is_none_or(Value::is_null) || !rule_selects(rule, request) {
+            continue;
+        }
+        if let Some(exception) = exceptions.iter().find(|e| {
+            matches!(
+                e.applies(policy, rule, request, context),
+                crate::exceptions::ExceptionVerdict::Skip
+                    | crate::exceptions::ExceptionVerdict::PodSecurity(_)
+            )
+        }) {
+            let mut skipped = respond(
+                &rule.name,
+                RuleStatus::Skip,
+                format!("rule skipped due to policy exception {}", exception.key()),
+            );
+            skipped.response.exception = Some(exception.key());
+            results.push(skipped);
+            continue;
+        }
+        let saved = rule_context_keys(context, policy, rule, provider);
+        match prepare_rule_context(context, policy, rule, provider) {
+            Err(e) => results.push(respond(
+                &rule.name,
+                RuleStatus::Error,
+                format!("failed to load context: {e}"),
+            )),
+            Ok(()) => match rule
+                .preconditions
+                .as_ref()
+                .map(|p| check_conditions(p, context))
+            {
+                Some(Err(e)) => results.push(respond(
+                    &rule.name,
+                    RuleStatus::Error,
+                    format!("failed to evaluate preconditions: {e}"),
+                )),
+                Some(Ok((false, _))) => results.push(respond(
+                    &rule.name,
+                    RuleStatus::Skip,
+                    "preconditions not met".to_owned(),
+                )),
+                _ => {
+                    let outcomes = mutate_existing(
+                        mutate,
+                        candidates,
+                        policy.namespace.as_deref(),
+                        context,
+                        &ProviderEnv(provider),
+                    );
+                    for outcome in outcomes {
+                        let status = match outcome.outcome.status {
+                            MutateStatus::Pass => RuleStatus::Pass,
+                            MutateStatus::Skip => RuleStatus::Skip,
+                            MutateStatus::Error => RuleStatus::Error,
+                            MutateStatus::Fail => RuleStatus::Fail,
+                        };
+                        let mut mutation =
+                            respond(&rule.name, status, outcome.outcome.message.clone());
+                        mutation.target = outcome.target;
+                        mutation.patched = outcome.outcome.patched;
+                        results.push(mutation);
+                    }
+                }
+            },
+        }
+        saved.restore(context);
+    }
+    results
+}
+
 /// `request` with another object, without copying the request's own object.
 fn request_with_object(request: &Request, object: Value) -> Request {
     Request {
