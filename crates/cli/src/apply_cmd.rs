@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use bylaw_engine::engine::{effective_action, report_status};
 use bylaw_engine::request::metadata_str;
-use bylaw_engine::response::{FailureAction, RuleStatus};
+use bylaw_engine::response::{FailureAction, MessageFormat, RuleStatus};
 use clap::Args;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::cluster::ClusterData;
 use crate::load::{self, read_documents, Values};
 use crate::run::{run_resource, Phase, Setting};
-use crate::{output, ApplyFormat};
+use crate::{output, ApplyFormat, MessageFormatArg};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -52,6 +52,10 @@ pub struct ApplyArgs {
     /// (`<policy>-generated.yaml`) into this directory.
     #[arg(long = "output-dir")]
     output_dir: Option<PathBuf>,
+    /// Rule messages as bylaw writes them (with what was found and wanted) or exactly as
+    /// Kyverno does.
+    #[arg(long = "message-format", value_enum, default_value_t = MessageFormatArg::Bylaw)]
+    message_format: MessageFormatArg,
 }
 
 /// One rule result of one policy on one resource.
@@ -70,8 +74,8 @@ impl ApplyResult {
         policy: &bylaw_engine::compile::CompiledPolicy,
         rule: &bylaw_engine::response::RuleResponse,
         resource: &str,
-        status: RuleStatus,
-        action: &'static str,
+        (status, action): (RuleStatus, &'static str),
+        format: MessageFormat,
     ) -> Self {
         ApplyResult {
             policy: policy.key(),
@@ -79,7 +83,7 @@ impl ApplyResult {
             resource: resource.to_owned(),
             status,
             action,
-            message: rule.message.clone(),
+            message: rule.message_in(format).into_owned(),
         }
     }
 }
@@ -97,7 +101,9 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         audit_warn,
         detailed_results,
         output_dir,
+        message_format,
     } = args;
+    let message_format: MessageFormat = message_format.into();
     let mut docs = Vec::new();
     for p in policies.iter().chain(exceptions.iter()) {
         docs.extend(read_documents(p)?);
@@ -184,7 +190,13 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
                         }
                     }
                 }
-                results.push(ApplyResult::new(policy, rule, &resource_id, status, action));
+                results.push(ApplyResult::new(
+                    policy,
+                    rule,
+                    &resource_id,
+                    (status, action),
+                    message_format,
+                ));
             }
             match run.phase {
                 Phase::Mutate => {

@@ -11,7 +11,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::output;
-use crate::test_cmd::{find_suites, run_suites, CaseSelector, SuiteResult};
+use crate::test_cmd::{find_suites, run_suites, SuiteOptions, SuiteResult};
 
 #[derive(Debug, Args)]
 pub struct ConformanceArgs {
@@ -43,13 +43,13 @@ pub fn run(args: ConformanceArgs) -> Result<ExitCode> {
         read_pass_list(&passing)?
     };
     let suites = find_suites(&corpus, "kyverno-test.yaml")?;
-    let selector = CaseSelector::default();
+    let options = SuiteOptions::default();
     // suite → evaluated rows, for the suites that pass
     let mut passed = PassList::new();
     let mut failed = BTreeMap::new();
     for suite in &suites {
         let rel = relative(&corpus, suite);
-        let results = run_suites(suite, &selector);
+        let results = run_suites(suite, &options);
         if results.iter().all(SuiteResult::passed) {
             passed.insert(rel, results.iter().map(|r| r.rows.len()).sum());
         } else {

@@ -30,6 +30,24 @@ pub enum ApplyFormat {
     Yaml,
 }
 
+/// How rule messages are written: bylaw's (Kyverno's text plus what was found and what was
+/// wanted) or exactly Kyverno's, for tools that match its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum MessageFormatArg {
+    #[default]
+    Bylaw,
+    Kyverno,
+}
+
+impl From<MessageFormatArg> for bylaw_engine::response::MessageFormat {
+    fn from(arg: MessageFormatArg) -> Self {
+        match arg {
+            MessageFormatArg::Bylaw => bylaw_engine::response::MessageFormat::Bylaw,
+            MessageFormatArg::Kyverno => bylaw_engine::response::MessageFormat::Kyverno,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TestFormat {
     Table,
@@ -61,6 +79,10 @@ enum Command {
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value_t = TestFormat::Table)]
         output: TestFormat,
+        /// Rule messages as bylaw writes them (with what was found and wanted) or exactly as
+        /// Kyverno does.
+        #[arg(long = "message-format", value_enum, default_value_t = MessageFormatArg::Bylaw)]
+        message_format: MessageFormatArg,
     },
     /// Query JSON with JMESPath and Kyverno's functions.
     Jp(jp_cmd::JpArgs),
@@ -90,13 +112,17 @@ fn main() -> ExitCode {
             fail_only,
             detailed_results,
             output,
+            message_format,
         } => run_test(
             &dirs,
             &file_name,
             &test_case_selector,
-            fail_only,
-            detailed_results,
-            output,
+            TestOutput {
+                fail_only,
+                detailed: detailed_results,
+                format: output,
+                message_format,
+            },
         ),
         Command::Jp(args) => jp_cmd::run(args),
         Command::Crds { out_dir } => write_crds(out_dir),
@@ -120,16 +146,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// How `bylaw test` reports.
+struct TestOutput {
+    fail_only: bool,
+    detailed: bool,
+    format: TestFormat,
+    message_format: MessageFormatArg,
+}
+
 fn run_test(
     dirs: &[PathBuf],
     file_name: &str,
     selector: &str,
-    fail_only: bool,
-    detailed: bool,
-    format: TestFormat,
+    output: TestOutput,
 ) -> anyhow::Result<ExitCode> {
+    let TestOutput {
+        fail_only,
+        detailed,
+        format,
+        message_format,
+    } = output;
     let selector_text = selector;
-    let selector = test_cmd::CaseSelector::parse(selector)?;
+    let options = test_cmd::SuiteOptions {
+        selector: test_cmd::CaseSelector::parse(selector)?,
+        message_format: message_format.into(),
+    };
     let mut suites = Vec::new();
     for dir in dirs {
         suites.extend(test_cmd::find_suites(dir, file_name)?);
@@ -145,7 +186,7 @@ fn run_test(
     }
     let results: Vec<test_cmd::SuiteResult> = suites
         .iter()
-        .flat_map(|s| test_cmd::run_suites(s, &selector))
+        .flat_map(|s| test_cmd::run_suites(s, &options))
         .filter(|suite| !suite.deselected)
         .collect();
     if results.is_empty() {

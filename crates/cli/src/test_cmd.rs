@@ -9,7 +9,7 @@ use bylaw_engine::engine::report_status;
 use bylaw_engine::generate::{labels::strip_generate_labels, ResourceRef};
 use bylaw_engine::request::{metadata_str, Operation, UserInfo};
 use bylaw_engine::response::PolicyResponse;
-use bylaw_engine::response::RuleStatus;
+use bylaw_engine::response::{MessageFormat, RuleStatus};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -247,8 +247,16 @@ impl Evaluated {
     }
 }
 
+/// How suites are run and reported.
+#[derive(Debug, Default, Clone)]
+pub struct SuiteOptions {
+    pub selector: CaseSelector,
+    /// How rule messages are shown (`--message-format`).
+    pub message_format: MessageFormat,
+}
+
 /// Runs every Test document of one suite file.
-pub fn run_suites(path: &Path, selector: &CaseSelector) -> Vec<SuiteResult> {
+pub fn run_suites(path: &Path, options: &SuiteOptions) -> Vec<SuiteResult> {
     let docs = match read_documents(path) {
         Ok(docs) if !docs.is_empty() => docs,
         Ok(_) => {
@@ -265,7 +273,7 @@ pub fn run_suites(path: &Path, selector: &CaseSelector) -> Vec<SuiteResult> {
     docs.iter()
         .map(|doc| {
             let mut result = SuiteResult::new(path);
-            if let Err(err) = run_suite(path, &doc.value, selector, &mut result) {
+            if let Err(err) = run_suite(path, &doc.value, options, &mut result) {
                 result.error = Some(format!("{err:#}"));
             } else if result.rows.is_empty() && !result.deselected {
                 result.error =
@@ -279,9 +287,11 @@ pub fn run_suites(path: &Path, selector: &CaseSelector) -> Vec<SuiteResult> {
 fn run_suite(
     path: &Path,
     doc: &Value,
-    selector: &CaseSelector,
+    options: &SuiteOptions,
     out: &mut SuiteResult,
 ) -> Result<()> {
+    let selector = &options.selector;
+    let format = options.message_format;
     let base = path.parent().unwrap_or(Path::new("."));
     out.name = get_ci(doc, "metadata")
         .and_then(|m| get_ci(m, "name"))
@@ -408,7 +418,7 @@ fn run_suite(
                         rules: vec![(
                             response.name.clone(),
                             report_status(run.policy, response),
-                            response.message.clone(),
+                            response.message_in(format).into_owned(),
                         )],
                         patched: patched.clone(),
                         generated: Vec::new(),
@@ -421,7 +431,7 @@ fn run_suite(
                     resource_kind: kind.clone(),
                     resource_name: name.clone(),
                     resource_namespace: namespace.clone(),
-                    rules: statuses(run.policy, &run.response),
+                    rules: statuses(run.policy, &run.response, format),
                     patched: run.resource,
                     generated: run.generated,
                 });
@@ -484,11 +494,15 @@ fn cluster_data(
 fn statuses(
     policy: &CompiledPolicy,
     response: &PolicyResponse,
+    format: MessageFormat,
 ) -> Vec<(String, RuleStatus, String)> {
     response
         .rules
         .iter()
-        .map(|r| (r.name.clone(), report_status(policy, r), r.message.clone()))
+        .map(|r| {
+            let message = r.message_in(format).into_owned();
+            (r.name.clone(), report_status(policy, r), message)
+        })
         .collect()
 }
 

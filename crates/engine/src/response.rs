@@ -95,6 +95,31 @@ pub struct RuleResponse {
     /// The PolicyException that turned this rule into a skip, as `namespace/name`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exception: Option<String>,
+    /// What bylaw adds to Kyverno's `message` for people: what was found and what was wanted
+    /// (`got "nginx:latest", want "!*:latest"`), the foreach element. Shown by
+    /// [`MessageFormat::Bylaw`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// How a rule's message is shown: with bylaw's detail (the default), or exactly as Kyverno
+/// writes it, for tools that match Kyverno's text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum MessageFormat {
+    #[default]
+    Bylaw,
+    Kyverno,
+}
+
+impl MessageFormat {
+    /// `kyverno` or `bylaw`.
+    pub fn parse(text: &str) -> Option<MessageFormat> {
+        match text {
+            "bylaw" => Some(MessageFormat::Bylaw),
+            "kyverno" => Some(MessageFormat::Kyverno),
+            _ => None,
+        }
+    }
 }
 
 impl RuleResponse {
@@ -106,6 +131,17 @@ impl RuleResponse {
             message,
             path: None,
             exception: None,
+            detail: None,
+        }
+    }
+
+    /// The message in the given format: Kyverno's text, with ` (detail)` appended for bylaw's.
+    pub fn message_in(&self, format: MessageFormat) -> std::borrow::Cow<'_, str> {
+        match (&self.detail, format) {
+            (Some(detail), MessageFormat::Bylaw) => {
+                std::borrow::Cow::Owned(format!("{} ({detail})", self.message))
+            }
+            _ => std::borrow::Cow::Borrowed(&self.message),
         }
     }
 }

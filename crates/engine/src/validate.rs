@@ -237,12 +237,12 @@ impl RuleScope<'_, '_, '_> {
         }
         let resource = self.eval.request.resource();
         let result = self.check(&validate.check, resource, 0)?;
-        Ok(self.respond(validate, result))
+        Ok(self.respond(result))
     }
 
     /// Turns a check result into the rule response with Kyverno-shaped messages, plus the
     /// offending field and what was expected there.
-    fn respond(&self, validate: &ValidateRule, result: CheckResult) -> RuleResponse {
+    fn respond(&self, result: CheckResult) -> RuleResponse {
         let name = self.rule.name.as_str();
         match result {
             CheckResult::Pass => RuleResponse::new(
@@ -254,29 +254,70 @@ impl RuleScope<'_, '_, '_> {
             CheckResult::Skip(reason) => {
                 RuleResponse::new(name, RuleType::Validation, RuleStatus::Skip, reason)
             }
-            CheckResult::Fail { detail, path } => {
-                let message = validate
-                    .message
-                    .as_deref()
-                    .map(|m| self.substitute_message(m));
-                let text = match (&path, message) {
-                    (Some(p), Some(m)) if !m.is_empty() => {
-                        let m = if m.ends_with('.') { m } else { format!("{m}.") };
-                        format!("validation error: {m} rule {name} failed at path {p}")
-                    }
-                    (Some(p), _) => format!("validation error: rule {name} failed at path {p}"),
-                    (None, Some(m)) if !m.is_empty() => m,
-                    (None, _) => format!("validation error: rule {name} failed"),
-                };
-                let text = match &detail {
-                    Some(d) if !d.is_empty() => format!("{text} ({d})"),
-                    _ => text,
-                };
+            CheckResult::Fail {
+                message,
+                path,
+                detail,
+            } => {
+                let text = message.unwrap_or_else(|| self.pattern_message(path.as_deref()));
                 let mut response =
                     RuleResponse::new(name, RuleType::Validation, RuleStatus::Fail, text);
                 response.path = path;
+                response.detail = detail.filter(|d| !d.is_empty());
                 response
             }
+        }
+    }
+
+    /// The rule's `validate.message` as written.
+    fn message_template(&self) -> Option<&str> {
+        match &self.rule.body {
+            RuleBody::Validate(validate) => validate.message.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The rule's `message`, variables substituted; `None` when it has none (or it is empty).
+    fn rule_message(&self) -> Option<String> {
+        self.message_template()
+            .map(|m| self.substitute_message(m))
+            .filter(|m| !m.is_empty())
+    }
+
+    /// Kyverno's message for a pattern that failed at `path`.
+    fn pattern_message(&self, path: Option<&str>) -> String {
+        let name = self.rule.name.as_str();
+        let path = path.unwrap_or_default();
+        match self.rule_message() {
+            Some(m) => {
+                let m = if m.ends_with('.') { m } else { format!("{m}.") };
+                format!("validation error: {m} rule {name} failed at path {path}")
+            }
+            None => format!("validation error: rule {name} failed at path {path}"),
+        }
+    }
+
+    /// Kyverno's message for a denied request: the rule's message and the failed conditions'
+    /// messages, joined.
+    fn deny_message(&self, conditions: Option<String>) -> String {
+        let parts: Vec<String> = [self.message_template().map(str::to_owned), conditions]
+            .into_iter()
+            .flatten()
+            .filter(|m| !m.is_empty())
+            .collect();
+        if parts.is_empty() {
+            return format!("validation error: rule {} failed", self.rule.name);
+        }
+        self.substitute_message(&parts.join("; "))
+    }
+
+    /// Kyverno's message for an `anyPattern` none of whose patterns held.
+    fn any_pattern_message(&self, failures: &[String]) -> String {
+        let failures = failures.join(" ");
+        match self.rule_message() {
+            None => format!("validation error: {failures}"),
+            Some(m) if m.ends_with('.') => format!("validation error: {m} {failures}"),
+            Some(m) => format!("validation error: {m}. {failures}"),
         }
     }
 
@@ -314,23 +355,28 @@ impl RuleScope<'_, '_, '_> {
                         CheckResult::Skip(format!("rule skipped: {detail}"))
                     }
                     PatternOutcome::Fail { path, detail } => CheckResult::Fail {
-                        detail: Some(detail),
+                        message: None,
                         path: Some(path),
+                        detail: Some(detail),
                     },
                 })
             }
             ValidateCheck::AnyPattern(sources) => {
                 let mut failures = Vec::new();
+                let mut details = Vec::new();
                 let mut skips = 0usize;
                 for (index, source) in sources.iter().enumerate() {
                     let pattern = self.pattern(source)?;
                     match pattern.validate(target) {
                         PatternOutcome::Pass => return Ok(CheckResult::Pass),
                         PatternOutcome::Skip { .. } => skips += 1,
-                        PatternOutcome::Fail { path, detail } => failures.push(format!(
-                            "rule {}[{index}] failed at path {path} ({detail}).",
-                            self.rule.name
-                        )),
+                        PatternOutcome::Fail { path, detail } => {
+                            failures.push(format!(
+                                "rule {}[{index}] failed at path {path}",
+                                self.rule.name
+                            ));
+                            details.push(format!("[{index}] {detail}"));
+                        }
                     }
                 }
                 if skips == sources.len() {
@@ -339,8 +385,9 @@ impl RuleScope<'_, '_, '_> {
                     ));
                 }
                 Ok(CheckResult::Fail {
-                    detail: Some(failures.join(" ")),
+                    message: Some(self.any_pattern_message(&failures)),
                     path: None,
+                    detail: Some(details.join("; ")),
                 })
             }
             ValidateCheck::Deny(block) => {
@@ -348,8 +395,9 @@ impl RuleScope<'_, '_, '_> {
                     .map_err(|e| format!("failed to check deny conditions: {e}"))?;
                 if denied {
                     Ok(CheckResult::Fail {
-                        detail: message,
+                        message: Some(self.deny_message(message)),
                         path: None,
+                        detail: None,
                     })
                 } else {
                     Ok(CheckResult::Pass)
@@ -467,14 +515,23 @@ impl RuleScope<'_, '_, '_> {
                 match result {
                     Ok(CheckResult::Pass) => applied += 1,
                     Ok(CheckResult::Skip(_)) => {}
-                    Ok(CheckResult::Fail { detail, path }) => {
-                        let path = path.map(|p| format!("{p} (element {index} of {})", entry.list));
+                    Ok(CheckResult::Fail {
+                        message,
+                        path,
+                        detail,
+                    }) => {
+                        // Kyverno reports the element's own message behind "validation
+                        // failure:"; bylaw's detail says which element it was.
+                        let element =
+                            message.unwrap_or_else(|| self.pattern_message(path.as_deref()));
+                        let at = format!("element {index} of {}", entry.list);
                         return Ok(CheckResult::Fail {
-                            detail: Some(match detail {
-                                Some(d) => format!("validation failure: {d}"),
-                                None => "validation failure".to_owned(),
-                            }),
+                            message: Some(format!("validation failure: {element}")),
                             path,
+                            detail: Some(match detail {
+                                Some(d) => format!("{at}: {d}"),
+                                None => at,
+                            }),
                         });
                     }
                     Err(ElementError::Preconditions) => {}
@@ -584,8 +641,13 @@ enum CheckResult {
     Pass,
     Skip(String),
     Fail {
-        detail: Option<String>,
+        /// Kyverno's message; `None` for a pattern failure, whose message is built from the
+        /// rule's message and `path`.
+        message: Option<String>,
+        /// The offending field, for pattern failures.
         path: Option<String>,
+        /// What bylaw adds for people (`got …, want …`, the foreach element).
+        detail: Option<String>,
     },
 }
 

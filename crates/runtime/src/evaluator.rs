@@ -383,6 +383,7 @@ fn allow_existing_violations(
             rule.status = RuleStatus::Skip;
             rule.message = EXISTING_VIOLATION_SKIP.to_owned();
             rule.path = None;
+            rule.detail = None;
         }
     }
 }
@@ -432,11 +433,14 @@ fn reportable(rule: &RuleResponse) -> bool {
 
 /// The rule's message, with the offending field appended when the message does not name it.
 fn message_with_path(rule: &RuleResponse) -> String {
+    // bylaw's detail (got …, want …) stays in what the webhook says; a setting for Kyverno's
+    // exact text (`MessageFormat::Kyverno`) is the server's to offer.
+    let message = rule.message_in(bylaw_engine::response::MessageFormat::Bylaw);
     match &rule.path {
-        Some(path) if !path.is_empty() && !rule.message.contains(path.as_str()) => {
-            format!("{} (at {path})", rule.message)
+        Some(path) if !path.is_empty() && !message.contains(path.as_str()) => {
+            format!("{message} (at {path})")
         }
-        _ => rule.message.clone(),
+        _ => message.into_owned(),
     }
 }
 
@@ -470,7 +474,9 @@ fn decide(
                 rule: rule.name.clone(),
                 rule_type: RuleType::Validate,
                 result: rule_result(rule.status),
-                message: rule.message.clone(),
+                message: rule
+                    .message_in(bylaw_engine::response::MessageFormat::Bylaw)
+                    .into_owned(),
                 enforce,
                 background: policy.background,
                 duration: share,
