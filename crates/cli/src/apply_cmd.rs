@@ -56,6 +56,10 @@ pub struct ApplyArgs {
     /// Kyverno does.
     #[arg(long = "message-format", value_enum, default_value_t = MessageFormatArg::Bylaw)]
     message_format: MessageFormatArg,
+    /// A custom kind whose objects live outside namespaces (`Kind` or `group/Kind`;
+    /// repeatable). CustomResourceDefinitions among the inputs are read too.
+    #[arg(long = "cluster-scoped")]
+    cluster_scoped: Vec<String>,
 }
 
 /// One rule result of one policy on one resource.
@@ -102,6 +106,7 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         detailed_results,
         output_dir,
         message_format,
+        cluster_scoped,
     } = args;
     let message_format: MessageFormat = message_format.into();
     let mut docs = Vec::new();
@@ -136,8 +141,10 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         );
     }
 
+    let mut scopes = load::Scopes::with_flags(&cluster_scoped);
+    scopes.learn(docs.iter().chain(&objects).map(|d| &d.value));
     for doc in &mut objects {
-        load::default_namespace(&mut doc.value);
+        load::default_namespace(&mut doc.value, &scopes);
     }
     // Every input resource exists as far as generate rules are concerned, so clone sources
     // can be given with `-r`.

@@ -361,46 +361,130 @@ pub fn parse_user_info(doc: &Value) -> UserInfo {
     }
 }
 
-/// Kinds that live outside namespaces. Everything else read from a file without a namespace is
-/// placed in `default`, as `kubectl apply` (and Kyverno's CLI) would.
+/// Kinds that live outside namespaces: Kubernetes' built-in cluster-scoped kinds, and
+/// Kyverno's and the policy reports' own. Everything else read from a file without a namespace
+/// is placed in `default`, as `kubectl apply` (and Kyverno's CLI) would, unless a
+/// CustomResourceDefinition among the inputs or `--cluster-scoped` says otherwise.
 const CLUSTER_SCOPED_KINDS: &[&str] = &[
     "APIService",
     "CSIDriver",
     "CSINode",
     "CertificateSigningRequest",
+    "ClusterAdmissionReport",
+    "ClusterBackgroundScanReport",
     "ClusterCleanupPolicy",
+    "ClusterEphemeralReport",
     "ClusterPolicy",
     "ClusterPolicyReport",
+    "ClusterReport",
     "ClusterRole",
     "ClusterRoleBinding",
+    "ClusterTrustBundle",
     "ComponentStatus",
     "CustomResourceDefinition",
+    "DeletingPolicy",
+    "DeviceClass",
     "FlowSchema",
+    "GeneratingPolicy",
+    "GlobalContextEntry",
+    "IPAddress",
+    "ImageValidatingPolicy",
     "IngressClass",
     "MutatingAdmissionPolicy",
     "MutatingAdmissionPolicyBinding",
+    "MutatingPolicy",
     "MutatingWebhookConfiguration",
     "Namespace",
     "Node",
     "PersistentVolume",
     "PriorityClass",
     "PriorityLevelConfiguration",
+    "ResourceSlice",
     "RuntimeClass",
     "SelfSubjectAccessReview",
+    "SelfSubjectReview",
     "SelfSubjectRulesReview",
+    "ServiceCIDR",
     "StorageClass",
     "SubjectAccessReview",
     "TokenReview",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
+    "ValidatingPolicy",
     "ValidatingWebhookConfiguration",
     "VolumeAttachment",
+    "VolumeAttributesClass",
 ];
 
+/// Which kinds are cluster-scoped: the built-in list, CustomResourceDefinitions among the
+/// inputs (their `spec.scope`, by group and kind) and kinds named on the command line
+/// (`--cluster-scoped Kind` or `group/Kind`).
+#[derive(Debug, Default, Clone)]
+pub struct Scopes {
+    /// (group, kind) → cluster-scoped, as CustomResourceDefinitions declare them.
+    declared: BTreeMap<(String, String), bool>,
+    /// (group when given, kind) from the command line.
+    flagged: Vec<(Option<String>, String)>,
+}
+
+impl Scopes {
+    /// Kinds from `--cluster-scoped` values: `Kind` or `group/Kind`.
+    pub fn with_flags(kinds: &[String]) -> Scopes {
+        let flagged = kinds
+            .iter()
+            .map(|k| match k.rsplit_once('/') {
+                Some((group, kind)) => (Some(group.to_owned()), kind.to_owned()),
+                None => (None, k.clone()),
+            })
+            .collect();
+        Scopes {
+            declared: BTreeMap::new(),
+            flagged,
+        }
+    }
+
+    /// Learns the scope of the kinds the CustomResourceDefinitions among `docs` define.
+    pub fn learn<'a>(&mut self, docs: impl IntoIterator<Item = &'a Value>) {
+        for doc in docs {
+            if doc.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
+                continue;
+            }
+            let spec = doc.get("spec");
+            let text = |pointer: &str| {
+                spec.and_then(|s| s.pointer(pointer))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let (group, kind) = (text("/group"), text("/names/kind"));
+            if !kind.is_empty() {
+                self.declared
+                    .insert((group, kind), text("/scope") == "Cluster");
+            }
+        }
+    }
+
+    /// Whether objects of this apiVersion and kind live outside namespaces.
+    pub fn is_cluster_scoped(&self, api_version: &str, kind: &str) -> bool {
+        let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+        if let Some(cluster) = self.declared.get(&(group.to_owned(), kind.to_owned())) {
+            return *cluster;
+        }
+        self.flagged
+            .iter()
+            .any(|(g, k)| k == kind && g.as_deref().is_none_or(|g| g == group))
+            || CLUSTER_SCOPED_KINDS.contains(&kind)
+    }
+}
+
 /// Gives a namespaced resource without a namespace the `default` one.
-pub fn default_namespace(object: &mut Value) {
+pub fn default_namespace(object: &mut Value, scopes: &Scopes) {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-    if kind.is_empty() || CLUSTER_SCOPED_KINDS.contains(&kind) {
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if kind.is_empty() || scopes.is_cluster_scoped(api_version, kind) {
         return;
     }
     let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {

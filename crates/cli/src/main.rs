@@ -83,6 +83,10 @@ enum Command {
         /// Kyverno does.
         #[arg(long = "message-format", value_enum, default_value_t = MessageFormatArg::Bylaw)]
         message_format: MessageFormatArg,
+        /// A custom kind whose objects live outside namespaces (`Kind` or `group/Kind`;
+        /// repeatable). CustomResourceDefinitions among the inputs are read too.
+        #[arg(long = "cluster-scoped")]
+        cluster_scoped: Vec<String>,
     },
     /// Query JSON with JMESPath and Kyverno's functions.
     Jp(jp_cmd::JpArgs),
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
             detailed_results,
             output,
             message_format,
+            cluster_scoped,
         } => run_test(
             &dirs,
             &file_name,
@@ -123,6 +128,7 @@ fn main() -> ExitCode {
                 format: output,
                 message_format,
             },
+            cluster_scoped,
         ),
         Command::Jp(args) => jp_cmd::run(args),
         Command::Crds { out_dir } => write_crds(out_dir),
@@ -159,6 +165,7 @@ fn run_test(
     file_name: &str,
     selector: &str,
     output: TestOutput,
+    cluster_scoped: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
     let TestOutput {
         fail_only,
@@ -170,6 +177,7 @@ fn run_test(
     let options = test_cmd::SuiteOptions {
         selector: test_cmd::CaseSelector::parse(selector)?,
         message_format: message_format.into(),
+        cluster_scoped,
     };
     let mut suites = Vec::new();
     for dir in dirs {

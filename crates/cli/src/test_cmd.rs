@@ -253,6 +253,8 @@ pub struct SuiteOptions {
     pub selector: CaseSelector,
     /// How rule messages are shown (`--message-format`).
     pub message_format: MessageFormat,
+    /// Kinds named cluster-scoped on the command line (`--cluster-scoped`).
+    pub cluster_scoped: Vec<String>,
 }
 
 /// Runs every Test document of one suite file.
@@ -339,8 +341,27 @@ fn run_suite(
     for p in paths("resources") {
         resources.extend(read_documents(&p)?);
     }
+    let mut targets: Vec<Value> = Vec::new();
+    for p in paths("targetResources") {
+        targets.extend(read_documents(&p)?.into_iter().map(|d| d.value));
+    }
+    let cluster_files = paths("clusterResources");
+    let cluster_objects = ClusterData::read_cluster_resources(&cluster_files, base)?;
+    // Custom kinds are cluster-scoped when a CustomResourceDefinition among the inputs says so.
+    let mut scopes = load::Scopes::with_flags(&options.cluster_scoped);
+    scopes.learn(
+        policy_docs
+            .iter()
+            .chain(&resources)
+            .map(|d| &d.value)
+            .chain(&targets)
+            .chain(&cluster_objects),
+    );
     for resource in &mut resources {
-        load::default_namespace(&mut resource.value);
+        load::default_namespace(&mut resource.value, &scopes);
+    }
+    for target in &mut targets {
+        load::default_namespace(target, &scopes);
     }
     let mut values = match get_ci(doc, "variables").and_then(Value::as_str) {
         Some(v) => load::read_values(&base.join(v))?,
@@ -359,7 +380,7 @@ fn run_suite(
     let mut clone_sources = Vec::new();
     for file in rows.iter().filter_map(|r| r.clone_source_file.as_ref()) {
         for mut source in read_documents(file)? {
-            load::default_namespace(&mut source.value);
+            load::default_namespace(&mut source.value, &scopes);
             if !clone_sources.contains(&source.value) {
                 clone_sources.push(source.value);
             }
@@ -374,14 +395,7 @@ fn run_suite(
             runs.push(Some(operation));
         }
     }
-    let mut targets = Vec::new();
-    for p in paths("targetResources") {
-        for mut target in read_documents(&p)? {
-            load::default_namespace(&mut target.value);
-            targets.push(target.value);
-        }
-    }
-    let cluster = cluster_data(doc, base, &resources, &targets)?;
+    let cluster = cluster_data(doc, base, &resources, &targets, cluster_objects)?;
     let setting = Setting {
         values: &values,
         user: &user,
@@ -442,6 +456,7 @@ fn run_suite(
     let suite = Suite {
         bundle: &bundle,
         evaluated: &evaluated,
+        scopes: &scopes,
     };
     for row in selected {
         if row.resources.is_empty() {
@@ -465,20 +480,20 @@ fn cluster_data(
     base: &Path,
     resources: &[load::Document],
     targets: &[Value],
+    cluster_objects: Vec<Value>,
 ) -> Result<ClusterData> {
-    let files: Vec<PathBuf> = bylaw_engine::matching::string_list(get_ci(doc, "clusterResources"))
-        .iter()
-        .map(|p| base.join(p))
-        .collect();
+    let enabled = get_ci(doc, "clusterResources")
+        .and_then(Value::as_array)
+        .is_some_and(|files| !files.is_empty());
     let mut objects: Vec<Value> = resources.iter().map(|r| r.value.clone()).collect();
     objects.extend(targets.iter().cloned());
-    objects.extend(ClusterData::read_cluster_resources(&files, base)?);
+    objects.extend(cluster_objects);
     if let Some(context) = get_ci(doc, "context").and_then(Value::as_str) {
         // Read so that a broken file is an error, not silently ignored.
         read_documents(&base.join(context))?;
     }
     Ok(ClusterData {
-        enabled: !files.is_empty(),
+        enabled,
         objects: bylaw_engine::generate::ObjectStore(objects),
         api_mocks: match get_ci(doc, "apiCallResponses") {
             Some(mocks) => ClusterData::parse_api_mocks(mocks)?,
@@ -625,6 +640,7 @@ impl RowSpec {
 struct Suite<'a> {
     bundle: &'a PolicyBundle,
     evaluated: &'a [Evaluated],
+    scopes: &'a load::Scopes,
 }
 
 impl Suite<'_> {
@@ -697,7 +713,7 @@ impl Suite<'_> {
             }
             // Kyverno leaves out resources its patched file does not describe.
             if let (Some(file), false) = (&row.patched_file, row.fail_on_missing) {
-                if matches!(expected_patched(&e.patched, file), Ok(None)) {
+                if matches!(expected_patched(&e.patched, file, self.scopes), Ok(None)) {
                     not_in_patched_file += 1;
                     continue;
                 }
@@ -788,7 +804,7 @@ impl Suite<'_> {
             };
             let mismatch = patched
                 .iter()
-                .find_map(|c| compare_patched(&c.patched, file).err());
+                .find_map(|c| compare_patched(&c.patched, file, self.scopes).err());
             result.actual = found.first().map(|(_, s, _)| s.as_str().to_owned());
             // For a mutation, `fail` expects the patched resource NOT to look like the file,
             // as in Kyverno's CLI.
@@ -862,8 +878,8 @@ impl Suite<'_> {
 /// Compares a mutated resource with the expected one in `file` (the document with the same
 /// apiVersion, kind, namespace and name), ignoring nulls and empty maps and lists as Kyverno's
 /// CLI does. The error lists the JSON paths that differ.
-fn compare_patched(actual: &Value, file: &Path) -> Result<(), String> {
-    let expected = expected_patched(actual, file)?.ok_or_else(|| {
+fn compare_patched(actual: &Value, file: &Path, scopes: &load::Scopes) -> Result<(), String> {
+    let expected = expected_patched(actual, file, scopes)?.ok_or_else(|| {
         let kind = actual.get("kind").and_then(Value::as_str).unwrap_or("");
         format!(
             "{}: no {kind} named {:?} to compare the patched resource with",
@@ -884,7 +900,11 @@ fn compare_patched(actual: &Value, file: &Path) -> Result<(), String> {
 
 /// The document of `file` with the same apiVersion, kind, namespace and name as `actual`
 /// (namespaced documents without a namespace are in `default`), if there is one.
-fn expected_patched(actual: &Value, file: &Path) -> Result<Option<Value>, String> {
+fn expected_patched(
+    actual: &Value,
+    file: &Path,
+    scopes: &load::Scopes,
+) -> Result<Option<Value>, String> {
     let docs = read_documents(file).map_err(|e| format!("{e:#}"))?;
     let id = |v: &Value| {
         (
@@ -904,7 +924,7 @@ fn expected_patched(actual: &Value, file: &Path) -> Result<Option<Value>, String
     Ok(docs
         .into_iter()
         .map(|mut d| {
-            load::default_namespace(&mut d.value);
+            load::default_namespace(&mut d.value, scopes);
             d.value
         })
         .find(|d| id(d) == want_id))
