@@ -137,6 +137,10 @@ mod more_tests {
         assert!(wildcard_match("exact", "exact"));
         assert!(!wildcard_match("exact", "exactly"));
         assert!(wildcard_match("*.io/*", "example.io/name"));
+        assert!(wildcard_match("", ""));
+        assert!(!wildcard_match("", "x"));
+        assert!(wildcard_match("kyverno:*", "kyverno:admin"));
+        assert!(wildcard_match("*.svc", "bylaw.bylaw.svc"));
     }
 
     #[test]

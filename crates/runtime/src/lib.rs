@@ -17,6 +17,14 @@
     )
 )]
 
+/// Go- and Kubernetes-compatible pieces the server crates share with the engine, so that each
+/// exists once: Go durations, Kyverno's wildcards, kind selectors.
+pub mod gocompat {
+    pub use bylaw_engine::matching::KindSelector;
+    pub use bylaw_engine::quantity::{format_duration, parse_duration};
+    pub use bylaw_engine::wildcard::wildcard_match;
+}
+
 pub mod admission;
 pub mod evaluator;
 pub mod logging;

@@ -3,44 +3,16 @@
 
 use std::time::Duration;
 
-/// Parses a Go duration string: one or more `<number><unit>` pairs, units `ns`, `us`, `µs`, `ms`,
-/// `s`, `m`, `h`; decimals allowed (`1.5s`). A bare `0` is zero. Negative values are rejected.
+/// Parses a Go duration string (`time.ParseDuration`, bylaw's one implementation): one or more
+/// `<number><unit>` pairs, units `ns`, `us`, `µs`, `ms`, `s`, `m`, `h`; decimals allowed
+/// (`1.5s`). A bare `0` is zero. Negative values are rejected: a timeout cannot be negative.
 pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
-    let text = input.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if text.is_empty() {
-        return Err("empty duration".to_owned());
-    }
-    let mut rest = text;
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("duration {input:?} is missing a unit (e.g. 10s)"))?;
-        let (number, after) = rest.split_at(number_len);
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("invalid number {number:?} in duration {input:?}"))?;
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_len);
-        let seconds_per_unit = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "" => return Err(format!("duration {input:?} is missing a unit (e.g. 10s)")),
-            other => return Err(format!("unknown unit {other:?} in duration {input:?}")),
-        };
-        total += value * seconds_per_unit;
-        rest = next;
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| format!("duration {input:?} is out of range"))
+    let nanos = bylaw_runtime::gocompat::parse_duration(input.trim()).ok_or_else(|| {
+        format!("invalid duration {input:?}: want a Go duration such as 10s or 1m30s")
+    })?;
+    u64::try_from(nanos)
+        .map(Duration::from_nanos)
+        .map_err(|_| format!("duration {input:?} is negative"))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! For `Namespace` objects, the namespace part is also compared with the namespace's own name, so
 //! `[*/*,kube-system,*]` covers the `kube-system` Namespace itself.
 
+use bylaw_runtime::gocompat::{wildcard_match, KindSelector};
 use bylaw_runtime::ReviewRequest;
 
 /// Kyverno's default filters (its Helm chart's `config.resourceFilters`, minus entries naming
@@ -46,50 +47,6 @@ pub struct ResourceFilters {
     entries: Vec<FilterEntry>,
 }
 
-fn is_version(part: &str) -> bool {
-    if part == "*" {
-        return true;
-    }
-    let Some(rest) = part.strip_prefix('v') else {
-        return false;
-    };
-    let digits = rest.chars().take_while(char::is_ascii_digit).count();
-    if digits == 0 {
-        return false;
-    }
-    let tail = rest.get(digits..).unwrap_or_default();
-    if tail.is_empty() {
-        return true;
-    }
-    ["alpha", "beta"].iter().any(|stage| {
-        tail.strip_prefix(stage)
-            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-    })
-}
-
-/// Splits a kind selector into (group, version, kind, subresource), Kyverno's way.
-fn parse_kind_selector(selector: &str) -> (String, String, String, String) {
-    let mut parts: Vec<&str> = selector.split('/').collect();
-    // The last part may carry a sub-resource after a dot (`Pod.status`).
-    if let Some(last) = parts.pop() {
-        parts.extend(last.split('.'));
-    }
-    let s = |v: &str| v.to_owned();
-    let any = || "*".to_owned();
-    match parts.as_slice() {
-        [kind] => (any(), any(), s(kind), String::new()),
-        ["*", "*"] => (any(), any(), any(), any()),
-        ["*", sub] if sub.to_lowercase() == *sub => (any(), any(), any(), s(sub)),
-        [version, kind] if is_version(version) => (any(), s(version), s(kind), String::new()),
-        [kind, sub] => (any(), any(), s(kind), s(sub)),
-        [version, kind, sub] if is_version(version) => (any(), s(version), s(kind), s(sub)),
-        [group, version, kind] => (s(group), s(version), s(kind), String::new()),
-        [group, version, kind, sub] => (s(group), s(version), s(kind), s(sub)),
-        // Unparseable selectors match nothing (Kyverno yields empty parts).
-        _ => (String::new(), String::new(), String::new(), String::new()),
-    }
-}
-
 impl ResourceFilters {
     /// Parses `[Kind,Namespace,Name]` entries; whitespace and newlines between entries are ignored.
     pub fn parse(spec: &str) -> Result<Self, FilterError> {
@@ -114,7 +71,12 @@ impl ResourceFilters {
                 [kind, namespace, name] => (*kind, *namespace, *name),
                 _ => return Err(FilterError::TooManyParts(inner.to_owned())),
             };
-            let (group, version, kind, subresource) = parse_kind_selector(kind);
+            let KindSelector {
+                group,
+                version,
+                kind,
+                subresource,
+            } = KindSelector::parse(kind);
             entries.push(FilterEntry {
                 group,
                 version,
@@ -169,39 +131,6 @@ impl ResourceFilters {
     }
 }
 
-/// Glob match with `*` (any run, possibly empty) and `?` (exactly one character); no recursion.
-pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    let text: Vec<char> = text.chars().collect();
-    let (mut p, mut t) = (0usize, 0usize);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some('*') => {
-                backtrack = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == '?' || Some(&c) == text.get(t) => {
-                p += 1;
-                t += 1;
-            }
-            _ => match backtrack {
-                Some((star_p, star_t)) => {
-                    p = star_p + 1;
-                    t = star_t + 1;
-                    backtrack = Some((star_p, star_t + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern
-        .get(p..)
-        .unwrap_or_default()
-        .iter()
-        .all(|&c| c == '*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,30 +162,6 @@ mod tests {
             old_object: None,
             dry_run: false,
             options: None,
-        }
-    }
-
-    #[test]
-    fn wildcards() {
-        let cases = [
-            ("*", "", true),
-            ("*", "anything", true),
-            ("", "", true),
-            ("", "x", false),
-            ("kyverno:*", "kyverno:admin", true),
-            ("kyverno:*", "kube:admin", false),
-            ("?od", "Pod", true),
-            ("?od", "Pods", false),
-            ("a*b*c", "axxbyyc", true),
-            ("a*b*c", "axxbyy", false),
-            ("*.svc", "bylaw.bylaw.svc", true),
-        ];
-        for (pattern, text, expected) in cases {
-            assert_eq!(
-                wildcard_match(pattern, text),
-                expected,
-                "{pattern:?} vs {text:?}"
-            );
         }
     }
 
