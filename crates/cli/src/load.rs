@@ -19,10 +19,11 @@ pub struct Document {
 }
 
 /// Reads every YAML document of a file, or of every `.yaml`/`.yml`/`.json` file below a
-/// directory (sorted, so results are deterministic).
+/// directory (sorted, so results are deterministic; hidden directories skipped), walked as
+/// `bylaw serve --policies` walks it.
 pub fn read_documents(path: &Path) -> Result<Vec<Document>> {
     let mut files = Vec::new();
-    collect_files(path, &mut files)?;
+    bylaw_runtime::sources::collect_files(path, &mut files)?;
     let mut docs = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file)
@@ -46,31 +47,6 @@ pub fn read_documents(path: &Path) -> Result<Vec<Document>> {
         }
     }
     Ok(docs)
-}
-
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if meta.is_file() {
-        out.push(path.to_path_buf());
-        return Ok(());
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| format!("cannot list {}", path.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for entry in entries {
-        if entry.is_dir() {
-            collect_files(&entry, out)?;
-        } else if matches!(
-            entry.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        ) {
-            out.push(entry);
-        }
-    }
-    Ok(())
 }
 
 /// Policies and exceptions found among documents; other kinds are returned as unsupported.

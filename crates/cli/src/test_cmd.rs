@@ -13,6 +13,8 @@ use bylaw_engine::response::{MessageFormat, RuleStatus};
 use serde::Serialize;
 use serde_json::Value;
 
+use bylaw_runtime::sources::Hidden;
+
 use crate::cluster::ClusterData;
 use crate::load::{self, get_ci, read_documents, PolicyBundle, Values};
 use crate::run::{run_resource, Setting};
@@ -109,27 +111,12 @@ impl CaseSelector {
     }
 }
 
-/// Finds every suite file named `file_name` below `dir` (dot-folders included), sorted.
+/// Finds every suite file named `file_name` below `dir` (dot-folders included, as Kyverno's
+/// CLI looks into `.kyverno-test`), sorted.
 pub fn find_suites(dir: &Path, file_name: &str) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
-    if dir.is_file() {
-        found.push(dir.to_path_buf());
-        return Ok(found);
-    }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        let entries = std::fs::read_dir(&current)
-            .with_context(|| format!("cannot list {}", current.display()))?;
-        for entry in entries.filter_map(|e| e.ok()) {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.file_name().and_then(|n| n.to_str()) == Some(file_name) {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
+    let named = |path: &Path| path.file_name().and_then(|n| n.to_str()) == Some(file_name);
+    bylaw_runtime::sources::walk_files(dir, Hidden::Include, &named, &mut found)?;
     Ok(found)
 }
 

@@ -503,3 +503,38 @@ results:
         stdout(&out)
     );
 }
+
+#[test]
+fn apply_reads_a_policy_directory_as_serve_does() {
+    // One walker: hidden directories (test fixtures in a policy repository) are skipped by
+    // `bylaw apply DIR` as by `bylaw serve --policies DIR`.
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo_root().join("examples/require-team-label");
+    std::fs::copy(root.join("policy.yaml"), dir.path().join("policy.yaml")).unwrap();
+    let hidden = dir.path().join(".kyverno-test");
+    std::fs::create_dir(&hidden).unwrap();
+    std::fs::copy(
+        repo_root().join("examples/disallow-latest-tag/policy.yaml"),
+        hidden.join("policy.yaml"),
+    )
+    .unwrap();
+    let out = bylaw(&[
+        "apply",
+        dir.path().to_str().unwrap(),
+        "-r",
+        "examples/disallow-latest-tag/resource.yaml",
+        "-o",
+        "json",
+    ]);
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let policies: std::collections::BTreeSet<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["policy"].as_str())
+        .collect();
+    assert_eq!(
+        policies.into_iter().collect::<Vec<_>>(),
+        ["require-team-label"]
+    );
+}

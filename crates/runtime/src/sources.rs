@@ -108,15 +108,48 @@ fn read_error(path: &Path, error: &std::io::Error) -> SourceError {
 
 /// Every `.yaml`, `.yml` and `.json` file of `root` (a file, or a directory walked recursively in
 /// name order). Hidden directories are skipped: in a policy repository they hold test fixtures
-/// (`.kyverno-test`), not policies.
+/// (`.kyverno-test`), not policies. `bylaw serve --policies` and `bylaw apply` read files this
+/// way, so both see the same policies.
 pub fn collect_files(root: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
-    collect_files_at(root, out, 0)
+    walk_files(root, Hidden::Skip, &is_manifest, out)
+}
+
+/// Whether a file name ends in `.yaml`, `.yml` or `.json`.
+pub fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Whether a walk enters hidden (dot) directories and takes hidden files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hidden {
+    Skip,
+    Include,
+}
+
+/// The one directory walker: the files below `root` that `accept` takes, in name order (`root`
+/// itself when it is a file). Directories deeper than [`MAX_DIRECTORY_DEPTH`] are not entered.
+pub fn walk_files(
+    root: &Path,
+    hidden: Hidden,
+    accept: &dyn Fn(&Path) -> bool,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), SourceError> {
+    walk_files_at(root, hidden, accept, out, 0)
 }
 
 /// Directories nested deeper than this are not walked (symlink loops, hostile trees).
-const MAX_DIRECTORY_DEPTH: usize = 32;
+pub const MAX_DIRECTORY_DEPTH: usize = 32;
 
-fn collect_files_at(path: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<(), SourceError> {
+fn walk_files_at(
+    path: &Path,
+    hidden: Hidden,
+    accept: &dyn Fn(&Path) -> bool,
+    out: &mut Vec<PathBuf>,
+    depth: usize,
+) -> Result<(), SourceError> {
     let meta = std::fs::metadata(path).map_err(|e| read_error(path, &e))?;
     if meta.is_file() {
         out.push(path.to_path_buf());
@@ -131,19 +164,16 @@ fn collect_files_at(path: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result
         .collect();
     entries.sort();
     for entry in entries {
-        let hidden = entry
+        let is_hidden = entry
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with('.'));
-        if hidden {
+        if is_hidden && hidden == Hidden::Skip {
             continue;
         }
         if entry.is_dir() {
-            collect_files_at(&entry, out, depth + 1)?;
-        } else if matches!(
-            entry.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        ) {
+            walk_files_at(&entry, hidden, accept, out, depth + 1)?;
+        } else if accept(&entry) {
             out.push(entry);
         }
     }
@@ -442,6 +472,42 @@ mod tests {
         assert_eq!(source.poll().unwrap().unwrap().len(), 4);
         std::fs::remove_file(dir.path().join("c.yaml")).unwrap();
         assert_eq!(source.poll().unwrap().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn the_walker_takes_hidden_directories_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            &dir.path().join("b/kyverno-test.yaml"),
+            "kind: Test
+",
+        );
+        write(
+            &dir.path().join(".kyverno-test/kyverno-test.yaml"),
+            "kind: Test
+",
+        );
+        write(
+            &dir.path().join("a/other.yaml"),
+            "kind: Test
+",
+        );
+        let named = |p: &Path| p.file_name().and_then(|n| n.to_str()) == Some("kyverno-test.yaml");
+        let relative = |files: Vec<PathBuf>| -> Vec<String> {
+            files
+                .iter()
+                .map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string())
+                .collect()
+        };
+        let mut all = Vec::new();
+        walk_files(dir.path(), Hidden::Include, &named, &mut all).unwrap();
+        assert_eq!(
+            relative(all),
+            [".kyverno-test/kyverno-test.yaml", "b/kyverno-test.yaml"]
+        );
+        let mut visible = Vec::new();
+        walk_files(dir.path(), Hidden::Skip, &named, &mut visible).unwrap();
+        assert_eq!(relative(visible), ["b/kyverno-test.yaml"]);
     }
 
     #[test]
