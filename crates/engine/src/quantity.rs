@@ -582,9 +582,16 @@ fn parse_go_int(s: &str) -> Option<i64> {
     s.parse().ok()
 }
 
-/// Go's `fmt.Sprintf("%v", f)` for a finite float64: shortest digits, `%e` form when the
-/// decimal exponent is below -4 or at least 6 (Go's `%g` rule for shortest precision).
+/// Go's `fmt.Sprintf("%v", f)` for a float64: shortest digits, `%e` form when the
+/// decimal exponent is below -4 or at least 6 (Go's `%g` rule for shortest precision). The one
+/// `%v` float formatter of the engine (quantities from numbers, `%v` in messages).
 pub(crate) fn go_format_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".to_owned();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
+    }
     let exp_form = format!("{f:e}");
     let (negative, body) = match exp_form.strip_prefix('-') {
         Some(body) => (true, body),
@@ -1195,6 +1202,8 @@ mod tests {
         assert_eq!(go_format_float(-2.5), "-2.5");
         assert_eq!(go_format_float(1e21), "1e+21");
         assert_eq!(go_format_float(1.5e300), "1.5e+300");
+        assert_eq!(go_format_float(f64::NAN), "NaN");
+        assert_eq!(go_format_float(f64::NEG_INFINITY), "-Inf");
         assert_eq!(Quantity::from_f64(1e6), Some(q("1M")));
         assert_eq!(Quantity::from_f64(1.5e-10), Some(q("1n")));
         assert!(Quantity::from_f64(f64::NAN).is_none());

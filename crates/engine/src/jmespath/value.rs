@@ -217,7 +217,7 @@ fn write_go_debug(out: &mut String, value: &Value, depth: usize) {
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => {
             let f = n.as_f64().unwrap_or(0.0);
-            let _ = write!(out, "{}", go_g(f));
+            let _ = write!(out, "{}", crate::quantity::go_format_float(f));
         }
         Value::String(s) => out.push_str(s),
         Value::Array(items) => {
@@ -246,28 +246,6 @@ fn write_go_debug(out: &mut String, value: &Value, depth: usize) {
             }
             out.push(']');
         }
-    }
-}
-
-/// Go's `%v` for a float64: shortest digits, exponent form below 1e-4 or from 1e21 up.
-pub(crate) fn go_g(f: f64) -> String {
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-4..1e21).contains(&abs) {
-        let formatted = format!("{f:e}");
-        let (mantissa, exponent) = formatted
-            .split_once('e')
-            .unwrap_or((formatted.as_str(), "0"));
-        let exp: i32 = exponent.parse().unwrap_or(0);
-        return if exp < 0 {
-            format!("{mantissa}e-{:02}", -exp)
-        } else {
-            format!("{mantissa}e+{exp:02}")
-        };
-    }
-    if f.fract() == 0.0 {
-        format!("{f:.0}")
-    } else {
-        format!("{f}")
     }
 }
 

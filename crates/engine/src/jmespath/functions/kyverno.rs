@@ -505,7 +505,7 @@ fn lookup(c: &mut Call<'_, '_, '_>) -> Out {
             if !key.is_finite() || key.fract() != 0.0 {
                 return Err(c.error(format!(
                     "argument #2: expected an integer number but got: {}",
-                    crate::jmespath::value::go_g(key)
+                    crate::quantity::go_format_float(key)
                 )));
             }
             if key < 0.0 {
