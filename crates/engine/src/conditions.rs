@@ -15,6 +15,7 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
+use crate::pattern::{split_range, ScalarPattern};
 use crate::quantity::{go_format_float, parse_duration, Quantity};
 
 /// Nesting depth beyond which deep comparison and stringification give up (hostile input).
@@ -618,7 +619,7 @@ fn key_in_values(key: &str, value: &Value) -> Option<bool> {
             if wildcard_match(v, key) {
                 return Some(true);
             }
-            if string_operator(v) == StringOperator::InRange {
+            if is_range(v) {
                 return Some(validate_string_patterns(key, v));
             }
             let list = json_string_list_or_self(v)?;
@@ -637,7 +638,7 @@ fn value_set(keys: &[String], value: &Value) -> Option<Result<Vec<String>, SetSh
             if keys.len() == 1 && keys.first().is_some_and(|k| k == v) {
                 return Some(Err(SetShortcut::SingleKeyEqualsValue));
             }
-            if string_operator(v) == StringOperator::InRange {
+            if is_range(v) {
                 return Some(Err(SetShortcut::Range(v.clone())));
             }
             json_string_list_or_self(v).map(Ok)
@@ -731,116 +732,19 @@ fn json_to_string_list(json: &Value) -> Option<Vec<String>> {
 
 // ---- range strings ("1-10", "1Gi!-2Gi") as Kyverno's pattern validation reads them ----
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum StringOperator {
-    Equal,
-    NotEqual,
-    More,
-    MoreEqual,
-    Less,
-    LessEqual,
-    InRange,
-    NotInRange,
+/// Whether a set value is a range (`a-b`), as Kyverno's `GetOperatorFromStringPattern` decides:
+/// no comparison prefix, not an out-of-range `a!-b`.
+fn is_range(pattern: &str) -> bool {
+    pattern.len() >= 2
+        && !pattern.starts_with(['>', '<', '!'])
+        && split_range(pattern, "!-").is_none()
+        && split_range(pattern, "-").is_some()
 }
 
-fn string_operator(pattern: &str) -> StringOperator {
-    if pattern.len() < 2 {
-        return StringOperator::Equal;
-    }
-    if pattern.starts_with(">=") {
-        return StringOperator::MoreEqual;
-    }
-    if pattern.starts_with("<=") {
-        return StringOperator::LessEqual;
-    }
-    if pattern.starts_with('>') {
-        return StringOperator::More;
-    }
-    if pattern.starts_with('<') {
-        return StringOperator::Less;
-    }
-    if pattern.starts_with('!') {
-        return StringOperator::NotEqual;
-    }
-    if range_bounds(pattern, "!-").is_some() {
-        return StringOperator::NotInRange;
-    }
-    if range_bounds(pattern, "-").is_some() {
-        return StringOperator::InRange;
-    }
-    StringOperator::Equal
-}
-
-/// Splits `<digit>…<separator><digit>…` (exactly one `-` in the whole pattern) into bounds.
-fn range_bounds<'a>(pattern: &'a str, separator: &str) -> Option<(&'a str, &'a str)> {
-    if pattern.matches('-').count() != 1 {
-        return None;
-    }
-    let (left, right) = pattern.split_once(separator)?;
-    let starts_with_digit = |s: &str| s.bytes().next().is_some_and(|b| b.is_ascii_digit());
-    (starts_with_digit(left) && starts_with_digit(right)).then_some((left, right))
-}
-
-/// Kyverno's string pattern check (`|` for or, `&` for and, comparison prefixes, ranges).
+/// Kyverno checks keys against a range with its pattern validation: the pattern module's.
 fn validate_string_patterns(value: &str, pattern: &str) -> bool {
-    if value == pattern {
-        return true;
-    }
-    pattern.split('|').any(|alternative| {
-        alternative
-            .trim_matches(' ')
-            .split('&')
-            .all(|part| validate_string_pattern(value, part.trim_matches(' '), 0))
-    })
-}
-
-fn validate_string_pattern(value: &str, pattern: &str, depth: usize) -> bool {
-    if depth > 4 {
-        return false;
-    }
-    let op = string_operator(pattern);
-    match op {
-        StringOperator::InRange => range_bounds(pattern, "-").is_some_and(|(low, high)| {
-            validate_string_pattern(value, &format!(">= {low}"), depth + 1)
-                && validate_string_pattern(value, &format!("<= {high}"), depth + 1)
-        }),
-        StringOperator::NotInRange => range_bounds(pattern, "!-").is_some_and(|(low, high)| {
-            validate_string_pattern(value, &format!("< {low}"), depth + 1)
-                || validate_string_pattern(value, &format!("> {high}"), depth + 1)
-        }),
-        _ => {
-            let prefix = match op {
-                StringOperator::MoreEqual | StringOperator::LessEqual => 2,
-                StringOperator::More | StringOperator::Less | StringOperator::NotEqual => 1,
-                _ => 0,
-            };
-            let operand = pattern.get(prefix..).unwrap_or("").trim();
-            compare_string_operand(value, operand, op)
-        }
-    }
-}
-
-fn compare_string_operand(value: &str, pattern: &str, op: StringOperator) -> bool {
-    let ordering = if let (Some(p), Some(v)) = (parse_duration(pattern), parse_duration(value)) {
-        Some(v.cmp(&p))
-    } else if let (Some(p), Some(v)) = (Quantity::parse(pattern), Quantity::parse(value)) {
-        Some(v.cmp(&p))
-    } else {
-        None
-    };
-    match (ordering, op) {
-        (Some(o), StringOperator::Equal) => o == Ordering::Equal,
-        (Some(o), StringOperator::NotEqual) => o != Ordering::Equal,
-        (Some(o), StringOperator::More) => o == Ordering::Greater,
-        (Some(o), StringOperator::MoreEqual) => o != Ordering::Less,
-        (Some(o), StringOperator::Less) => o == Ordering::Less,
-        (Some(o), StringOperator::LessEqual) => o != Ordering::Greater,
-        (Some(_), _) => false,
-        (None, StringOperator::Equal) => wildcard_match(pattern, value),
-        (None, StringOperator::NotEqual) => !wildcard_match(pattern, value),
-        // Ordering operators do not apply to plain strings.
-        (None, _) => false,
-    }
+    ScalarPattern::compile(&Value::String(pattern.to_owned()))
+        .is_some_and(|p| p.matches(Some(&Value::String(value.to_owned()))))
 }
 
 // ---- helpers shared by the operators ----
@@ -1180,6 +1084,12 @@ mod tests {
                 true,
             ),
             (json!("kyverno"), "AnyIn", json!("default"), false),
+            // ranges read as Kyverno's range regexes read them: signed bounds, decimals, units
+            (json!("-3"), "AnyIn", json!("-5-5"), true),
+            (json!("-6"), "AnyIn", json!("-5-5"), false),
+            (json!(["2"]), "AnyIn", json!("1.5-2.5"), true),
+            (json!("1Gi"), "AnyIn", json!("512Mi-2Gi"), true),
+            (json!("3Gi"), "AnyNotIn", json!("512Mi-2Gi"), true),
             (json!(64), "AnyIn", json!("64"), true),
             (json!(1), "AnyIn", json!([1, 2, 3]), true),
             (json!(2.2), "AnyIn", json!([1.1, 2.2, 3.3]), true),

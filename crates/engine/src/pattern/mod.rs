@@ -25,6 +25,7 @@ use serde_json::Value;
 pub use crate::wildcard::{has_wildcard, wildcard_match};
 pub use anchor::{parse_anchor, Anchor, AnchorKind};
 pub use tree::MAX_DEPTH;
+pub(crate) use value::{split_range, ScalarPattern};
 
 /// A pattern that cannot be used: unsupported anchor, malformed existence anchor, unresolvable
 /// `$(...)` reference, or nesting deeper than [`MAX_DEPTH`].

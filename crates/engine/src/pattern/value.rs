@@ -178,8 +178,10 @@ impl Condition {
     }
 }
 
-/// Splits `lo<sep>hi` where both ends look like `[-+|]?digits[.digits][letters]`.
-fn split_range<'a>(text: &'a str, separator: &str) -> Option<(&'a str, &'a str)> {
+/// Splits a range `lo<sep>hi` (`-` in range, `!-` out of range) where both ends look like
+/// `[-+|]?digits[.digits][letters]`, as Kyverno's range regexes read them: the one range
+/// parser for patterns and condition values.
+pub(crate) fn split_range<'a>(text: &'a str, separator: &str) -> Option<(&'a str, &'a str)> {
     let lo_len = range_endpoint_len(text)?;
     let (lo, rest) = text.split_at(lo_len);
     let hi = rest.strip_prefix(separator)?;
