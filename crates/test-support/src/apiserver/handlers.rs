@@ -490,10 +490,14 @@ fn start_watch(
         None | Some("") | Some("0") => WatchStart::Current,
         Some(rv) => WatchStart::After(parse_rv(rv)?),
     };
+    // timeoutSeconds=0 (or none) leaves the watch open until the client or the server ends it.
     let timeout = match call.query.get("timeoutSeconds") {
-        Some(text) => Some(Duration::from_secs(text.parse().map_err(|_| {
-            ApiError::bad_request(format!("invalid timeoutSeconds \"{text}\""))
-        })?)),
+        Some(text) => {
+            let seconds: u64 = text
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds \"{text}\"")))?;
+            (seconds > 0).then(|| Duration::from_secs(seconds))
+        }
         None => None,
     };
     let send_initial_events = call.query.flag("sendInitialEvents");

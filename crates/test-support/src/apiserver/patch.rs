@@ -34,11 +34,33 @@ pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// RFC 6902. Errors carry the failing operation, as the real server's 422 message does.
+/// RFC 6902, with kube-apiserver's reading of `test`: a missing path equals `null` (kube-runtime's
+/// finalizer helper relies on it). Operations apply in order; the first failure fails the patch.
 pub(crate) fn json_patch(target: &mut Value, patch: &Value) -> Result<(), String> {
-    let operations: json_patch::Patch =
-        serde_json::from_value(patch.clone()).map_err(|e| format!("invalid JSON patch: {e}"))?;
-    json_patch::patch(target, &operations).map_err(|e| e.to_string())
+    let Value::Array(operations) = patch else {
+        return Err("a JSON patch must be an array of operations".to_string());
+    };
+    for operation in operations {
+        let is_null_test = operation.get("op").and_then(Value::as_str) == Some("test")
+            && operation.get("value").is_some_and(Value::is_null);
+        if is_null_test {
+            let path = operation
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match target.pointer(path) {
+                None | Some(Value::Null) => continue,
+                Some(found) => {
+                    return Err(format!("testing value {path} failed: {found} is not null"))
+                }
+            }
+        }
+        let single: json_patch::Patch =
+            serde_json::from_value(Value::Array(vec![operation.clone()]))
+                .map_err(|e| format!("invalid JSON patch operation {operation}: {e}"))?;
+        json_patch::patch(target, &single).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 fn directive(value: &Value) -> Option<&str> {
@@ -160,6 +182,21 @@ mod tests {
             &json!({ "a": { "b": null, "d": 3 }, "list": [3], "gone": null }),
         );
         assert_eq!(doc, json!({ "a": { "c": 2, "d": 3 }, "list": [3] }));
+    }
+
+    #[test]
+    fn json_patch_tests_a_missing_path_as_null() {
+        let mut doc = json!({ "metadata": { "name": "x" } });
+        let patch = json!([
+            { "op": "test", "path": "/metadata/finalizers", "value": null },
+            { "op": "add", "path": "/metadata/finalizers", "value": ["f"] },
+        ]);
+        json_patch(&mut doc, &patch).expect("a missing path tests as null");
+        assert_eq!(doc["metadata"]["finalizers"], json!(["f"]));
+        assert!(
+            json_patch(&mut doc, &patch).is_err(),
+            "now present: the test fails"
+        );
     }
 
     #[test]

@@ -7,14 +7,7 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::ResourceExt;
 use serde_json::json;
 
-use crate::{api_code, WAIT};
-
-fn bylaw_crds() -> Vec<serde_json::Value> {
-    bylaw_api::all_crds()
-        .iter()
-        .map(|crd| serde_json::to_value(crd).expect("CRD serializes"))
-        .collect()
-}
+use crate::{api_code, bylaw_crds, WAIT};
 
 fn widget_crd() -> serde_json::Value {
     json!({
@@ -373,4 +366,42 @@ async fn custom_resources_read_list_types_from_the_schema_for_apply() {
         json!([{ "name": "http", "port": 80 }, { "name": "https", "port": 443 }])
     );
     assert_eq!(merged.name_any(), "w");
+}
+
+#[tokio::test]
+async fn bylaw_crds_yaml_applies_server_side_and_reapplying_changes_nothing() {
+    use serde::Deserialize;
+    let server = FakeApiServer::start().await;
+    // Untyped, so the test does not spend its time deserializing large schemas into structs.
+    let crd_resource = ApiResource::erase::<CustomResourceDefinition>(&());
+    let crds: Api<DynamicObject> = Api::all_with(server.client(), &crd_resource);
+    let documents: Vec<serde_json::Value> =
+        serde_yaml_ng::Deserializer::from_str(&bylaw_api::crds_yaml())
+            .map(|doc| serde_json::Value::deserialize(doc).expect("`bylaw crds` output is YAML"))
+            .filter(|doc| !doc.is_null())
+            .collect();
+    assert_eq!(documents.len(), bylaw_api::all_crds().len());
+    let apply = PatchParams::apply("kubectl").force();
+    for crd in &documents {
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        crds.patch(name, &apply, &Patch::Apply(crd)).await.unwrap();
+    }
+    let version = server.resource_version();
+    for crd in &documents {
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        crds.patch(name, &apply, &Patch::Apply(crd)).await.unwrap();
+    }
+    assert_eq!(
+        server.resource_version(),
+        version,
+        "a second apply of the same CRDs writes nothing"
+    );
+    let discovery = Discovery::new(server.client()).run().await.unwrap();
+    assert!(discovery
+        .resolve_gvk(&GroupVersionKind::gvk(
+            "kyverno.io",
+            "v2",
+            "PolicyException"
+        ))
+        .is_some());
 }

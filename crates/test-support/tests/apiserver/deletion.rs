@@ -296,3 +296,25 @@ async fn delete_collection_honours_the_label_selector() {
         .collect();
     assert_eq!(left, vec!["c"]);
 }
+
+#[tokio::test]
+async fn collect_garbage_removes_dependents_whose_owner_never_existed() {
+    let server = FakeApiServer::start().await;
+    let mut dangling = serde_json::to_value(config_map("default", "dangling", json!({}))).unwrap();
+    dangling["metadata"]["ownerReferences"] = json!([{ "apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "00000000-0000-4000-a000-000000000000" }]);
+    server.insert(dangling);
+    server.insert(serde_json::to_value(config_map("default", "free", json!({}))).unwrap());
+    assert!(
+        server
+            .get("v1", "ConfigMap", Some("default"), "dangling")
+            .is_some(),
+        "kept until collected"
+    );
+    server.collect_garbage();
+    assert!(server
+        .get("v1", "ConfigMap", Some("default"), "dangling")
+        .is_none());
+    assert!(server
+        .get("v1", "ConfigMap", Some("default"), "free")
+        .is_some());
+}

@@ -1,6 +1,7 @@
 //! The fake API server, exercised the way bylaw's controllers use a real one: through
 //! `kube::Client`, `kube::Discovery` and kube-runtime watchers over real HTTP.
 
+mod controller;
 mod crds;
 mod crud;
 mod deletion;
@@ -30,6 +31,18 @@ where
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// bylaw's CRDs as JSON, generated once per test binary (generation is slow in debug builds).
+pub fn bylaw_crds() -> Vec<serde_json::Value> {
+    static CRDS: std::sync::OnceLock<Vec<serde_json::Value>> = std::sync::OnceLock::new();
+    CRDS.get_or_init(|| {
+        bylaw_api::all_crds()
+            .iter()
+            .map(|crd| serde_json::to_value(crd).expect("CRD serializes"))
+            .collect()
+    })
+    .clone()
 }
 
 /// Five seconds: generous for a local server, short enough to fail fast.

@@ -445,3 +445,52 @@ async fn a_metadata_watcher_follows_changes_without_data() {
         "metadata-only watch"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_and_watches_at_once_see_every_write() {
+    const WRITERS: usize = 20;
+    const WATCHERS: usize = 5;
+    let server = FakeApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let mut watchers = Vec::new();
+    for _ in 0..WATCHERS {
+        let mut events = watch(
+            &api,
+            &WatchParams::default(),
+            &server.resource_version().to_string(),
+        )
+        .await;
+        watchers.push(tokio::spawn(async move {
+            let mut names = Vec::new();
+            while names.len() < WRITERS {
+                match next(&mut events).await {
+                    WatchEvent::Added(cm) => names.push(cm.name_any()),
+                    WatchEvent::Bookmark(_) => {}
+                    other => panic!("unexpected {}", describe(&other)),
+                }
+            }
+            names.sort();
+            names
+        }));
+    }
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let api = Api::<ConfigMap>::default_namespaced(server.client());
+            tokio::spawn(async move {
+                api.create(
+                    &PostParams::default(),
+                    &config_map("default", &format!("cm-{i:02}"), json!({})),
+                )
+                .await
+                .unwrap();
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let expected: Vec<String> = (0..WRITERS).map(|i| format!("cm-{i:02}")).collect();
+    for watcher in watchers {
+        assert_eq!(watcher.await.unwrap(), expected);
+    }
+}
