@@ -141,7 +141,7 @@ async fn serve(
     let cache = Arc::new(PolicyCache::new(metrics.clone()));
     let source: Arc<dyn PolicySource> = Arc::new(FilePolicySource::new(policies));
     if let ReloadOutcome::Failed(_) = cache.reload_from(source.as_ref()) {
-        tracing::warn!("not ready until the policy files are fixed");
+        tracing::warn!("not ready until the policy files can be read");
     }
 
     let evaluator = Arc::new(PolicyEvaluator::new(cache.clone(), context.clone()));

@@ -696,7 +696,7 @@ spec:
             })
             .collect();
         let cache = Arc::new(PolicyCache::new(Metrics::new("test")));
-        cache.replace(&docs).unwrap();
+        assert!(cache.replace(&docs).rejected.is_empty());
         PolicyEvaluator::new(cache, context)
     }
 
@@ -1059,7 +1059,7 @@ spec:
                 origin: "p".into(),
             })
             .collect();
-        cache.replace(&docs).unwrap();
+        assert!(cache.replace(&docs).rejected.is_empty());
         assert!(evaluator.is_ready());
         // No mutate policy: admitted without a patch.
         assert_eq!(

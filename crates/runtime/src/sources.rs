@@ -38,9 +38,14 @@ pub enum SourceError {
         /// The I/O error.
         reason: String,
     },
-    /// A file is not valid YAML (the text is `FILE:LINE:COL: reason`).
-    #[error("{0}")]
-    Parse(String),
+    /// A file is not valid YAML.
+    #[error("{message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// `FILE:LINE:COL: reason`.
+        message: String,
+    },
     /// A file parses but does not have the expected shape.
     #[error("{path}: {reason}")]
     Invalid {
@@ -51,15 +56,38 @@ pub enum SourceError {
     },
 }
 
+impl SourceError {
+    /// The file the error is about, when there is one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            SourceError::Read { path, .. }
+            | SourceError::Invalid { path, .. }
+            | SourceError::Parse { path, .. } => Some(path),
+        }
+    }
+}
+
+/// Every policy document a source holds now, and the files it could not read: those are
+/// reported and skipped, the other files' documents still load.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PolicyBatch {
+    /// Documents read.
+    pub documents: Vec<PolicyDocument>,
+    /// Files that could not be read or parsed.
+    pub unreadable: Vec<SourceError>,
+}
+
 /// Supplies the full set of policy documents.
 pub trait PolicySource: Send + Sync + 'static {
     /// Short description for logs, e.g. the directories read.
     fn describe(&self) -> String;
 
     /// Every current document when anything may have changed since the last call, `Ok(None)`
-    /// when nothing did. The first call always returns the documents. After an `Err`, the next
-    /// call returns `Ok(None)` until the source changes again, so a broken file is reported once.
-    fn poll(&self) -> Result<Option<Vec<PolicyDocument>>, SourceError>;
+    /// when nothing did. The first call always returns the documents. `Err` means the source
+    /// as a whole cannot be listed (a directory is gone); one bad file is in
+    /// [`PolicyBatch::unreadable`] instead. Changes are reported once: a broken file is not
+    /// reported again until it changes.
+    fn poll(&self) -> Result<Option<PolicyBatch>, SourceError>;
 }
 
 /// Supplies what policies look up outside the request: namespace labels and, through
@@ -152,8 +180,13 @@ fn collect_files_at(path: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result
 
 fn read_yaml_documents(file: &Path) -> Result<Vec<Value>, SourceError> {
     let text = std::fs::read_to_string(file).map_err(|e| read_error(file, &e))?;
-    let docs = bylaw_api::yaml::parse_documents(&text, &file.display().to_string())
-        .map_err(|e| SourceError::Parse(e.to_string()))?;
+    let docs =
+        bylaw_api::yaml::parse_documents(&text, &file.display().to_string()).map_err(|e| {
+            SourceError::Parse {
+                path: file.display().to_string(),
+                message: e.to_string(),
+            }
+        })?;
     let mut out = Vec::with_capacity(docs.len());
     for doc in docs {
         // A `List` (as `kubectl get -o yaml` writes) stands for its items.
@@ -225,23 +258,26 @@ impl PolicySource for FilePolicySource {
             .join(", ")
     }
 
-    fn poll(&self) -> Result<Option<Vec<PolicyDocument>>, SourceError> {
+    fn poll(&self) -> Result<Option<PolicyBatch>, SourceError> {
         let Some(files) = self.watch.changed_files()? else {
             return Ok(None);
         };
-        let mut docs = Vec::new();
+        let mut batch = PolicyBatch::default();
         for file in files {
             let origin = file.display().to_string();
-            docs.extend(
-                read_yaml_documents(&file)?
-                    .into_iter()
-                    .map(|value| PolicyDocument {
-                        value,
-                        origin: origin.clone(),
-                    }),
-            );
+            match read_yaml_documents(&file) {
+                Ok(values) => {
+                    batch
+                        .documents
+                        .extend(values.into_iter().map(|value| PolicyDocument {
+                            value,
+                            origin: origin.clone(),
+                        }))
+                }
+                Err(error) => batch.unreadable.push(error),
+            }
         }
-        Ok(Some(docs))
+        Ok(Some(batch))
     }
 }
 
@@ -425,7 +461,7 @@ mod tests {
             r#"{"kind": "List", "items": [{"kind": "D"}]}"#,
         );
         let source = FilePolicySource::new(vec![dir.path().to_owned()]);
-        let docs = source.poll().unwrap().unwrap();
+        let docs = source.poll().unwrap().unwrap().documents;
         let kinds: Vec<&str> = docs
             .iter()
             .map(|d| d.value["kind"].as_str().unwrap())
@@ -436,22 +472,29 @@ mod tests {
         // Unchanged files are not read again; a changed or new file is noticed.
         assert_eq!(source.poll().unwrap(), None);
         write(&dir.path().join("b.yaml"), "kind: B2\n");
-        let docs = source.poll().unwrap().unwrap();
+        let docs = source.poll().unwrap().unwrap().documents;
         assert_eq!(docs.len(), 3);
         write(&dir.path().join("c.yaml"), "kind: E\n");
-        assert_eq!(source.poll().unwrap().unwrap().len(), 4);
+        assert_eq!(source.poll().unwrap().unwrap().documents.len(), 4);
         std::fs::remove_file(dir.path().join("c.yaml")).unwrap();
-        assert_eq!(source.poll().unwrap().unwrap().len(), 3);
+        assert_eq!(source.poll().unwrap().unwrap().documents.len(), 3);
     }
 
     #[test]
-    fn broken_yaml_is_reported_once_with_its_location() {
+    fn broken_yaml_is_reported_once_with_its_location_and_other_files_still_read() {
         let dir = tempfile::tempdir().unwrap();
         write(&dir.path().join("p.yaml"), "kind: [unclosed\n");
+        write(&dir.path().join("q.yaml"), "kind: Q\n");
         let source = FilePolicySource::new(vec![dir.path().to_owned()]);
-        let err = source.poll().unwrap_err();
-        assert!(matches!(err, SourceError::Parse(_)), "{err}");
+        let batch = source.poll().unwrap().unwrap();
+        assert_eq!(batch.documents.len(), 1);
+        assert_eq!(batch.documents[0].value["kind"], "Q");
+        let [err] = batch.unreadable.as_slice() else {
+            panic!("one unreadable file expected: {:?}", batch.unreadable)
+        };
+        assert!(matches!(err, SourceError::Parse { .. }), "{err}");
         assert!(err.to_string().contains("p.yaml:"), "{err}");
+        assert!(err.path().unwrap().ends_with("p.yaml"), "{err:?}");
         assert_eq!(source.poll().unwrap(), None);
 
         let missing = FilePolicySource::new(vec![dir.path().join("nope")]);

@@ -704,6 +704,7 @@ fn answer_verdict(
             labels.resource(),
         );
     }
+    state.metrics.record_policy_evaluations(&results);
     state
         .metrics
         .record_admission(phase, labels.resource(), allowed, started.elapsed());
