@@ -18,11 +18,13 @@
 )]
 
 pub mod admission;
+pub mod context_scope;
 pub mod evaluator;
 pub mod logging;
 pub mod metrics;
 pub mod policy_cache;
 pub mod results;
+pub mod roles;
 pub mod shutdown;
 pub mod sources;
 
@@ -35,6 +37,7 @@ pub use logging::{init_tracing, LogArgs, LogFormat, LogHandle};
 pub use metrics::Metrics;
 pub use policy_cache::{PolicyCache, ReloadOutcome};
 pub use results::{results_channel, ResultsReceiver, ResultsSender, ReviewOutcomes};
+pub use roles::{RoleIndex, UserRoles};
 pub use shutdown::{os_termination_signal, Shutdown, ShutdownSignal};
 pub use sources::{
     ContextSource, EmptyContext, FileContextSource, FilePolicySource, PolicyDocument, PolicySource,

@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
 pub use bylaw_engine::context::{ContextError, ContextProvider};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use serde_json::Value;
+
+use crate::roles::{RoleIndex, UserRoles};
 
 /// Label the API server puts on every namespace (Kubernetes ≥ 1.21); standalone mode adds it too.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -90,11 +93,23 @@ pub trait PolicySource: Send + Sync + 'static {
     fn poll(&self) -> Result<Option<PolicyBatch>, SourceError>;
 }
 
-/// Supplies what policies look up outside the request: namespace labels and, through
-/// [`ContextProvider`], ConfigMaps and the rest. Must be cheap: it is called per review.
+/// Supplies what policies look up outside the request: namespace labels, the requesting user's
+/// roles and, through [`ContextProvider`], ConfigMaps and the rest. Must be cheap: it is called
+/// per review.
 pub trait ContextSource: ContextProvider + Send + Sync + 'static {
     /// Labels of a namespace, `None` when the namespace is unknown.
     fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>>;
+
+    /// The Roles and ClusterRoles of a user for a request in `namespace` (`None` when
+    /// cluster-scoped); nothing when bindings are unknown.
+    fn user_roles(
+        &self,
+        _username: &str,
+        _groups: &[String],
+        _namespace: Option<&str>,
+    ) -> UserRoles {
+        UserRoles::default()
+    }
 
     /// Re-reads the backing data if it changed; `Ok(true)` when something new is served.
     fn refresh(&self) -> Result<bool, SourceError> {
@@ -288,16 +303,22 @@ pub struct ContextData {
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// (namespace, name) → ConfigMap object
     pub config_maps: BTreeMap<(String, String), Value>,
+    /// RoleBindings, in file order.
+    pub role_bindings: Vec<RoleBinding>,
+    /// ClusterRoleBindings, in file order.
+    pub cluster_role_bindings: Vec<ClusterRoleBinding>,
 }
 
 /// Context read from files: a namespace-labels file (a YAML map `namespace: {label: value}`) and
-/// Kubernetes manifests whose `Namespace` objects add labels and whose `ConfigMap` objects answer
-/// `configMap` context entries. Re-read when the files change.
+/// Kubernetes manifests whose `Namespace` objects add labels, whose `ConfigMap` objects answer
+/// `configMap` context entries and whose `RoleBinding` and `ClusterRoleBinding` objects give
+/// requesting users their roles. Re-read when the files change.
 #[derive(Debug)]
 pub struct FileContextSource {
     labels_file: Option<PathBuf>,
     watch: FileWatch,
     data: RwLock<Arc<ContextData>>,
+    roles: RwLock<Arc<RoleIndex>>,
 }
 
 impl FileContextSource {
@@ -311,6 +332,7 @@ impl FileContextSource {
             labels_file,
             watch: FileWatch::new(roots),
             data: RwLock::new(Arc::new(ContextData::default())),
+            roles: RwLock::new(Arc::new(RoleIndex::default())),
         };
         source.refresh()?;
         Ok(source)
@@ -356,12 +378,35 @@ impl FileContextSource {
                         };
                         data.config_maps.insert((namespace, meta("name")), doc);
                     }
+                    Some("RoleBinding") => {
+                        let mut binding: RoleBinding = typed(file, doc)?;
+                        if binding
+                            .metadata
+                            .namespace
+                            .as_deref()
+                            .is_none_or(str::is_empty)
+                        {
+                            binding.metadata.namespace = Some("default".to_owned());
+                        }
+                        data.role_bindings.push(binding);
+                    }
+                    Some("ClusterRoleBinding") => {
+                        data.cluster_role_bindings.push(typed(file, doc)?);
+                    }
                     _ => {}
                 }
             }
         }
         Ok(data)
     }
+}
+
+/// A manifest read as its Kubernetes type; a malformed one names the file and the field.
+fn typed<T: serde::de::DeserializeOwned>(file: &Path, doc: Value) -> Result<T, SourceError> {
+    serde_path_to_error::deserialize(doc).map_err(|e| SourceError::Invalid {
+        path: file.display().to_string(),
+        reason: format!("{}: {}", e.path(), e.inner()),
+    })
 }
 
 fn read_namespace_labels(
@@ -422,6 +467,13 @@ impl ContextSource for FileContextSource {
             .cloned()
     }
 
+    fn user_roles(&self, username: &str, groups: &[String], namespace: Option<&str>) -> UserRoles {
+        self.roles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .roles_of(username, groups, namespace)
+    }
+
     fn refresh(&self) -> Result<bool, SourceError> {
         let Some(files) = self.watch.changed_files()? else {
             return Ok(false);
@@ -431,6 +483,8 @@ impl ContextSource for FileContextSource {
         if **current == data {
             return Ok(false);
         }
+        let roles = RoleIndex::new(&data.role_bindings, &data.cluster_role_bindings);
+        *self.roles.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(roles);
         *current = Arc::new(data);
         Ok(true)
     }
@@ -514,7 +568,22 @@ mod tests {
             &manifests,
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: search\n  labels: {team: search}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: registries\n  namespace: platform\ndata:\n  allowed: ghcr.io\n",
         );
-        let source = FileContextSource::load(Some(labels.clone()), vec![manifests]).unwrap();
+        let bindings = dir.path().join("bindings.yaml");
+        write(
+            &bindings,
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: admins\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects:\n  - {kind: Group, name: platform}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: deployers\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}\nsubjects:\n  - {kind: User, name: alice}\n",
+        );
+        let source =
+            FileContextSource::load(Some(labels.clone()), vec![manifests, bindings.clone()])
+                .unwrap();
+        let admin = source.user_roles("bob", &["platform".to_owned()], None);
+        assert_eq!(admin.cluster_roles, ["cluster-admin"]);
+        // A RoleBinding without a namespace is in `default`, as kubectl would create it.
+        assert_eq!(
+            source.user_roles("alice", &[], Some("x")).roles,
+            ["default:deployer"]
+        );
+        assert_eq!(source.user_roles("carol", &[], None), UserRoles::default());
         let payments = source.namespace_labels("payments").unwrap();
         assert_eq!(payments["team"], "payments");
         assert_eq!(payments["tier"], "1");
@@ -534,6 +603,20 @@ mod tests {
         assert_eq!(
             source.namespace_labels("payments").unwrap()["team"],
             "billing"
+        );
+
+        // A malformed binding names its file and field; the previous data stays.
+        write(
+            &bindings,
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: admins\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\nsubjects: everyone\n",
+        );
+        let err = source.refresh().unwrap_err();
+        assert!(err.to_string().contains("bindings.yaml: subjects"), "{err}");
+        assert_eq!(
+            source
+                .user_roles("bob", &["platform".to_owned()], None)
+                .cluster_roles,
+            ["cluster-admin"]
         );
 
         // A malformed file is an error and the previous data stays.
