@@ -23,6 +23,7 @@ pub mod evaluator;
 pub mod logging;
 pub mod metrics;
 pub mod policy_cache;
+pub mod policy_index;
 pub mod results;
 pub mod roles;
 pub mod shutdown;

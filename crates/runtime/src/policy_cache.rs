@@ -142,7 +142,12 @@ pub fn compile_one(doc: &PolicyDocument) -> Result<Compiled, Box<PolicyError>> {
     };
     match compile_document(value) {
         Ok(CompiledDocument::Policy(policy)) => {
-            let unsupported = policy.unsupported_rules();
+            let mut unsupported = policy.unsupported_rules();
+            // Autogen copies repeat their rule's problem; name the rules the user wrote.
+            let written = |name: &str| policy.rules.iter().any(|r| r.name == name && !r.autogen);
+            if unsupported.iter().any(|u| written(&u.rule)) {
+                unsupported.retain(|u| written(&u.rule));
+            }
             if unsupported.is_empty() {
                 Ok(Compiled::Policy(Arc::new(*policy)))
             } else {
