@@ -11,9 +11,11 @@
     )
 )]
 
+pub mod context;
 pub mod events;
 pub mod leader;
 pub mod policies;
+pub mod service_call;
 pub mod status;
 
 pub use leader::{leadership, Leadership, LeadershipSender};

@@ -297,7 +297,11 @@ fn apply_batch(
             KindEvent::InitDone(kind) => {
                 let removed = index.finish_relist(kind);
                 if removed > 0 {
-                    tracing::info!(kind = kind.as_str(), removed, "policies gone while not watching");
+                    tracing::info!(
+                        kind = kind.as_str(),
+                        removed,
+                        "policies gone while not watching"
+                    );
                 }
                 // Install after every complete list, even an empty one: it may be the first.
                 changed = true;
