@@ -11,6 +11,7 @@
     )
 )]
 
+pub mod cluster;
 pub mod context;
 pub mod events;
 pub mod leader;
@@ -18,4 +19,6 @@ pub mod policies;
 pub mod service_call;
 pub mod status;
 
+pub use cluster::{Cluster, ClusterOptions, Running};
+pub use context::{ClusterContext, ClusterContextConfig};
 pub use leader::{leadership, Leadership, LeadershipSender};
