@@ -119,7 +119,11 @@ pub struct ClusterArgs {
 
     /// Let `apiCall.service` call URLs (never loopback, link-local or metadata addresses, never
     /// with bylaw's token). Off by default.
-    #[arg(long = "allow-service-calls", conflicts_with = "policies", env = "BYLAW_ALLOW_SERVICE_CALLS")]
+    #[arg(
+        long = "allow-service-calls",
+        conflicts_with = "policies",
+        env = "BYLAW_ALLOW_SERVICE_CALLS"
+    )]
     allow_service_calls: bool,
 
     /// Longest an `apiCall` (API server or service) or a first ConfigMap fetch may take.
