@@ -2,8 +2,9 @@
 //! the in-cluster mode. Every object it creates has a name unique to the run and is deleted at
 //! the end; it registers no webhook, so it cannot disturb other users of the cluster.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -11,50 +12,9 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::Client;
 use serde_json::{json, Value};
+use support::Serve;
 
 const MANAGER: &str = "bylaw-e2e";
-
-/// `bylaw serve` in cluster mode, stopped with SIGTERM when dropped.
-struct Serve {
-    child: Child,
-    _tls: tempfile::TempDir,
-}
-
-impl Serve {
-    fn start(kubeconfig: &str) -> Serve {
-        let tls = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bylaw"))
-            .args(["serve", "--kubeconfig", kubeconfig])
-            .args(["--namespace", "bylaw-e2e", "--listen", "127.0.0.1:0"])
-            .args(["--dev-tls", "--dev-tls-dir"])
-            .arg(tls.path())
-            .args(["--log-filter", "warn"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        loop {
-            let line = lines
-                .next()
-                .expect("bylaw serve exited before listening")
-                .unwrap();
-            if line.starts_with("bylaw serve: listening on https://") {
-                break;
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-        Serve { child, _tls: tls }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let _ = self.child.wait();
-    }
-}
 
 async fn install_crds(client: &Client) {
     let output = Command::new(env!("CARGO_BIN_EXE_bylaw"))
@@ -145,7 +105,25 @@ async fn policies_applied_in_a_real_cluster_get_their_status() {
     let kubeconfig = std::env::var("KUBECONFIG").expect("make e2e sets KUBECONFIG");
     let client = Client::try_default().await.unwrap();
     install_crds(&client).await;
-    let _serve = Serve::start(&kubeconfig);
+    let serve = Serve::start(&[
+        "--kubeconfig".into(),
+        kubeconfig.into(),
+        "--namespace".into(),
+        "bylaw-e2e".into(),
+    ]);
+    let serve = std::sync::Arc::new(serve);
+    let started = Instant::now();
+    loop {
+        let probe = serve.clone();
+        let status = tokio::task::spawn_blocking(move || probe.request("GET", "/readyz", b"").0)
+            .await
+            .unwrap();
+        if status == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let resource = ApiResource::erase::<bylaw_api::ClusterPolicy>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
@@ -181,4 +159,8 @@ async fn policies_applied_in_a_real_cluster_get_their_status() {
     for name in [&good, &bad] {
         api.delete(name, &DeleteParams::default()).await.unwrap();
     }
+    let serve = std::sync::Arc::try_unwrap(serve).ok().unwrap();
+    tokio::task::spawn_blocking(move || serve.stop())
+        .await
+        .unwrap();
 }
