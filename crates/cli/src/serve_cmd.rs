@@ -108,6 +108,7 @@ pub struct ClusterArgs {
     /// default, as in Kyverno) ignores PolicyExceptions in the cluster.
     #[arg(
         long = "exception-namespace",
+        conflicts_with = "policies",
         env = "BYLAW_EXCEPTION_NAMESPACE",
         default_value = ""
     )]

@@ -113,3 +113,28 @@ fn missing_policy_directory_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn without_policies_or_a_cluster_the_error_says_what_to_pass() {
+    let output = Command::new(env!("CARGO_BIN_EXE_bylaw"))
+        .args(["serve", "--dev-tls", "--listen", "127.0.0.1:0"])
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("pass --policies DIR (standalone) or --kubeconfig FILE (a cluster)"),
+        "{stderr}"
+    );
+
+    // Cluster flags make no sense with files.
+    let output = Command::new(env!("CARGO_BIN_EXE_bylaw"))
+        .args(["serve", "--policies", ".", "--exception-namespace", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}
