@@ -11,7 +11,7 @@ pub mod yaml;
 
 pub use cli::{Test, UserInfo, Values};
 pub use crd::{all_crds, crd_files, crds_yaml};
-pub use kyverno::v1::{ClusterPolicy, Policy, PolicySpec, PolicyStatus, Rule};
+pub use kyverno::v1::{ClusterPolicy, EvaluationStatus, Policy, PolicySpec, PolicyStatus, Rule};
 pub use kyverno::v2::PolicyException;
 pub use policyreport::{ClusterPolicyReport, PolicyReport, PolicyResult};
 pub use yaml::{from_value, parse_documents, to_yaml_string, DecodeError, YamlError};

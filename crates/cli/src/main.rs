@@ -99,7 +99,7 @@ enum Command {
     /// Score bylaw against Kyverno's public policy library (`make conformance`).
     #[command(hide = true)]
     Conformance(conformance::ConformanceArgs),
-    /// Run the admission webhook standalone: policies from files, reloaded when they change.
+    /// Run the admission webhook: policies from files (`--policies`) or from the cluster.
     Serve(Box<serve_cmd::ServeArgs>),
     /// Print the version and the git commit bylaw was built from.
     Version,

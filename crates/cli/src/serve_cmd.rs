@@ -1,5 +1,11 @@
-//! `bylaw serve`: the admission webhook, standalone. Policies come from files and are re-read
-//! when they change; namespace labels and ConfigMaps come from optional files; no cluster needed.
+//! `bylaw serve`: the admission webhook.
+//!
+//! * Standalone (`--policies DIR`): policies come from files and are re-read when they change;
+//!   namespace labels, ConfigMaps and role bindings come from optional files; no cluster needed.
+//! * In a cluster (`--kubeconfig FILE`, or the Pod's service account when neither flag is
+//!   given): policies come from the API server, their status and events go back to it, and
+//!   policies look up namespaces, roles, ConfigMaps and API paths there
+//!   (`bylaw_controller::Cluster`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,12 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bylaw_controller::events::EventLimits;
+use bylaw_controller::policies::{ExceptionScope, PolicySyncConfig};
+use bylaw_controller::{Cluster, ClusterContext, ClusterContextConfig, ClusterOptions, Leadership};
+use bylaw_runtime::context_scope::DEFAULT_MAX_CONTEXT_BYTES;
 use bylaw_runtime::results::ResultsReceiver;
 use bylaw_runtime::{
     init_tracing, results_channel, ContextSource, EmptyContext, FileContextSource,
     FilePolicySource, LogArgs, Metrics, PolicyCache, PolicyEvaluator, PolicySource, ReloadOutcome,
     RuleResult, Shutdown,
 };
+use bylaw_webhook::config::resolve_namespace;
 use bylaw_webhook::duration::parse_go_duration;
 use bylaw_webhook::{generate_dev_certificate, Server, WebhookConfig};
 use clap::Args;
@@ -24,23 +35,47 @@ const RESULTS_CAPACITY: usize = 4096;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Policy files or directories (ClusterPolicy, Policy, PolicyException; hidden directories are
-    /// skipped). Re-read when a file changes; an invalid file keeps the last good set serving.
-    #[arg(long = "policies", env = "BYLAW_POLICIES", required = true, num_args = 1.., value_delimiter = ',')]
+    /// Standalone mode: policy files or directories (ClusterPolicy, Policy, PolicyException;
+    /// hidden directories are skipped), re-read when a file changes. A file or policy that does
+    /// not load is reported and skipped; the others serve.
+    #[arg(long = "policies", env = "BYLAW_POLICIES", num_args = 1.., value_delimiter = ',', conflicts_with = "kubeconfig")]
     policies: Vec<PathBuf>,
 
-    /// YAML map of namespace → labels, for `namespaceSelector` and failure-action overrides.
-    #[arg(long = "namespace-labels", env = "BYLAW_NAMESPACE_LABELS")]
+    /// In-cluster mode with this kubeconfig (default without `--policies`: the Pod's service
+    /// account). Policies, namespaces, role bindings and ConfigMaps come from the API server.
+    #[arg(long = "kubeconfig", env = "BYLAW_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+
+    /// Standalone: YAML map of namespace → labels, for `namespaceSelector` and failure-action
+    /// overrides.
+    #[arg(
+        long = "namespace-labels",
+        env = "BYLAW_NAMESPACE_LABELS",
+        requires = "policies"
+    )]
     namespace_labels: Option<PathBuf>,
 
-    /// Kubernetes manifests whose Namespaces add labels and whose ConfigMaps answer `configMap`
-    /// context entries (files or directories, repeatable).
-    #[arg(long = "context", env = "BYLAW_CONTEXT", value_delimiter = ',')]
+    /// Standalone: Kubernetes manifests whose Namespaces add labels, whose ConfigMaps answer
+    /// `configMap` context entries and whose RoleBindings and ClusterRoleBindings give users
+    /// their roles (files or directories, repeatable).
+    #[arg(
+        long = "context",
+        env = "BYLAW_CONTEXT",
+        value_delimiter = ',',
+        requires = "policies"
+    )]
     context: Vec<PathBuf>,
 
-    /// How often policy and context files are checked for changes.
+    /// Standalone: how often policy and context files are checked for changes.
     #[arg(long = "reload-interval", env = "BYLAW_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_go_duration)]
     reload_interval: Duration,
+
+    /// Largest total of data (ConfigMaps, API calls) the lookups of one review may return.
+    #[arg(long = "max-context-bytes", env = "BYLAW_MAX_CONTEXT_BYTES", default_value_t = DEFAULT_MAX_CONTEXT_BYTES)]
+    max_context_bytes: usize,
+
+    #[command(flatten)]
+    cluster: ClusterArgs,
 
     /// Serve a freshly generated self-signed certificate (development only); prints its CA.
     #[arg(long = "dev-tls", env = "BYLAW_DEV_TLS", conflicts_with_all = ["tls_cert_file", "tls_key_file"])]
@@ -66,13 +101,68 @@ pub struct ServeArgs {
     log: LogArgs,
 }
 
+/// Flags of the in-cluster mode.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Namespace whose PolicyExceptions are honoured; `*` for every namespace. Empty (the
+    /// default, as in Kyverno) ignores PolicyExceptions in the cluster.
+    #[arg(
+        long = "exception-namespace",
+        conflicts_with = "policies",
+        env = "BYLAW_EXCEPTION_NAMESPACE",
+        default_value = ""
+    )]
+    exception_namespace: String,
+
+    /// Raise PolicyViolation events for Audit failures too (Enforce denials always raise them).
+    #[arg(long = "audit-events", conflicts_with = "policies", env = "BYLAW_AUDIT_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    audit_events: bool,
+
+    /// Let `apiCall.service` call URLs (never loopback, link-local or metadata addresses, never
+    /// with bylaw's token). Off by default.
+    #[arg(
+        long = "allow-service-calls",
+        conflicts_with = "policies",
+        env = "BYLAW_ALLOW_SERVICE_CALLS"
+    )]
+    allow_service_calls: bool,
+
+    /// Longest an `apiCall` (API server or service) or a first ConfigMap fetch may take.
+    #[arg(long = "api-call-timeout", conflicts_with = "policies", env = "BYLAW_API_CALL_TIMEOUT", default_value = "2s", value_parser = parse_go_duration)]
+    api_call_timeout: Duration,
+
+    /// Largest `apiCall` response, in bytes.
+    #[arg(long = "api-call-max-bytes", conflicts_with = "policies", env = "BYLAW_API_CALL_MAX_BYTES", default_value_t = 2 * 1024 * 1024)]
+    api_call_max_bytes: usize,
+
+    /// How long an `apiCall` GET answer of the API server is reused.
+    #[arg(long = "api-call-cache-ttl", conflicts_with = "policies", env = "BYLAW_API_CALL_CACHE_TTL", default_value = "5s", value_parser = parse_go_duration)]
+    api_call_cache_ttl: Duration,
+}
+
+/// Where policies come from.
+enum Mode {
+    Files {
+        policies: Vec<PathBuf>,
+        context: Arc<dyn ContextSource>,
+        reload_interval: Duration,
+    },
+    Cluster {
+        kubeconfig: Option<PathBuf>,
+        args: ClusterArgs,
+    },
+}
+
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     // Destructured so that a new flag cannot be silently ignored.
     let ServeArgs {
         policies,
+        kubeconfig,
         namespace_labels,
         context,
         reload_interval,
+        max_context_bytes,
+        cluster,
         dev_tls,
         dev_tls_dir,
         dev_tls_names,
@@ -80,21 +170,35 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         log,
     } = args;
     init_tracing(log.format, &log.filter)?;
-    for path in &policies {
-        anyhow::ensure!(
-            path.exists(),
-            "--policies {}: no such file or directory",
-            path.display()
-        );
-    }
-    let context: Arc<dyn ContextSource> = if namespace_labels.is_none() && context.is_empty() {
-        Arc::new(EmptyContext)
+    let mode = if policies.is_empty() {
+        Mode::Cluster {
+            kubeconfig,
+            args: cluster,
+        }
     } else {
-        Arc::new(
-            FileContextSource::load(namespace_labels, context)
-                .context("reading the context files")?,
-        )
+        for path in &policies {
+            anyhow::ensure!(
+                path.exists(),
+                "--policies {}: no such file or directory",
+                path.display()
+            );
+        }
+        let context: Arc<dyn ContextSource> = if namespace_labels.is_none() && context.is_empty() {
+            Arc::new(EmptyContext)
+        } else {
+            Arc::new(
+                FileContextSource::load(namespace_labels, context)
+                    .context("reading the context files")?,
+            )
+        };
+        Mode::Files {
+            policies,
+            context,
+            reload_interval,
+        }
     };
+    let namespace = resolve_namespace(webhook.own_namespace.as_deref());
+    webhook.own_namespace = Some(namespace.clone());
     if dev_tls {
         let dir = match dev_tls_dir {
             Some(dir) => dir,
@@ -110,7 +214,27 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .thread_name("bylaw-serve")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(policies, context, reload_interval, webhook))?;
+    runtime.block_on(async move {
+        match mode {
+            Mode::Files {
+                policies,
+                context,
+                reload_interval,
+            } => {
+                serve_files(
+                    policies,
+                    context,
+                    reload_interval,
+                    max_context_bytes,
+                    webhook,
+                )
+                .await
+            }
+            Mode::Cluster { kubeconfig, args } => {
+                serve_cluster(kubeconfig, args, namespace, max_context_bytes, webhook).await
+            }
+        }
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -131,20 +255,24 @@ fn write_dev_certificate(dir: &Path, names: &[String]) -> Result<(PathBuf, PathB
     Ok((cert, key))
 }
 
-async fn serve(
+async fn serve_files(
     policies: Vec<PathBuf>,
     context: Arc<dyn ContextSource>,
     reload_interval: Duration,
+    max_context_bytes: usize,
     webhook: WebhookConfig,
 ) -> Result<()> {
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let cache = Arc::new(PolicyCache::new(metrics.clone()));
     let source: Arc<dyn PolicySource> = Arc::new(FilePolicySource::new(policies));
     if let ReloadOutcome::Failed(_) = cache.reload_from(source.as_ref()) {
-        tracing::warn!("not ready until the policy files are fixed");
+        tracing::warn!("not ready until the policy files can be read");
     }
 
-    let evaluator = Arc::new(PolicyEvaluator::new(cache.clone(), context.clone()));
+    let evaluator = Arc::new(
+        PolicyEvaluator::new(cache.clone(), context.clone())
+            .with_max_context_bytes(max_context_bytes),
+    );
     let (results, outcomes) = results_channel(RESULTS_CAPACITY, metrics.clone());
     let server = Server::new_from_config(webhook, evaluator, metrics)?.with_results(results);
     let bound = server.bind().await?;
@@ -157,6 +285,102 @@ async fn serve(
     let signal = shutdown.signal();
     tokio::spawn(cache.watch(source, context, reload_interval, signal.clone()));
     tokio::spawn(log_outcomes(outcomes));
+    shutdown.trigger_on_os_signal();
+    bound.run(signal).await?;
+    Ok(())
+}
+
+/// The API server client: from `--kubeconfig`, else the Pod's service account.
+async fn kube_client(kubeconfig: Option<PathBuf>) -> Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(&path)
+                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using --kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::incluster().context(
+            "no --policies and no --kubeconfig, and not running in a Pod: pass --policies DIR \
+             (standalone) or --kubeconfig FILE (a cluster)",
+        )?,
+    };
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).context("cannot build the API client")?;
+    output::line(&format!(
+        "bylaw serve: policies from the cluster at {server}"
+    ));
+    Ok(client)
+}
+
+async fn serve_cluster(
+    kubeconfig: Option<PathBuf>,
+    args: ClusterArgs,
+    namespace: String,
+    max_context_bytes: usize,
+    webhook: WebhookConfig,
+) -> Result<()> {
+    let ClusterArgs {
+        exception_namespace,
+        audit_events,
+        allow_service_calls,
+        api_call_timeout,
+        api_call_max_bytes,
+        api_call_cache_ttl,
+    } = args;
+    let client = kube_client(kubeconfig).await?;
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let cache = Arc::new(PolicyCache::new(metrics.clone()));
+    let shutdown = Shutdown::new();
+    let signal = shutdown.signal();
+
+    let context = ClusterContext::start(
+        client.clone(),
+        ClusterContextConfig {
+            call_timeout: api_call_timeout,
+            max_response_bytes: api_call_max_bytes,
+            api_call_cache_ttl,
+            allow_service_calls,
+            ..ClusterContextConfig::default()
+        },
+        signal.clone(),
+    );
+    let evaluator = Arc::new(
+        PolicyEvaluator::new(cache.clone(), context.clone())
+            .with_max_context_bytes(max_context_bytes),
+    );
+    let (results, outcomes) = results_channel(RESULTS_CAPACITY, metrics.clone());
+    let server =
+        Server::new_from_config(webhook, evaluator, metrics.clone())?.with_results(results);
+    let bound = server.bind().await?;
+    output::line(&format!(
+        "bylaw serve: listening on https://{}",
+        bound.local_addr()
+    ));
+
+    let cluster = Cluster {
+        client,
+        namespace,
+        cache,
+        metrics,
+        // A single replica leads; the Lease elector replaces this when it lands.
+        leadership: Leadership::always(),
+        shutdown: signal.clone(),
+    };
+    let options = ClusterOptions {
+        policies: PolicySyncConfig {
+            exceptions: ExceptionScope::parse(&exception_namespace),
+            ..PolicySyncConfig::default()
+        },
+        audit_events,
+        event_limits: EventLimits::default(),
+        instance: std::env::var("POD_NAME")
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "bylaw".to_owned()),
+        ..ClusterOptions::default()
+    };
+    tokio::spawn(cluster.run(context, options, outcomes));
     shutdown.trigger_on_os_signal();
     bound.run(signal).await?;
     Ok(())

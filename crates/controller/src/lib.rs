@@ -1,5 +1,6 @@
-//! Controllers that keep the policy cache, webhook configurations and certificates in step with the
-//! cluster. Depends on `bylaw-runtime`.
+//! Controllers that keep the policy cache, policy status, events, webhook configurations and
+//! certificates in step with the cluster. Depends on `bylaw-runtime` (and the engine and api
+//! crates for compiled policies and CRD types).
 #![cfg_attr(
     not(test),
     deny(
@@ -10,6 +11,14 @@
     )
 )]
 
+pub mod cluster;
+pub mod context;
+pub mod events;
 pub mod leader;
+pub mod policies;
+pub mod service_call;
+pub mod status;
 
+pub use cluster::{Cluster, ClusterOptions, Running};
+pub use context::{ClusterContext, ClusterContextConfig};
 pub use leader::{leadership, Leadership, LeadershipSender};

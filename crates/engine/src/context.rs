@@ -20,6 +20,10 @@ pub struct ApiCall {
     pub method: String,
     pub data: Vec<(String, Value)>,
     pub service_url: Option<String>,
+    /// `service.caBundle`: PEM certificates that verify the service.
+    pub service_ca_bundle: Option<String>,
+    /// `service.headers` as (name, value) pairs.
+    pub service_headers: Vec<(String, String)>,
 }
 
 /// Everything the engine needs from outside: the controller implements it against the API
@@ -410,10 +414,35 @@ pub fn load_entries(
                     .pointer("/service/url")
                     .and_then(Value::as_str)
                     .map(str::to_owned),
+                service_ca_bundle: call
+                    .pointer("/service/caBundle")
+                    .and_then(Value::as_str)
+                    .filter(|b| !b.is_empty())
+                    .map(str::to_owned),
+                service_headers: call
+                    .pointer("/service/headers")
+                    .and_then(Value::as_array)
+                    .map(|headers| {
+                        headers
+                            .iter()
+                            .filter_map(|h| {
+                                Some((
+                                    h.get("key")?.as_str()?.to_owned(),
+                                    h.get("value")?.as_str()?.to_owned(),
+                                ))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             };
-            match provider.api_call(&api_call).map_err(|e| e.to_string())? {
-                Some(data) => Some(apply_jmespath(&call, data)?),
-                None => None,
+            match provider.api_call(&api_call) {
+                Ok(Some(data)) => Some(apply_jmespath(&call, data)?),
+                Ok(None) => None,
+                // Kyverno answers a failed call with the entry's `default` when there is one.
+                Err(error) => match call.get("default").filter(|d| !d.is_null()) {
+                    Some(default) => Some(default.clone()),
+                    None => return Err(error.to_string()),
+                },
             }
         } else if let Some(global) = present("globalReference") {
             let global = substitute(global, ctx)?;
@@ -614,5 +643,73 @@ mod tests {
         assert_eq!(doc["serviceAccountName"], "deployer");
         assert_eq!(doc["serviceAccountNamespace"], "ops");
         assert_eq!(doc["request"]["operation"], "CREATE");
+    }
+
+    /// Answers every call with `result` and remembers what it was asked.
+    struct Calls {
+        result: Result<Option<Value>, ContextError>,
+        seen: std::cell::RefCell<Vec<ApiCall>>,
+    }
+
+    impl ContextProvider for Calls {
+        fn api_call(&self, call: &ApiCall) -> Result<Option<Value>, ContextError> {
+            self.seen.borrow_mut().push(call.clone());
+            self.result.clone()
+        }
+    }
+
+    #[test]
+    fn api_calls_carry_the_service_settings_and_fall_back_to_default_on_error() {
+        let entries = [json!({"name": "allowed", "apiCall": {
+            "method": "POST",
+            "data": [{"key": "image", "value": "{{ request.object.image }}"}],
+            "service": {
+                "url": "https://checker.security:8443/check",
+                "caBundle": "-----BEGIN CERTIFICATE-----",
+                "headers": [{"key": "X-Team", "value": "payments"}]
+            },
+            "jmesPath": "allowed",
+            "default": false
+        }})];
+        let failing = Calls {
+            result: Err(ContextError("connection refused".into())),
+            seen: Default::default(),
+        };
+        let mut ctx = json!({"request": {"object": {"image": "nginx"}}});
+        load_entries(&entries, &mut ctx, &failing).unwrap();
+        assert_eq!(ctx["allowed"], json!(false));
+        let call = failing.seen.borrow()[0].clone();
+        assert_eq!(call.method, "POST");
+        assert_eq!(call.data, [("image".to_owned(), json!("nginx"))]);
+        assert_eq!(
+            call.service_url.as_deref(),
+            Some("https://checker.security:8443/check")
+        );
+        assert_eq!(
+            call.service_ca_bundle.as_deref(),
+            Some("-----BEGIN CERTIFICATE-----")
+        );
+        assert_eq!(
+            call.service_headers,
+            [("X-Team".to_owned(), "payments".to_owned())]
+        );
+
+        let answering = Calls {
+            result: Ok(Some(json!({"allowed": true}))),
+            seen: Default::default(),
+        };
+        let mut ctx = json!({"request": {"object": {"image": "nginx"}}});
+        load_entries(&entries, &mut ctx, &answering).unwrap();
+        assert_eq!(ctx["allowed"], json!(true));
+
+        // Without a default the failure is the rule's error.
+        let mut no_default = entries[0].clone();
+        no_default["apiCall"]
+            .as_object_mut()
+            .unwrap()
+            .remove("default");
+        let mut ctx = json!({"request": {"object": {"image": "nginx"}}});
+        let error = load_entries(&[no_default], &mut ctx, &failing).unwrap_err();
+        assert_eq!(error, "connection refused");
     }
 }

@@ -38,7 +38,9 @@ use crate::admission::{
     AdmissionEvaluator, EvalError, Operation, Phase, ReviewRequest, RuleOutcome, RuleResult,
     RuleType, Verdict,
 };
+use crate::context_scope::{ContextBudget, PolicyScope, DEFAULT_MAX_CONTEXT_BYTES};
 use crate::policy_cache::PolicyCache;
+use crate::roles::UserRoles;
 use crate::sources::{ContextSource, NAMESPACE_NAME_LABEL};
 
 /// Message of a rule skipped because the old object violated it too (Kyverno's wording).
@@ -46,9 +48,12 @@ pub const EXISTING_VIOLATION_SKIP: &str =
     "skipping the rule evaluation as pre-existing violations are allowed";
 
 /// Evaluates reviews against the cached policies, with context from a [`ContextSource`].
+/// Each policy's lookups go through a [`PolicyScope`]: its namespace rules and the review's
+/// context budget hold whatever the source.
 pub struct PolicyEvaluator {
     cache: Arc<PolicyCache>,
     context: Arc<dyn ContextSource>,
+    max_context_bytes: usize,
 }
 
 impl std::fmt::Debug for PolicyEvaluator {
@@ -60,7 +65,26 @@ impl std::fmt::Debug for PolicyEvaluator {
 impl PolicyEvaluator {
     /// An evaluator over `cache`; not ready until the cache has loaded.
     pub fn new(cache: Arc<PolicyCache>, context: Arc<dyn ContextSource>) -> Self {
-        PolicyEvaluator { cache, context }
+        PolicyEvaluator {
+            cache,
+            context,
+            max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES,
+        }
+    }
+
+    /// Bounds the data the lookups of one review may return together.
+    #[must_use]
+    pub fn with_max_context_bytes(mut self, bytes: usize) -> Self {
+        self.max_context_bytes = bytes;
+        self
+    }
+
+    fn scope<'a>(
+        &'a self,
+        policy: &'a CompiledPolicy,
+        budget: &'a ContextBudget,
+    ) -> PolicyScope<'a> {
+        PolicyScope::new(self.context.as_ref(), policy.namespace.as_deref(), budget)
     }
 
     /// The cache this evaluator reads.
@@ -83,6 +107,7 @@ impl PolicyEvaluator {
         let mut context = set.context_for(&request);
         let namespace = engine_request::metadata_str(request.resource(), "namespace").to_owned();
         let mut old: Option<(Request, Value)> = None;
+        let budget = ContextBudget::new(self.max_context_bytes);
 
         let mut evaluated = Vec::new();
         for policy in &set.policies {
@@ -93,13 +118,9 @@ impl PolicyEvaluator {
                 return Err(EvalError::DeadlineExceeded);
             }
             let started = Instant::now();
-            let mut response = validate_with_context_mut(
-                policy,
-                &request,
-                &mut context,
-                self.context.as_ref(),
-                &set.exceptions,
-            );
+            let scope = self.scope(policy, &budget);
+            let mut response =
+                validate_with_context_mut(policy, &request, &mut context, &scope, &set.exceptions);
             if request.operation == engine_request::Operation::Update
                 && response.rules.iter().any(|rule| {
                     rule.status == RuleStatus::Fail && tolerates_existing(policy, &rule.name)
@@ -113,7 +134,7 @@ impl PolicyEvaluator {
                     policy,
                     old_request,
                     old_context,
-                    self.context.as_ref(),
+                    &scope,
                     &set.exceptions,
                 );
                 allow_existing_violations(policy, &mut response, &before);
@@ -153,6 +174,7 @@ impl PolicyEvaluator {
         let mut results = Vec::new();
         let mut warnings = Vec::new();
         let mut fail_closed = false;
+        let budget = ContextBudget::new(self.max_context_bytes);
         for policy in policies {
             if Instant::now() >= deadline {
                 return Err(EvalError::DeadlineExceeded);
@@ -164,7 +186,7 @@ impl PolicyEvaluator {
                 &request,
                 &current,
                 &mut context,
-                self.context.as_ref(),
+                &self.scope(policy, &budget),
                 &set.exceptions,
             );
             let share = per_rule(started.elapsed(), response.rules.len());
@@ -235,8 +257,8 @@ impl PolicyEvaluator {
         })
     }
 
-    /// Builds the engine's request from the review: kind, subresource, user (roles are unknown
-    /// without a cluster), namespace labels from the context source.
+    /// Builds the engine's request from the review: kind, subresource, user with the roles the
+    /// context source knows, namespace labels from the context source.
     fn engine_request(&self, review: &ReviewRequest) -> Result<Request, EvalError> {
         let present = |v: &Option<Value>| v.as_ref().filter(|v| !v.is_null()).cloned();
         let (operation, object, old_object) = match review.operation {
@@ -287,6 +309,14 @@ impl PolicyEvaluator {
             }
             _ => Some(BTreeMap::new()),
         };
+        let UserRoles {
+            roles,
+            cluster_roles,
+        } = self.context.user_roles(
+            &review.user_info.username,
+            &review.user_info.groups,
+            review.namespace.as_deref(),
+        );
         Ok(Request {
             operation,
             object,
@@ -301,8 +331,8 @@ impl PolicyEvaluator {
                 username: review.user_info.username.clone(),
                 uid: review.user_info.uid.clone(),
                 groups: review.user_info.groups.clone(),
-                roles: Vec::new(),
-                cluster_roles: Vec::new(),
+                roles,
+                cluster_roles,
             },
             namespace_labels,
             dry_run: review.dry_run,
@@ -702,7 +732,7 @@ spec:
             })
             .collect();
         let cache = Arc::new(PolicyCache::new(Metrics::new("test")));
-        cache.replace(&docs).unwrap();
+        assert!(cache.replace(&docs).rejected.is_empty());
         PolicyEvaluator::new(cache, context)
     }
 
@@ -1065,7 +1095,7 @@ spec:
                 origin: "p".into(),
             })
             .collect();
-        cache.replace(&docs).unwrap();
+        assert!(cache.replace(&docs).rejected.is_empty());
         assert!(evaluator.is_ready());
         // No mutate policy: admitted without a patch.
         assert_eq!(
@@ -1178,6 +1208,119 @@ spec:
         assert_eq!(
             evaluator.evaluate(Phase::Mutate, &delete, later()),
             Ok(Verdict::allow())
+        );
+    }
+
+    /// Context manifests written to a temporary directory and read as standalone mode does.
+    fn file_context(
+        manifests: &str,
+    ) -> (tempfile::TempDir, Arc<crate::sources::FileContextSource>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("context.yaml");
+        std::fs::write(&file, manifests).unwrap();
+        let source = crate::sources::FileContextSource::load(None, vec![file]).unwrap();
+        (dir, Arc::new(source))
+    }
+
+    #[test]
+    fn roles_from_bindings_make_a_cluster_admin_exclusion_fire() {
+        let policy = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: no-latest-unless-admin
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: check-tag
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      exclude:
+        any:
+          - clusterRoles: [cluster-admin]
+      validate:
+        message: "no latest"
+        pattern:
+          spec:
+            containers:
+              - image: "!*:latest"
+"#;
+        let (_dir, context) = file_context(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: admins\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects:\n  - {kind: Group, name: platform}\n",
+        );
+        let evaluator = evaluator_with(&[policy], context);
+        let mut latest = review(
+            Operation::Create,
+            Some(pod("nginx:latest", json!({}))),
+            None,
+        );
+        assert!(!validate(&evaluator, &latest).allowed, "alice is no admin");
+        latest.user_info.groups.push("platform".into());
+        let verdict = validate(&evaluator, &latest);
+        assert!(verdict.allowed, "{:?}", verdict.message);
+        assert!(
+            verdict.results.is_empty(),
+            "the rule is excluded: {:?}",
+            verdict.results
+        );
+    }
+
+    #[test]
+    fn a_namespaced_policy_cannot_read_another_namespaces_config_map() {
+        let policy = |config_namespace: &str| {
+            format!(
+                r#"
+apiVersion: kyverno.io/v1
+kind: Policy
+metadata:
+  name: registries
+  namespace: default
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: allowed-registry
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      context:
+        - name: settings
+          configMap: {{name: registries, namespace: {config_namespace}}}
+      validate:
+        message: "registry {{{{ settings.data.allowed }}}} only"
+        deny:
+          conditions:
+            any:
+              - key: "{{{{ settings.data.allowed }}}}"
+                operator: Equals
+                value: "nobody"
+"#
+            )
+        };
+        let (_dir, context) = file_context(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: registries, namespace: kube-system}\ndata: {allowed: nobody}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: registries, namespace: default}\ndata: {allowed: nobody}\n",
+        );
+        let request = review(Operation::Create, Some(pod("nginx:1.27", json!({}))), None);
+        let own = evaluator_with(&[policy("default").as_str()], context.clone());
+        let verdict = validate(&own, &request);
+        assert!(!verdict.allowed, "its own namespace's ConfigMap is read");
+        assert_eq!(verdict.results[0].result, RuleResult::Fail);
+
+        let other = evaluator_with(&[policy("kube-system").as_str()], context);
+        let verdict = validate(&other, &request);
+        assert_eq!(verdict.results[0].result, RuleResult::Error);
+        assert!(
+            verdict.results[0]
+                .message
+                .contains("configMap namespace \"kube-system\" is different from the policy namespace \"default\""),
+            "{}",
+            verdict.results[0].message
+        );
+        assert!(
+            !verdict.results[0].message.contains("nobody"),
+            "no data leaks"
         );
     }
 }

@@ -26,11 +26,14 @@ pub mod gocompat {
 }
 
 pub mod admission;
+pub mod context_scope;
 pub mod evaluator;
 pub mod logging;
 pub mod metrics;
 pub mod policy_cache;
+pub mod policy_index;
 pub mod results;
+pub mod roles;
 pub mod shutdown;
 pub mod sources;
 
@@ -43,6 +46,7 @@ pub use logging::{init_tracing, LogArgs, LogFormat, LogHandle};
 pub use metrics::Metrics;
 pub use policy_cache::{PolicyCache, ReloadOutcome};
 pub use results::{results_channel, ResultsReceiver, ResultsSender, ReviewOutcomes};
+pub use roles::{RoleIndex, UserRoles};
 pub use shutdown::{os_termination_signal, Shutdown, ShutdownSignal};
 pub use sources::{
     ContextSource, EmptyContext, FileContextSource, FilePolicySource, PolicyDocument, PolicySource,

@@ -7,6 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{text, EncodeLabelSet};
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
@@ -133,6 +135,22 @@ pub struct DropLabels {
     pub reason: &'static str,
 }
 
+/// Labels of `bylaw_policy_load_errors_total` and `bylaw_policies_not_loaded`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoadErrorLabels {
+    /// `unreadable`, `invalid`, `unsupported` or `duplicate`.
+    pub reason: &'static str,
+}
+
+/// Labels of `bylaw_policy_evaluations_total` and `bylaw_policy_evaluation_seconds_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyCostLabels {
+    /// Policy name.
+    pub policy_name: String,
+    /// Policy namespace, `-` for cluster policies.
+    pub policy_namespace: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {
     version: String,
@@ -191,6 +209,15 @@ pub struct ResourceLabels<'a> {
     pub operation: Operation,
 }
 
+/// Cumulative evaluation count and time of one policy (see [`Metrics::policy_cost`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PolicyCost {
+    /// Evaluations so far.
+    pub evaluations: u64,
+    /// Seconds spent in them.
+    pub seconds: f64,
+}
+
 /// Builds histograms with fixed buckets for a [`Family`].
 #[derive(Clone, Copy, Debug)]
 pub struct Buckets(&'static [f64]);
@@ -213,7 +240,14 @@ pub struct Metrics {
     policy_rule_info: Family<RuleInfoLabels, Gauge>,
     policy_changes: Family<PolicyChangeLabels, Counter>,
     results_dropped: Family<DropLabels, Counter>,
+    policy_load_errors: Family<LoadErrorLabels, Counter>,
+    policies_not_loaded: Family<LoadErrorLabels, Gauge>,
+    policy_evaluations: Family<PolicyCostLabels, Counter>,
+    policy_evaluation_seconds: Family<PolicyCostLabels, Counter<f64, AtomicU64>>,
 }
+
+/// Reasons a policy document is not loaded, as `reason` label values.
+pub const LOAD_ERROR_REASONS: [&str; 4] = ["unreadable", "invalid", "unsupported", "duplicate"];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -304,6 +338,36 @@ impl Metrics {
             "Rule outcomes not delivered to background reporting because the channel was full or closed",
             results_dropped.clone(),
         );
+        let policy_load_errors = Family::<LoadErrorLabels, Counter>::default();
+        registry.register(
+            "bylaw_policy_load_errors",
+            "Policy documents that could not be loaded, each time they were read",
+            policy_load_errors.clone(),
+        );
+        let policies_not_loaded = Family::<LoadErrorLabels, Gauge>::default();
+        for reason in LOAD_ERROR_REASONS {
+            policies_not_loaded
+                .get_or_create(&LoadErrorLabels { reason })
+                .set(0);
+        }
+        registry.register(
+            "bylaw_policies_not_loaded",
+            "Policy documents currently skipped because they cannot be served, by reason",
+            policies_not_loaded.clone(),
+        );
+        let policy_evaluations = Family::<PolicyCostLabels, Counter>::default();
+        registry.register(
+            "bylaw_policy_evaluations",
+            "Admission evaluations of each policy that produced rule results",
+            policy_evaluations.clone(),
+        );
+        let policy_evaluation_seconds =
+            Family::<PolicyCostLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "bylaw_policy_evaluation_seconds",
+            "Time spent evaluating each policy during admission, in seconds",
+            policy_evaluation_seconds.clone(),
+        );
         let info = Family::<InfoLabels, Gauge>::default();
         info.get_or_create(&InfoLabels {
             version: version.to_owned(),
@@ -321,6 +385,10 @@ impl Metrics {
             policy_rule_info,
             policy_changes,
             results_dropped,
+            policy_load_errors,
+            policies_not_loaded,
+            policy_evaluations,
+            policy_evaluation_seconds,
         }
     }
 
@@ -432,6 +500,78 @@ impl Metrics {
                 },
             })
             .inc();
+    }
+
+    /// Counts one policy document that could not be loaded (`reason` from
+    /// [`LOAD_ERROR_REASONS`]).
+    pub fn record_load_error(&self, reason: &'static str) {
+        self.policy_load_errors
+            .get_or_create(&LoadErrorLabels { reason })
+            .inc();
+    }
+
+    /// Sets how many policy documents are skipped now, per reason; reasons not listed are 0.
+    pub fn set_policies_not_loaded(&self, counts: &[(&'static str, usize)]) {
+        for reason in LOAD_ERROR_REASONS {
+            let count = counts
+                .iter()
+                .filter(|(r, _)| *r == reason)
+                .map(|(_, n)| *n)
+                .sum::<usize>();
+            self.policies_not_loaded
+                .get_or_create(&LoadErrorLabels { reason })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Records the time each policy took in one review: the rule outcomes of a policy come
+    /// together, so consecutive outcomes of one policy are one evaluation.
+    pub fn record_policy_evaluations(&self, outcomes: &[RuleOutcome]) {
+        let mut rest = outcomes;
+        while let Some(first) = rest.first() {
+            let same = rest
+                .iter()
+                .take_while(|o| {
+                    o.policy == first.policy && o.policy_namespace == first.policy_namespace
+                })
+                .count();
+            let (group, tail) = rest.split_at(same);
+            let total: Duration = group.iter().map(|o| o.duration).sum();
+            let labels = PolicyCostLabels {
+                policy_name: first.policy.clone(),
+                policy_namespace: dash(first.policy_namespace.as_deref()),
+            };
+            self.policy_evaluations.get_or_create(&labels).inc();
+            self.policy_evaluation_seconds
+                .get_or_create(&labels)
+                .inc_by(total.as_secs_f64());
+            rest = tail;
+        }
+    }
+
+    /// Evaluations of a policy so far and the time they took, for status reporting.
+    pub fn policy_cost(&self, name: &str, namespace: Option<&str>) -> PolicyCost {
+        let labels = PolicyCostLabels {
+            policy_name: name.to_owned(),
+            policy_namespace: dash(namespace),
+        };
+        PolicyCost {
+            evaluations: self.policy_evaluations.get(&labels).map_or(0, |c| c.get()),
+            seconds: self
+                .policy_evaluation_seconds
+                .get(&labels)
+                .map_or(0.0, |c| c.get()),
+        }
+    }
+
+    /// Drops the cost series of a policy that is gone, so labels stay bounded.
+    pub fn forget_policy_cost(&self, name: &str, namespace: Option<&str>) {
+        let labels = PolicyCostLabels {
+            policy_name: name.to_owned(),
+            policy_namespace: dash(namespace),
+        };
+        self.policy_evaluations.remove(&labels);
+        self.policy_evaluation_seconds.remove(&labels);
     }
 
     /// Counts rule outcomes that could not be queued for reporting.
@@ -595,6 +735,39 @@ mod tests {
         assert!(text.ends_with("# EOF\n"));
         // The message never becomes a label.
         assert!(!text.contains("label team is required"));
+    }
+
+    #[test]
+    fn policy_cost_counts_one_evaluation_per_policy_per_review() {
+        let metrics = Metrics::new("dev");
+        let rule = |policy: &str, namespace: Option<&str>, micros: u64| RuleOutcome {
+            policy: policy.into(),
+            policy_namespace: namespace.map(str::to_owned),
+            duration: Duration::from_micros(micros),
+            ..outcome()
+        };
+        metrics.record_policy_evaluations(&[
+            rule("a", None, 10),
+            rule("a", None, 30),
+            rule("b", None, 5),
+            rule("a", Some("team"), 7),
+        ]);
+        metrics.record_policy_evaluations(&[rule("a", None, 60)]);
+        let a = metrics.policy_cost("a", None);
+        assert_eq!(a.evaluations, 2);
+        assert!((a.seconds - 100e-6).abs() < 1e-9, "{a:?}");
+        assert_eq!(metrics.policy_cost("b", None).evaluations, 1);
+        assert_eq!(metrics.policy_cost("a", Some("team")).evaluations, 1);
+        assert_eq!(metrics.policy_cost("c", None), PolicyCost::default());
+        let text = metrics.encode_openmetrics().unwrap();
+        assert!(
+            text.contains(
+                "bylaw_policy_evaluations_total{policy_name=\"a\",policy_namespace=\"-\"} 2"
+            ),
+            "{text}"
+        );
+        metrics.forget_policy_cost("a", None);
+        assert_eq!(metrics.policy_cost("a", None), PolicyCost::default());
     }
 
     #[test]

@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
 pub use bylaw_engine::context::{ContextError, ContextProvider};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use serde_json::Value;
+
+use crate::roles::{RoleIndex, UserRoles};
 
 /// Label the API server puts on every namespace (Kubernetes ≥ 1.21); standalone mode adds it too.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -38,9 +41,14 @@ pub enum SourceError {
         /// The I/O error.
         reason: String,
     },
-    /// A file is not valid YAML (the text is `FILE:LINE:COL: reason`).
-    #[error("{0}")]
-    Parse(String),
+    /// A file is not valid YAML.
+    #[error("{message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// `FILE:LINE:COL: reason`.
+        message: String,
+    },
     /// A file parses but does not have the expected shape.
     #[error("{path}: {reason}")]
     Invalid {
@@ -51,22 +59,57 @@ pub enum SourceError {
     },
 }
 
+impl SourceError {
+    /// The file the error is about, when there is one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            SourceError::Read { path, .. }
+            | SourceError::Invalid { path, .. }
+            | SourceError::Parse { path, .. } => Some(path),
+        }
+    }
+}
+
+/// Every policy document a source holds now, and the files it could not read: those are
+/// reported and skipped, the other files' documents still load.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PolicyBatch {
+    /// Documents read.
+    pub documents: Vec<PolicyDocument>,
+    /// Files that could not be read or parsed.
+    pub unreadable: Vec<SourceError>,
+}
+
 /// Supplies the full set of policy documents.
 pub trait PolicySource: Send + Sync + 'static {
     /// Short description for logs, e.g. the directories read.
     fn describe(&self) -> String;
 
     /// Every current document when anything may have changed since the last call, `Ok(None)`
-    /// when nothing did. The first call always returns the documents. After an `Err`, the next
-    /// call returns `Ok(None)` until the source changes again, so a broken file is reported once.
-    fn poll(&self) -> Result<Option<Vec<PolicyDocument>>, SourceError>;
+    /// when nothing did. The first call always returns the documents. `Err` means the source
+    /// as a whole cannot be listed (a directory is gone); one bad file is in
+    /// [`PolicyBatch::unreadable`] instead. Changes are reported once: a broken file is not
+    /// reported again until it changes.
+    fn poll(&self) -> Result<Option<PolicyBatch>, SourceError>;
 }
 
-/// Supplies what policies look up outside the request: namespace labels and, through
-/// [`ContextProvider`], ConfigMaps and the rest. Must be cheap: it is called per review.
+/// Supplies what policies look up outside the request: namespace labels, the requesting user's
+/// roles and, through [`ContextProvider`], ConfigMaps and the rest. Must be cheap: it is called
+/// per review.
 pub trait ContextSource: ContextProvider + Send + Sync + 'static {
     /// Labels of a namespace, `None` when the namespace is unknown.
     fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>>;
+
+    /// The Roles and ClusterRoles of a user for a request in `namespace` (`None` when
+    /// cluster-scoped); nothing when bindings are unknown.
+    fn user_roles(
+        &self,
+        _username: &str,
+        _groups: &[String],
+        _namespace: Option<&str>,
+    ) -> UserRoles {
+        UserRoles::default()
+    }
 
     /// Re-reads the backing data if it changed; `Ok(true)` when something new is served.
     fn refresh(&self) -> Result<bool, SourceError> {
@@ -182,8 +225,13 @@ fn walk_files_at(
 
 fn read_yaml_documents(file: &Path) -> Result<Vec<Value>, SourceError> {
     let text = std::fs::read_to_string(file).map_err(|e| read_error(file, &e))?;
-    let docs = bylaw_api::yaml::parse_documents(&text, &file.display().to_string())
-        .map_err(|e| SourceError::Parse(e.to_string()))?;
+    let docs =
+        bylaw_api::yaml::parse_documents(&text, &file.display().to_string()).map_err(|e| {
+            SourceError::Parse {
+                path: file.display().to_string(),
+                message: e.to_string(),
+            }
+        })?;
     let mut out = Vec::with_capacity(docs.len());
     for doc in docs {
         // A `List` (as `kubectl get -o yaml` writes) stands for its items.
@@ -255,23 +303,26 @@ impl PolicySource for FilePolicySource {
             .join(", ")
     }
 
-    fn poll(&self) -> Result<Option<Vec<PolicyDocument>>, SourceError> {
+    fn poll(&self) -> Result<Option<PolicyBatch>, SourceError> {
         let Some(files) = self.watch.changed_files()? else {
             return Ok(None);
         };
-        let mut docs = Vec::new();
+        let mut batch = PolicyBatch::default();
         for file in files {
             let origin = file.display().to_string();
-            docs.extend(
-                read_yaml_documents(&file)?
-                    .into_iter()
-                    .map(|value| PolicyDocument {
-                        value,
-                        origin: origin.clone(),
-                    }),
-            );
+            match read_yaml_documents(&file) {
+                Ok(values) => {
+                    batch
+                        .documents
+                        .extend(values.into_iter().map(|value| PolicyDocument {
+                            value,
+                            origin: origin.clone(),
+                        }))
+                }
+                Err(error) => batch.unreadable.push(error),
+            }
         }
-        Ok(Some(docs))
+        Ok(Some(batch))
     }
 }
 
@@ -282,16 +333,22 @@ pub struct ContextData {
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// (namespace, name) → ConfigMap object
     pub config_maps: BTreeMap<(String, String), Value>,
+    /// RoleBindings, in file order.
+    pub role_bindings: Vec<RoleBinding>,
+    /// ClusterRoleBindings, in file order.
+    pub cluster_role_bindings: Vec<ClusterRoleBinding>,
 }
 
 /// Context read from files: a namespace-labels file (a YAML map `namespace: {label: value}`) and
-/// Kubernetes manifests whose `Namespace` objects add labels and whose `ConfigMap` objects answer
-/// `configMap` context entries. Re-read when the files change.
+/// Kubernetes manifests whose `Namespace` objects add labels, whose `ConfigMap` objects answer
+/// `configMap` context entries and whose `RoleBinding` and `ClusterRoleBinding` objects give
+/// requesting users their roles. Re-read when the files change.
 #[derive(Debug)]
 pub struct FileContextSource {
     labels_file: Option<PathBuf>,
     watch: FileWatch,
     data: RwLock<Arc<ContextData>>,
+    roles: RwLock<Arc<RoleIndex>>,
 }
 
 impl FileContextSource {
@@ -305,6 +362,7 @@ impl FileContextSource {
             labels_file,
             watch: FileWatch::new(roots),
             data: RwLock::new(Arc::new(ContextData::default())),
+            roles: RwLock::new(Arc::new(RoleIndex::default())),
         };
         source.refresh()?;
         Ok(source)
@@ -350,12 +408,35 @@ impl FileContextSource {
                         };
                         data.config_maps.insert((namespace, meta("name")), doc);
                     }
+                    Some("RoleBinding") => {
+                        let mut binding: RoleBinding = typed(file, doc)?;
+                        if binding
+                            .metadata
+                            .namespace
+                            .as_deref()
+                            .is_none_or(str::is_empty)
+                        {
+                            binding.metadata.namespace = Some("default".to_owned());
+                        }
+                        data.role_bindings.push(binding);
+                    }
+                    Some("ClusterRoleBinding") => {
+                        data.cluster_role_bindings.push(typed(file, doc)?);
+                    }
                     _ => {}
                 }
             }
         }
         Ok(data)
     }
+}
+
+/// A manifest read as its Kubernetes type; a malformed one names the file and the field.
+fn typed<T: serde::de::DeserializeOwned>(file: &Path, doc: Value) -> Result<T, SourceError> {
+    serde_path_to_error::deserialize(doc).map_err(|e| SourceError::Invalid {
+        path: file.display().to_string(),
+        reason: format!("{}: {}", e.path(), e.inner()),
+    })
 }
 
 fn read_namespace_labels(
@@ -416,6 +497,13 @@ impl ContextSource for FileContextSource {
             .cloned()
     }
 
+    fn user_roles(&self, username: &str, groups: &[String], namespace: Option<&str>) -> UserRoles {
+        self.roles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .roles_of(username, groups, namespace)
+    }
+
     fn refresh(&self) -> Result<bool, SourceError> {
         let Some(files) = self.watch.changed_files()? else {
             return Ok(false);
@@ -425,6 +513,8 @@ impl ContextSource for FileContextSource {
         if **current == data {
             return Ok(false);
         }
+        let roles = RoleIndex::new(&data.role_bindings, &data.cluster_role_bindings);
+        *self.roles.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(roles);
         *current = Arc::new(data);
         Ok(true)
     }
@@ -455,7 +545,7 @@ mod tests {
             r#"{"kind": "List", "items": [{"kind": "D"}]}"#,
         );
         let source = FilePolicySource::new(vec![dir.path().to_owned()]);
-        let docs = source.poll().unwrap().unwrap();
+        let docs = source.poll().unwrap().unwrap().documents;
         let kinds: Vec<&str> = docs
             .iter()
             .map(|d| d.value["kind"].as_str().unwrap())
@@ -466,12 +556,12 @@ mod tests {
         // Unchanged files are not read again; a changed or new file is noticed.
         assert_eq!(source.poll().unwrap(), None);
         write(&dir.path().join("b.yaml"), "kind: B2\n");
-        let docs = source.poll().unwrap().unwrap();
+        let docs = source.poll().unwrap().unwrap().documents;
         assert_eq!(docs.len(), 3);
         write(&dir.path().join("c.yaml"), "kind: E\n");
-        assert_eq!(source.poll().unwrap().unwrap().len(), 4);
+        assert_eq!(source.poll().unwrap().unwrap().documents.len(), 4);
         std::fs::remove_file(dir.path().join("c.yaml")).unwrap();
-        assert_eq!(source.poll().unwrap().unwrap().len(), 3);
+        assert_eq!(source.poll().unwrap().unwrap().documents.len(), 3);
     }
 
     #[test]
@@ -511,13 +601,20 @@ mod tests {
     }
 
     #[test]
-    fn broken_yaml_is_reported_once_with_its_location() {
+    fn broken_yaml_is_reported_once_with_its_location_and_other_files_still_read() {
         let dir = tempfile::tempdir().unwrap();
         write(&dir.path().join("p.yaml"), "kind: [unclosed\n");
+        write(&dir.path().join("q.yaml"), "kind: Q\n");
         let source = FilePolicySource::new(vec![dir.path().to_owned()]);
-        let err = source.poll().unwrap_err();
-        assert!(matches!(err, SourceError::Parse(_)), "{err}");
+        let batch = source.poll().unwrap().unwrap();
+        assert_eq!(batch.documents.len(), 1);
+        assert_eq!(batch.documents[0].value["kind"], "Q");
+        let [err] = batch.unreadable.as_slice() else {
+            panic!("one unreadable file expected: {:?}", batch.unreadable)
+        };
+        assert!(matches!(err, SourceError::Parse { .. }), "{err}");
         assert!(err.to_string().contains("p.yaml:"), "{err}");
+        assert!(err.path().unwrap().ends_with("p.yaml"), "{err:?}");
         assert_eq!(source.poll().unwrap(), None);
 
         let missing = FilePolicySource::new(vec![dir.path().join("nope")]);
@@ -537,7 +634,22 @@ mod tests {
             &manifests,
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: search\n  labels: {team: search}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: registries\n  namespace: platform\ndata:\n  allowed: ghcr.io\n",
         );
-        let source = FileContextSource::load(Some(labels.clone()), vec![manifests]).unwrap();
+        let bindings = dir.path().join("bindings.yaml");
+        write(
+            &bindings,
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: admins\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects:\n  - {kind: Group, name: platform}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: deployers\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}\nsubjects:\n  - {kind: User, name: alice}\n",
+        );
+        let source =
+            FileContextSource::load(Some(labels.clone()), vec![manifests, bindings.clone()])
+                .unwrap();
+        let admin = source.user_roles("bob", &["platform".to_owned()], None);
+        assert_eq!(admin.cluster_roles, ["cluster-admin"]);
+        // A RoleBinding without a namespace is in `default`, as kubectl would create it.
+        assert_eq!(
+            source.user_roles("alice", &[], Some("x")).roles,
+            ["default:deployer"]
+        );
+        assert_eq!(source.user_roles("carol", &[], None), UserRoles::default());
         let payments = source.namespace_labels("payments").unwrap();
         assert_eq!(payments["team"], "payments");
         assert_eq!(payments["tier"], "1");
@@ -557,6 +669,20 @@ mod tests {
         assert_eq!(
             source.namespace_labels("payments").unwrap()["team"],
             "billing"
+        );
+
+        // A malformed binding names its file and field; the previous data stays.
+        write(
+            &bindings,
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: admins\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\nsubjects: everyone\n",
+        );
+        let err = source.refresh().unwrap_err();
+        assert!(err.to_string().contains("bindings.yaml: subjects"), "{err}");
+        assert_eq!(
+            source
+                .user_roles("bob", &["platform".to_owned()], None)
+                .cluster_roles,
+            ["cluster-admin"]
         );
 
         // A malformed file is an error and the previous data stays.

@@ -32,8 +32,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let cache = Arc::new(PolicyCache::new(Metrics::new("bench")));
     let outcome = cache.reload_from(&FilePolicySource::new(policies));
-    if let ReloadOutcome::Failed(errors) = outcome {
-        return Err(errors.join("\n").into());
+    match outcome {
+        ReloadOutcome::Failed(errors) => return Err(errors.join("\n").into()),
+        ReloadOutcome::Loaded(summary) if !summary.rejected.is_empty() => {
+            let errors: Vec<String> = summary.rejected.iter().map(ToString::to_string).collect();
+            return Err(errors.join("\n").into());
+        }
+        _ => {}
     }
     let evaluator = PolicyEvaluator::new(cache, Arc::new(EmptyContext));
     let body = std::fs::read(&review_file)?;

@@ -50,9 +50,43 @@ pub struct WebhookConfig {
     #[arg(long, env = "BYLAW_RESOURCE_FILTERS", default_value = DEFAULT_RESOURCE_FILTERS)]
     pub resource_filters: String,
 
-    /// Namespace bylaw runs in; requests for it are never evaluated. Empty disables this.
-    #[arg(long = "namespace", env = "BYLAW_NAMESPACE", default_value = "bylaw")]
-    pub own_namespace: String,
+    /// Namespace bylaw runs in; requests for it are never evaluated (empty disables this).
+    /// Default: the Pod's namespace (`POD_NAMESPACE`, else the service account's namespace
+    /// file), else `bylaw-system`.
+    #[arg(long = "namespace", env = "BYLAW_NAMESPACE")]
+    pub own_namespace: Option<String>,
+}
+
+/// bylaw's namespace when `--namespace` is not given outside a cluster.
+pub const DEFAULT_NAMESPACE: &str = "bylaw-system";
+
+/// Where Kubernetes mounts the service account's namespace in a Pod.
+pub const SERVICE_ACCOUNT_NAMESPACE_FILE: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// bylaw's namespace: the flag, else `POD_NAMESPACE`, else the service-account namespace file,
+/// else [`DEFAULT_NAMESPACE`].
+pub fn resolve_namespace(flag: Option<&str>) -> String {
+    resolve_namespace_from(
+        flag,
+        std::env::var("POD_NAMESPACE").ok().as_deref(),
+        std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE_FILE)
+            .ok()
+            .as_deref(),
+    )
+}
+
+fn resolve_namespace_from(flag: Option<&str>, env: Option<&str>, file: Option<&str>) -> String {
+    if let Some(flag) = flag {
+        return flag.trim().to_owned();
+    }
+    [env, file]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|ns| !ns.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE)
+        .to_owned()
 }
 
 impl WebhookConfig {
@@ -68,7 +102,7 @@ impl WebhookConfig {
             timeout_margin: Duration::from_secs(1),
             default_timeout: Duration::from_secs(10),
             resource_filters: DEFAULT_RESOURCE_FILTERS.to_owned(),
-            own_namespace: "bylaw".to_owned(),
+            own_namespace: None,
         }
     }
 }
@@ -124,6 +158,32 @@ mod tests {
         assert_eq!(cli.webhook.max_concurrency, NonZeroUsize::new(3));
         assert!(Cli::try_parse_from(["bylaw", "--timeout-margin", "soon"]).is_err());
         assert!(Cli::try_parse_from(["bylaw", "--max-concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_namespace_comes_from_the_flag_the_pod_or_the_default() {
+        assert_eq!(
+            resolve_namespace_from(Some("ops"), Some("pod"), Some("file")),
+            "ops"
+        );
+        assert_eq!(
+            resolve_namespace_from(Some(""), Some("pod"), None),
+            "",
+            "empty turns it off"
+        );
+        assert_eq!(
+            resolve_namespace_from(None, Some("pod-ns"), Some("file-ns")),
+            "pod-ns"
+        );
+        assert_eq!(
+            resolve_namespace_from(None, None, Some("file-ns\n")),
+            "file-ns"
+        );
+        assert_eq!(
+            resolve_namespace_from(None, Some(" "), None),
+            "bylaw-system"
+        );
+        assert_eq!(resolve_namespace_from(None, None, None), "bylaw-system");
     }
 
     #[test]

@@ -137,6 +137,7 @@ impl Server {
         };
         let tls = Arc::new(CertReloader::load(&cert, &key)?);
         let mut filters = ResourceFilters::parse(&resource_filters)?;
+        let own_namespace = crate::config::resolve_namespace(own_namespace.as_deref());
         if !own_namespace.is_empty() {
             filters.exclude_namespace(&own_namespace);
         }
@@ -704,6 +705,7 @@ fn answer_verdict(
             labels.resource(),
         );
     }
+    state.metrics.record_policy_evaluations(&results);
     state
         .metrics
         .record_admission(phase, labels.resource(), allowed, started.elapsed());

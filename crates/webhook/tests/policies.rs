@@ -59,6 +59,10 @@ spec:
               team: "?*"
 "#;
 
+fn dir_root(dir: &std::path::Path) -> PathBuf {
+    dir.to_owned()
+}
+
 struct PolicyServer {
     client: Client,
     dir: tempfile::TempDir,
@@ -75,6 +79,20 @@ impl PolicyServer {
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
         }
+        Self::serve(dir, dir_root, context).await
+    }
+
+    /// Serves the policies of a directory that does not exist yet (`path("")` once created).
+    async fn start_without_policies() -> PolicyServer {
+        let dir = tempfile::tempdir().unwrap();
+        Self::serve(dir, |dir| dir.join("policies"), Arc::new(EmptyContext)).await
+    }
+
+    async fn serve(
+        dir: tempfile::TempDir,
+        root: fn(&std::path::Path) -> PathBuf,
+        context: Arc<dyn ContextSource>,
+    ) -> PolicyServer {
         let certs = tempfile::tempdir().unwrap();
         let ca = DevCa::generate("bylaw policy test CA").unwrap();
         let (cert, key) = ca
@@ -87,8 +105,7 @@ impl PolicyServer {
 
         let metrics = Metrics::new("0.0.0-test");
         let cache = Arc::new(PolicyCache::new(metrics.clone()));
-        let source: Arc<dyn PolicySource> =
-            Arc::new(FilePolicySource::new(vec![dir.path().to_owned()]));
+        let source: Arc<dyn PolicySource> = Arc::new(FilePolicySource::new(vec![root(dir.path())]));
         cache.reload_from(source.as_ref());
         let evaluator = Arc::new(PolicyEvaluator::new(cache.clone(), context.clone()));
         let server = Server::new_from_config(config, evaluator, metrics.clone()).unwrap();
@@ -329,7 +346,8 @@ async fn policy_files_changed_on_disk_apply_without_restart() {
     .unwrap();
     eventually(&server, &latest, "Audit policy", |r| r["allowed"] == true).await;
 
-    // A broken file keeps the last good set: still Audit, still admitted.
+    // A broken file is reported and its policy skipped (the error names the field); the
+    // server stays ready and admits what only that policy refused.
     std::fs::write(
         server.path("latest.yaml"),
         DISALLOW_LATEST
@@ -371,9 +389,7 @@ async fn policy_files_changed_on_disk_apply_without_restart() {
 
 #[tokio::test]
 async fn not_ready_until_the_policies_load() {
-    let broken = DISALLOW_LATEST.replace("Enforce", "Sometimes");
-    let server =
-        PolicyServer::start(&[("latest.yaml", broken.as_str())], Arc::new(EmptyContext)).await;
+    let server = PolicyServer::start_without_policies().await;
     let reply = server.client.get("/readyz", &[]).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.text(), "policies are not loaded yet");
@@ -387,7 +403,8 @@ async fn not_ready_until_the_policies_load() {
         true
     );
 
-    std::fs::write(server.path("latest.yaml"), DISALLOW_LATEST).unwrap();
+    std::fs::create_dir(server.path("policies")).unwrap();
+    std::fs::write(server.path("policies/latest.yaml"), DISALLOW_LATEST).unwrap();
     let started = Instant::now();
     while server.client.get("/readyz", &[]).await.status != StatusCode::OK {
         assert!(started.elapsed() < Duration::from_secs(10), "never ready");
@@ -396,6 +413,77 @@ async fn not_ready_until_the_policies_load() {
     let denied = server.review("/validate/fail", &latest).await;
     assert_eq!(denied["allowed"], false);
     assert_eq!(denied["status"]["code"], 403);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_policy_never_holds_the_others_or_readiness_back() {
+    let broken = REQUIRE_TEAM.replace("Audit", "Sometimes");
+    let unsupported = r#"apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: check-signatures
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: verify-signature
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      verifyImages:
+        - imageReferences: ["*"]
+          attestors: []
+"#;
+    let server = PolicyServer::start(
+        &[
+            ("broken.yaml", broken.as_str()),
+            ("latest.yaml", DISALLOW_LATEST),
+            ("signatures.yaml", unsupported),
+            ("unparsable.yaml", "kind: [unclosed\n"),
+        ],
+        Arc::new(EmptyContext),
+    )
+    .await;
+    assert_eq!(
+        server.client.get("/readyz", &[]).await.status,
+        StatusCode::OK
+    );
+    // The valid policy enforces; the broken one adds no warning and the unsupported one
+    // denies nothing it cannot check.
+    let latest = create(pod("nginx", "nginx:latest", json!({})));
+    let denied = server.review("/validate/fail", &latest).await;
+    assert_eq!(denied["allowed"], false);
+    let message = denied["status"]["message"].as_str().unwrap();
+    assert!(message.contains("disallow-latest-tag:"), "{message}");
+    assert!(!message.contains("check-signatures"), "{message}");
+    let fine = server
+        .review(
+            "/validate/fail",
+            &create(pod("nginx", "nginx:1.27", json!({}))),
+        )
+        .await;
+    assert_eq!(fine["allowed"], true);
+    assert!(fine.get("warnings").is_none(), "{fine}");
+
+    let text = server.metrics.encode_openmetrics().unwrap();
+    for line in [
+        "bylaw_policies_not_loaded{reason=\"invalid\"} 1",
+        "bylaw_policies_not_loaded{reason=\"unsupported\"} 1",
+        "bylaw_policies_not_loaded{reason=\"unreadable\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line}\n{text}");
+    }
+
+    // Fixed on disk: the policy is served from the next reload on.
+    std::fs::write(server.path("broken.yaml"), REQUIRE_TEAM).unwrap();
+    eventually(
+        &server,
+        &create(pod("nginx", "nginx:1.27", json!({}))),
+        "the fixed policy",
+        |r| r["warnings"].is_array(),
+    )
+    .await;
     server.stop().await;
 }
 

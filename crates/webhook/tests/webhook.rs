@@ -396,9 +396,12 @@ async fn concurrency_limit_makes_extra_reviews_wait_then_fail_by_policy() {
 
 #[tokio::test]
 async fn filtered_resources_are_admitted_without_evaluation() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|config| {
+        config.own_namespace = Some("policy-engine".to_owned());
+    })
+    .await;
     let client = server.client();
-    for namespace in ["kube-system", "bylaw"] {
+    for namespace in ["kube-system", "policy-engine"] {
         let reply = client
             .post_json(
                 "/validate/fail",

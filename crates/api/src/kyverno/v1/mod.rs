@@ -413,6 +413,19 @@ pub struct PolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(rename = "validatingadmissionpolicy")]
     pub validating_admission_policy: Option<ValidatingAdmissionPolicyStatus>,
+
+    /// What evaluating this policy costs in admission, as bylaw measured it (not in Kyverno).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<EvaluationStatus>,
+}
+
+/// The measured admission cost of a policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluationStatus {
+    /// Mean time of one evaluation of this policy during admission, in microseconds, over the
+    /// last minute in which it was evaluated. Updated when it moves by more than a quarter.
+    pub average_microseconds: i64,
 }
 
 /// Rules generated for Pod controllers.

@@ -1,0 +1,114 @@
+//! `bylaw serve` as a child process, talked to over HTTPS with its development CA.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+
+pub struct Serve {
+    child: Child,
+    addr: String,
+    tls: Arc<rustls::ClientConfig>,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    /// Starts `bylaw serve ARGS… --dev-tls --listen 127.0.0.1:0` and waits until it listens.
+    pub fn start(args: &[OsString]) -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bylaw"))
+            .arg("serve")
+            .args(args)
+            .args(["--dev-tls", "--dev-tls-dir"])
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0", "--log-filter", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("bylaw serve exited before listening")
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("bylaw serve: listening on https://") {
+                break addr.to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+
+        let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&ca) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Serve {
+            child,
+            addr,
+            tls: Arc::new(tls),
+            _dir: dir,
+        }
+    }
+
+    /// One HTTP/1.1 request on a fresh TLS connection; returns the status and body.
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let conn = rustls::ClientConnection::new(
+            self.tls.clone(),
+            ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        let tcp = TcpStream::connect(&self.addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut raw = Vec::new();
+        if let Err(error) = stream.read_to_end(&mut raw) {
+            // A peer that closes without close_notify still delivered the whole response.
+            assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "{error}");
+        }
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, body.to_owned())
+    }
+
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let signalled = Command::new("kill").args(["-TERM", &pid]).status();
+        if !signalled.is_ok_and(|s| s.success()) {
+            self.child.kill().unwrap();
+        }
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "bylaw serve exited with {status}");
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "bylaw serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

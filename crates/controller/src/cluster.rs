@@ -1,0 +1,149 @@
+//! The in-cluster controllers of `bylaw serve`, started in one place.
+//!
+//! [`Cluster::run`] waits until the cluster context has listed namespaces and role bindings (so
+//! the first policies never meet an empty context), then starts the policy sync, the status
+//! writer and the event writer, and turns admission outcomes into events. Controllers that do
+//! singleton work take the [`Leadership`] handle and act only while it says so; controllers
+//! added later (webhook registration, certificates, the Lease elector, reports) start here too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bylaw_runtime::results::ResultsReceiver;
+use bylaw_runtime::{Metrics, PolicyCache, ShutdownSignal};
+use kube::Client;
+
+use crate::context::ClusterContext;
+use crate::events::{event_recorder, record_violations, write_events, EventLimits, EventRecorder};
+use crate::leader::Leadership;
+use crate::policies::{start_policy_sync, PolicySync, PolicySyncConfig};
+use crate::status::StatusWriter;
+
+/// Events waiting for the writer at most.
+const EVENT_QUEUE: usize = 1024;
+
+/// What every in-cluster controller shares.
+#[derive(Clone)]
+pub struct Cluster {
+    /// The API server client.
+    pub client: Client,
+    /// bylaw's own namespace.
+    pub namespace: String,
+    /// The policies admission serves.
+    pub cache: Arc<PolicyCache>,
+    /// The metrics registry.
+    pub metrics: Metrics,
+    /// Whether this replica does the singleton work now.
+    pub leadership: Leadership,
+    /// Stops everything.
+    pub shutdown: ShutdownSignal,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings of the in-cluster controllers.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Which policies are read and how changes are coalesced.
+    pub policies: PolicySyncConfig,
+    /// Raise PolicyViolation events for Audit failures too (Enforce denials always raise them).
+    pub audit_events: bool,
+    /// Rate limit and bounds of events.
+    pub event_limits: EventLimits,
+    /// How often event series are written.
+    pub event_flush: Duration,
+    /// How often policies' evaluation cost is sampled for their status.
+    pub cost_interval: Duration,
+    /// This replica's name in events (the Pod name).
+    pub instance: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            policies: PolicySyncConfig::default(),
+            audit_events: true,
+            event_limits: EventLimits::default(),
+            event_flush: Duration::from_secs(30),
+            cost_interval: Duration::from_secs(60),
+            instance: "bylaw".to_owned(),
+        }
+    }
+}
+
+/// Handles to what [`Cluster::run`] started.
+#[derive(Clone, Debug)]
+pub struct Running {
+    /// The compiled policy objects and their change counter.
+    pub policies: PolicySync,
+    /// Queues Kubernetes events.
+    pub events: EventRecorder,
+}
+
+impl Cluster {
+    /// Starts the in-cluster controllers; returns once they run (after the context is listed).
+    pub async fn run(
+        self,
+        context: Arc<ClusterContext>,
+        options: ClusterOptions,
+        outcomes: ResultsReceiver,
+    ) -> Running {
+        let ClusterOptions {
+            policies,
+            audit_events,
+            event_limits,
+            event_flush,
+            cost_interval,
+            instance,
+        } = options;
+        let (events, queue) = event_recorder(EVENT_QUEUE, &self.metrics);
+        tokio::spawn(write_events(
+            self.client.clone(),
+            queue,
+            event_limits,
+            instance,
+            event_flush,
+            self.shutdown.clone(),
+        ));
+        tokio::spawn(record_violations(outcomes, events.clone(), audit_events));
+
+        let ready = context.ready();
+        tokio::pin!(ready);
+        loop {
+            tokio::select! {
+                () = &mut ready => break,
+                () = tokio::time::sleep(Duration::from_secs(30)) => {
+                    tracing::warn!("still waiting to list namespaces and role bindings; not ready until then (check bylaw's RBAC)");
+                }
+            }
+        }
+
+        let sync = start_policy_sync(
+            self.client.clone(),
+            Arc::clone(&self.cache),
+            policies,
+            self.shutdown.clone(),
+        );
+        let writer = StatusWriter::new(
+            self.client.clone(),
+            Arc::clone(&sync.index),
+            sync.changes.clone(),
+            self.leadership.clone(),
+            self.metrics.clone(),
+            events.clone(),
+        )
+        .with_cost_interval(cost_interval);
+        tokio::spawn(writer.run(self.shutdown.clone()));
+        // Webhook registration, certificates and the Lease elector start here as they land.
+        Running {
+            policies: sync,
+            events,
+        }
+    }
+}
