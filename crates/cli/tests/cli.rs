@@ -43,9 +43,12 @@ fn every_example_and_shipped_policy_passes_bylaw_test() {
     let out = bylaw(&["test", "examples", "policies"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
-    let suites = count_suites(&repo_root().join("examples"))
-        + count_suites(&repo_root().join("policies"));
-    assert!(suites >= 14, "examples or policies went missing: {suites} suites");
+    let suites =
+        count_suites(&repo_root().join("examples")) + count_suites(&repo_root().join("policies"));
+    assert!(
+        suites >= 14,
+        "examples or policies went missing: {suites} suites"
+    );
     assert!(
         text.contains(&format!("{suites} suites passed, 0 suites failed")),
         "{text}"

@@ -29,7 +29,10 @@ const POLICY_OF_CHECK: &[(&str, &str)] = &[
     ("seccompProfile_baseline", "baseline-seccomp"),
     ("sysctls", "baseline-sysctls"),
     ("restrictedVolumes", "restricted-volume-types"),
-    ("allowPrivilegeEscalation", "restricted-privilege-escalation"),
+    (
+        "allowPrivilegeEscalation",
+        "restricted-privilege-escalation",
+    ),
     ("runAsNonRoot", "restricted-run-as-non-root"),
     ("runAsUser", "restricted-run-as-user"),
     ("seccompProfile_restricted", "restricted-seccomp"),
@@ -101,7 +104,11 @@ fn load_cases(table: &str, level: &str, pods: &mut Vec<Value>) -> Vec<Case> {
     let policy_of: BTreeMap<&str, &str> = POLICY_OF_CHECK.iter().copied().collect();
     let mut out = Vec::new();
     // Cases of another level (Kyverno's handling of `level: privileged`) are not ours.
-    for (i, case) in cases.iter().enumerate().filter(|(_, c)| c["level"] == level) {
+    for (i, case) in cases
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c["level"] == level)
+    {
         // The table is written for `latest`; a case pinned to an older version is not ours.
         assert!(case.get("version").is_none(), "{table}: {case}");
         assert!(case.get("exclude").is_none(), "{table}: {case}");
@@ -109,7 +116,9 @@ fn load_cases(table: &str, level: &str, pods: &mut Vec<Value>) -> Vec<Case> {
         let mut metadata = case.get("metadata").cloned().unwrap_or_else(|| json!({}));
         metadata["name"] = json!(pod_name);
         metadata["namespace"] = json!("pss");
-        pods.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": case["spec"]}));
+        pods.push(
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": case["spec"]}),
+        );
         let expected = case
             .get("fail")
             .and_then(Value::as_array)
