@@ -5,7 +5,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BENCH_SECONDS ?= 10
 BENCH_CONNECTIONS ?= 32
 
-.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook e2e cli-docs
+.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook e2e cli-docs observability-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -52,3 +52,9 @@ bench-webhook: ## load-test the admission webhook (release build, oha, Pod Secur
 
 cli-docs: ## regenerate docs/cli.md from the command-line definitions
 	$(CARGO) run -q -p bylaw-cli -- __cli-docs > docs/cli.md
+
+observability-check: ## alert rules through promtool; every dashboard query against a real Prometheus scraping bylaw serve
+	$(CARGO) build -q -p bylaw-cli
+	promtool check rules helm/bylaw/files/prometheus-rules.yaml
+	promtool test rules tests/observability/alerts-test.yaml
+	BYLAW=$(TARGET_DIR)/debug/bylaw sh tests/observability/prometheus-check.sh
