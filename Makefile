@@ -5,7 +5,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BENCH_SECONDS ?= 10
 BENCH_CONNECTIONS ?= 32
 
-.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook e2e cli-docs observability-check
+.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook e2e cli-docs observability-check chart-files helm-lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -58,3 +58,10 @@ observability-check: ## alert rules through promtool; every dashboard query agai
 	promtool check rules helm/bylaw/files/prometheus-rules.yaml
 	promtool test rules tests/observability/alerts-test.yaml
 	BYLAW=$(TARGET_DIR)/debug/bylaw sh tests/observability/prometheus-check.sh
+
+chart-files: ## copy policies/pod-security into the Helm chart (helm/bylaw/policies; never edit the copy)
+	rm -rf helm/bylaw/policies && mkdir -p helm/bylaw/policies/pod-security
+	for level in baseline restricted; do mkdir -p helm/bylaw/policies/pod-security/$$level && cp policies/pod-security/$$level/*.yaml helm/bylaw/policies/pod-security/$$level/; done
+
+helm-lint: ## helm lint + helm template for several value sets; every rendered manifest checked against the Kubernetes schemas (HELM=path)
+	CARGO=$(CARGO) TARGET_DIR=$(TARGET_DIR) sh tests/helm/lint.sh
