@@ -267,9 +267,20 @@ struct Endpoint {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct TlsConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
+    ca: Option<SecretOrConfigMap>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     server_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     insecure_skip_verify: Option<bool>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SecretOrConfigMap {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<k8s_openapi::api::core::v1::SecretKeySelector>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_map: Option<k8s_openapi::api::core::v1::ConfigMapKeySelector>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
