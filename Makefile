@@ -5,7 +5,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BENCH_SECONDS ?= 10
 BENCH_CONNECTIONS ?= 32
 
-.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook e2e cli-docs observability-check chart-files helm-lint
+.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook e2e cli-docs observability-check chart-files helm-lint e2e-install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -65,3 +65,7 @@ chart-files: ## copy policies/pod-security into the Helm chart (helm/bylaw/polic
 
 helm-lint: ## helm lint + helm template for several value sets; every rendered manifest checked against the Kubernetes schemas (HELM=path)
 	CARGO=$(CARGO) TARGET_DIR=$(TARGET_DIR) sh tests/helm/lint.sh
+
+e2e-install: ## docs/install.md's local-binary path on a real cluster (KUBECONFIG, HELM): chart, denied Pod, dashboard data, cleanup
+	$(CARGO) build -q -p bylaw-cli
+	BYLAW=$(TARGET_DIR)/debug/bylaw sh tests/e2e/install-local.sh
