@@ -5,7 +5,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BENCH_SECONDS ?= 10
 BENCH_CONNECTIONS ?= 32
 
-.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook e2e
+.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook e2e cli-docs observability-check chart-files helm-lint e2e-install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -49,3 +49,23 @@ bench-webhook: ## load-test the admission webhook (release build, oha, Pod Secur
 	@command -v oha >/dev/null 2>&1 || $(CARGO) install oha --locked
 	BYLAW=$(TARGET_DIR)/release/bylaw POLICY_DIR=$(CONFORMANCE_DIR)/pod-security \
 	  DURATION=$(BENCH_SECONDS) CONNECTIONS=$(BENCH_CONNECTIONS) sh examples/admission-reviews/bench/run.sh
+
+cli-docs: ## regenerate docs/cli.md from the command-line definitions
+	$(CARGO) run -q -p bylaw-cli -- __cli-docs > docs/cli.md
+
+observability-check: ## alert rules through promtool; every dashboard query against a real Prometheus scraping bylaw serve
+	$(CARGO) build -q -p bylaw-cli
+	promtool check rules helm/bylaw/files/prometheus-rules.yaml
+	promtool test rules tests/observability/alerts-test.yaml
+	BYLAW=$(TARGET_DIR)/debug/bylaw sh tests/observability/prometheus-check.sh
+
+chart-files: ## copy policies/pod-security into the Helm chart (helm/bylaw/policies; never edit the copy)
+	rm -rf helm/bylaw/policies && mkdir -p helm/bylaw/policies/pod-security
+	for level in baseline restricted; do mkdir -p helm/bylaw/policies/pod-security/$$level && cp policies/pod-security/$$level/*.yaml helm/bylaw/policies/pod-security/$$level/; done
+
+helm-lint: ## helm lint + helm template for several value sets; every rendered manifest checked against the Kubernetes schemas (HELM=path)
+	CARGO=$(CARGO) TARGET_DIR=$(TARGET_DIR) sh tests/helm/lint.sh
+
+e2e-install: ## docs/install.md's local-binary path on a real cluster (KUBECONFIG, HELM): chart, denied Pod, dashboard data, cleanup
+	$(CARGO) build -q -p bylaw-cli
+	BYLAW=$(TARGET_DIR)/debug/bylaw sh tests/e2e/install-local.sh

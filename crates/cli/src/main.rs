@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod apply_cmd;
+mod cli_docs;
 mod cluster;
 mod conformance;
 mod jp_cmd;
@@ -106,6 +107,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = cli_docs::intercept::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Apply(args) => apply_cmd::run(args),
