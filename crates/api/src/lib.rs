@@ -1,4 +1,5 @@
-//! Kyverno-compatible API and wire types: `kyverno.io` policies and exceptions, `wgpolicyk8s.io`
+//! Kyverno-compatible API and wire types: `kyverno.io` policies and exceptions,
+//! `policies.kyverno.io` CEL policies, `wgpolicyk8s.io`
 //! reports, the `cli.kyverno.io` test inputs, CRD generation and YAML helpers.
 //!
 //! Depends only on serde, schemars, k8s-openapi and kube's derive; no I/O beyond (de)serialisation.
@@ -6,6 +7,7 @@
 pub mod cli;
 pub mod crd;
 pub mod kyverno;
+pub mod policies;
 pub mod policyreport;
 pub mod yaml;
 
@@ -13,6 +15,7 @@ pub use cli::{Test, UserInfo, Values};
 pub use crd::{all_crds, crd_files, crds_yaml};
 pub use kyverno::v1::{ClusterPolicy, EvaluationStatus, Policy, PolicySpec, PolicyStatus, Rule};
 pub use kyverno::v2::PolicyException;
+pub use policies::{NamespacedValidatingPolicy, ValidatingPolicy};
 pub use policyreport::{ClusterPolicyReport, PolicyReport, PolicyResult};
 pub use yaml::{from_value, parse_documents, to_yaml_string, DecodeError, YamlError};
 

@@ -55,6 +55,8 @@ enum Typed {
     ClusterPolicy,
     Policy,
     PolicyException,
+    ValidatingPolicy,
+    NamespacedValidatingPolicy,
     PolicyReport,
     ClusterPolicyReport,
     Test,
@@ -81,6 +83,10 @@ fn classify(doc: &Value) -> Option<Typed> {
         (Some("kyverno.io"), Some("ClusterPolicy")) => Some(Typed::ClusterPolicy),
         (Some("kyverno.io"), Some("Policy")) => Some(Typed::Policy),
         (Some("kyverno.io"), Some("PolicyException")) => Some(Typed::PolicyException),
+        (Some("policies.kyverno.io"), Some("ValidatingPolicy")) => Some(Typed::ValidatingPolicy),
+        (Some("policies.kyverno.io"), Some("NamespacedValidatingPolicy")) => {
+            Some(Typed::NamespacedValidatingPolicy)
+        }
         (Some("wgpolicyk8s.io"), Some("PolicyReport")) => Some(Typed::PolicyReport),
         (Some("wgpolicyk8s.io"), Some("ClusterPolicyReport")) => Some(Typed::ClusterPolicyReport),
         (Some("cli.kyverno.io"), Some("Test")) => Some(Typed::Test),
@@ -113,6 +119,10 @@ fn encode_again(kind: Typed, doc: Value) -> Result<Value, DecodeError> {
         Typed::ClusterPolicy => round_trip::<ClusterPolicy>(doc, false),
         Typed::Policy => round_trip::<Policy>(doc, false),
         Typed::PolicyException => round_trip::<PolicyException>(doc, false),
+        Typed::ValidatingPolicy => round_trip::<bylaw_api::ValidatingPolicy>(doc, false),
+        Typed::NamespacedValidatingPolicy => {
+            round_trip::<bylaw_api::NamespacedValidatingPolicy>(doc, false)
+        }
         Typed::PolicyReport => round_trip::<PolicyReport>(doc, false),
         Typed::ClusterPolicyReport => round_trip::<ClusterPolicyReport>(doc, false),
         Typed::Test => round_trip::<Test>(doc, true),

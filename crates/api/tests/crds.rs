@@ -188,7 +188,7 @@ fn checker_accepts_structural_schemas() {
 #[test]
 fn every_generated_schema_is_structural() {
     let crds = parsed_crds();
-    assert_eq!(crds.len(), 5);
+    assert_eq!(crds.len(), 7);
     for crd in crds {
         for version in &crd.spec.versions {
             let name = format!(
@@ -252,6 +252,24 @@ fn names_scopes_and_subresources_match_kyverno() {
             Some("kyverno"),
             vec!["v2", "v2beta1"],
             false,
+        ),
+        (
+            "validatingpolicies.policies.kyverno.io",
+            "ValidatingPolicy",
+            "Cluster",
+            "vpol",
+            Some("kyverno"),
+            vec!["v1", "v1beta1", "v1alpha1"],
+            true,
+        ),
+        (
+            "namespacedvalidatingpolicies.policies.kyverno.io",
+            "NamespacedValidatingPolicy",
+            "Namespaced",
+            "nvpol",
+            Some("kyverno"),
+            vec!["v1", "v1beta1", "v1alpha1"],
+            true,
         ),
         (
             "policyreports.wgpolicyk8s.io",
@@ -575,7 +593,7 @@ fn crds_yaml_is_deterministic_and_multi_document() {
     assert_eq!(first, bylaw_api::crds_yaml());
     assert_eq!(
         first.matches("\n---\n").count() + usize::from(first.starts_with("---\n")),
-        5
+        7
     );
 }
 
@@ -605,6 +623,16 @@ fn kube_resource_impls_agree_with_the_crds() {
         (
             "policyexceptions.kyverno.io",
             resource_names::<bylaw_api::PolicyException>(),
+            Some("ns"),
+        ),
+        (
+            "validatingpolicies.policies.kyverno.io",
+            resource_names::<bylaw_api::ValidatingPolicy>(),
+            None,
+        ),
+        (
+            "namespacedvalidatingpolicies.policies.kyverno.io",
+            resource_names::<bylaw_api::NamespacedValidatingPolicy>(),
             Some("ns"),
         ),
         (

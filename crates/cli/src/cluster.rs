@@ -464,7 +464,11 @@ impl ContextProvider for Cluster<'_> {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Value>, ContextError> {
-        self.objects.resource(api_version, kind, namespace, name)
+        // The suite's own objects first, then those of its context and parameter files.
+        match self.objects.resource(api_version, kind, namespace, name)? {
+            Some(found) => Ok(Some(found)),
+            None => self.values.resource(api_version, kind, namespace, name),
+        }
     }
 
     fn list_resources(
@@ -474,8 +478,18 @@ impl ContextProvider for Cluster<'_> {
         namespace: &str,
         selector: Option<&Value>,
     ) -> Result<Vec<Value>, ContextError> {
-        self.objects
-            .list_resources(api_version, kind, namespace, selector)
+        let mut found = self
+            .objects
+            .list_resources(api_version, kind, namespace, selector)?;
+        found.extend(
+            self.values
+                .list_resources(api_version, kind, namespace, selector)?,
+        );
+        Ok(found)
+    }
+
+    fn image_data(&self, reference: &str) -> Result<Option<Value>, ContextError> {
+        self.values.image_data(reference)
     }
 }
 

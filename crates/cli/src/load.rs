@@ -62,8 +62,43 @@ pub struct PolicyBundle {
 /// and the field path.
 pub fn compile_documents(docs: &[Document]) -> Result<PolicyBundle> {
     let mut bundle = PolicyBundle::default();
+    // ValidatingAdmissionPolicies are compiled with the bindings that name them.
+    let is_admission = |doc: &Document, kind: &str| {
+        doc.value.get("kind").and_then(Value::as_str) == Some(kind)
+            && doc
+                .value
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.starts_with("admissionregistration.k8s.io/"))
+    };
+    let bindings: Vec<&Value> = docs
+        .iter()
+        .filter(|d| is_admission(d, "ValidatingAdmissionPolicyBinding"))
+        .map(|d| &d.value)
+        .collect();
     for doc in docs {
         let kind = doc.value.get("kind").and_then(Value::as_str).unwrap_or("");
+        if is_admission(doc, "ValidatingAdmissionPolicyBinding") {
+            continue;
+        }
+        if is_admission(doc, "ValidatingAdmissionPolicy") {
+            let name = doc.value.pointer("/metadata/name").and_then(Value::as_str);
+            let mine: Vec<&Value> = bindings
+                .iter()
+                .copied()
+                .filter(|b| b.pointer("/spec/policyName").and_then(Value::as_str) == name)
+                .collect();
+            let policy = bylaw_engine::cel::policy::compile_admission_policy(&doc.value, &mine)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: invalid {kind} {:?}: {e}",
+                        doc.source.display(),
+                        name.unwrap_or("")
+                    )
+                })?;
+            bundle.policies.push(policy);
+            continue;
+        }
         let name = doc
             .value
             .pointer("/metadata/name")
@@ -112,6 +147,11 @@ pub struct Values {
     /// `subresources`: which resource and subresource a document of a subresource's kind is a
     /// request for.
     pub subresources: Vec<SubresourceMapping>,
+    /// Objects that exist for CEL lookups (`resource.Get`, parameters, Namespaces): the
+    /// values file's `namespaces`, a test's `context` resources and `paramResources`.
+    pub objects: bylaw_engine::generate::ObjectStore,
+    /// Image metadata for `image.GetMetadata`, by image reference (a test's `context`).
+    pub images: BTreeMap<String, Value>,
 }
 
 /// One entry of a values file's `subresources`: a document of kind `subresource` (e.g.
@@ -231,6 +271,34 @@ impl Values {
             .flatten()
             .filter_map(SubresourceMapping::parse)
             .collect();
+        for ns in get_ci(doc, "namespaces")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let mut ns = ns.clone();
+            // Values files write the kind in any case (`namespace`).
+            if let Some(map) = ns.as_object_mut() {
+                map.insert("kind".into(), Value::String("Namespace".into()));
+                map.entry("apiVersion")
+                    .or_insert_with(|| Value::String("v1".into()));
+            }
+            if let (Some(name), Some(labels)) = (
+                ns.pointer("/metadata/name").and_then(Value::as_str),
+                ns.pointer("/metadata/labels").and_then(Value::as_object),
+            ) {
+                values
+                    .namespace_labels
+                    .entry(name.to_owned())
+                    .or_insert_with(|| {
+                        labels
+                            .iter()
+                            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                            .collect()
+                    });
+            }
+            values.objects.0.push(ns);
+        }
         values
     }
 
@@ -245,6 +313,42 @@ impl Values {
             .find(|m| m.subresource == own)
             .map(|m| (m.parent.clone(), m.name.clone()))
             .unwrap_or((own, String::new()))
+    }
+
+    /// Adds a `cli.kyverno.io` Context file: `spec.resources` become objects that exist,
+    /// `spec.images` the metadata `image.GetMetadata` returns.
+    pub fn load_context(&mut self, path: &Path, scopes: &Scopes) -> Result<()> {
+        for doc in read_documents(path)? {
+            let spec = get_ci(&doc.value, "spec").cloned().unwrap_or(Value::Null);
+            for resource in get_ci(&spec, "resources")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let mut resource = resource.clone();
+                default_namespace(&mut resource, scopes);
+                self.objects.0.push(resource);
+            }
+            for image in get_ci(&spec, "images")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(reference) = get_ci(image, "image").and_then(Value::as_str) {
+                    self.images.insert(reference.to_owned(), image.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds parameter objects (`paramResources` of a test).
+    pub fn load_objects(&mut self, path: &Path, scopes: &Scopes) -> Result<()> {
+        for mut doc in read_documents(path)? {
+            default_namespace(&mut doc.value, scopes);
+            self.objects.0.push(doc.value);
+        }
+        Ok(())
     }
 
     /// Sets a global variable from `--set key=value`.
@@ -298,6 +402,34 @@ impl bylaw_engine::context::ContextProvider for Values {
 
     fn foreach_values(&self, policy: &str, rule: &str) -> Option<&Map<String, Value>> {
         values_for_rule(&self.foreach_values, policy, rule)
+    }
+
+    fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, bylaw_engine::context::ContextError> {
+        self.objects.resource(api_version, kind, namespace, name)
+    }
+
+    fn list_resources(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        selector: Option<&Value>,
+    ) -> Result<Vec<Value>, bylaw_engine::context::ContextError> {
+        self.objects
+            .list_resources(api_version, kind, namespace, selector)
+    }
+
+    fn image_data(
+        &self,
+        reference: &str,
+    ) -> Result<Option<Value>, bylaw_engine::context::ContextError> {
+        Ok(self.images.get(reference).cloned())
     }
 }
 

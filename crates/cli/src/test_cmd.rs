@@ -138,6 +138,8 @@ const TEST_FIELDS: &[&str] = &[
     "targetResources",
     "apiCallResponses",
     "globalContextEntries",
+    // Parameter objects of CEL policies (`paramKind`/`paramRef`).
+    "paramResources",
     // A `cli.kyverno.io` Context: images and resources for CEL policies; Kyverno's CLI gives
     // classic policies nothing from it either.
     "context",
@@ -358,6 +360,12 @@ fn run_suite(
         let parsed = Values::parse(inline);
         merge_values(&mut values, parsed);
     }
+    if let Some(context) = get_ci(doc, "context").and_then(Value::as_str) {
+        values.load_context(&base.join(context), &scopes)?;
+    }
+    for p in paths("paramResources") {
+        values.load_objects(&p, &scopes)?;
+    }
     let user = match get_ci(doc, "userinfo").and_then(Value::as_str) {
         Some(u) => load::read_user_info(&base.join(u))?,
         None => UserInfo::default(),
@@ -475,10 +483,6 @@ fn cluster_data(
     let mut objects: Vec<Value> = resources.iter().map(|r| r.value.clone()).collect();
     objects.extend(targets.iter().cloned());
     objects.extend(cluster_objects);
-    if let Some(context) = get_ci(doc, "context").and_then(Value::as_str) {
-        // Read so that a broken file is an error, not silently ignored.
-        read_documents(&base.join(context))?;
-    }
     Ok(ClusterData {
         enabled,
         objects: bylaw_engine::generate::ObjectStore(objects),
@@ -509,6 +513,8 @@ fn statuses(
 }
 
 fn merge_values(into: &mut Values, from: Values) {
+    into.objects.0.extend(from.objects.0);
+    into.images.extend(from.images);
     into.global.extend(from.global);
     into.rule_values.extend(from.rule_values);
     into.foreach_values.extend(from.foreach_values);
@@ -631,6 +637,17 @@ struct Suite<'a> {
 }
 
 impl Suite<'_> {
+    /// Whether a rule response answers the row: a rule the row names, or any rule of a CEL
+    /// policy kind, whose rows name no rule because the policy is one check.
+    fn answers(&self, row: &RowSpec, name: &str) -> bool {
+        row.names_rule(name)
+            || self
+                .bundle
+                .policies
+                .iter()
+                .any(|p| p.key() == row.policy && p.kind.is_ruleless())
+    }
+
     /// The row's policy when it exists and its rule is one bylaw evaluates; otherwise the
     /// failing result to report.
     fn resolve(
@@ -652,14 +669,14 @@ impl Suite<'_> {
             };
             return Err(Box::new(result));
         };
-        if !policy.rules.iter().any(|r| row.names_rule(&r.name)) {
+        if !policy.rules.iter().any(|r| self.answers(row, &r.name)) {
             result.reason = format!("rule {:?} not found in policy {:?}", row.rule, row.policy);
             return Err(Box::new(result));
         }
         if let Some(unsupported) = policy
             .unsupported_rules()
             .into_iter()
-            .find(|u| row.names_rule(&u.rule))
+            .find(|u| self.answers(row, &u.rule))
         {
             // Never a pass, whatever the row expects: bylaw did not check it.
             result.actual = Some(RuleStatus::Error.as_str().to_owned());
@@ -689,7 +706,7 @@ impl Suite<'_> {
                 && e.policy_key == row.policy
                 && (row.kind.is_empty() || e.resource_kind == row.kind)
                 && (row.namespace.is_empty() || e.resource_namespace == row.namespace)
-                && e.rules.iter().any(|(name, _, _)| row.names_rule(name));
+                && e.rules.iter().any(|(name, _, _)| self.answers(row, name));
             let resource = e.resource_id();
             if !answers || !seen.insert((e.resource_kind.clone(), resource.clone())) {
                 continue;
@@ -765,7 +782,7 @@ impl Suite<'_> {
         let found: Vec<&(String, RuleStatus, String)> = candidates
             .iter()
             .flat_map(|e| e.rules.iter())
-            .filter(|(name, _, _)| row.names_rule(name))
+            .filter(|(name, _, _)| self.answers(row, name))
             .collect();
         if found.is_empty() {
             // The rule exists but did not select the resource: Kyverno reports nothing, which
@@ -808,7 +825,7 @@ impl Suite<'_> {
             let generated: Vec<&Value> = candidates
                 .iter()
                 .flat_map(|c| c.generated.iter())
-                .filter(|(rule, _)| row.names_rule(rule))
+                .filter(|(rule, _)| self.answers(row, rule))
                 .map(|(_, object)| object)
                 .collect();
             let mismatch = if generated.is_empty() {

@@ -56,6 +56,50 @@ fn every_example_and_shipped_policy_passes_bylaw_test() {
 }
 
 #[test]
+fn cel_policies_run_in_bylaw_test_with_their_messages() {
+    let out = bylaw(&[
+        "test",
+        "examples/validating-admission-policy",
+        "examples/validating-policy",
+        "--detailed-results",
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    // The binding's parameters and messageExpression reach the result.
+    assert!(
+        text.contains("deployment worker has 1 replicas, production needs 3"),
+        "{text}"
+    );
+    // resource.Get reads the suite's context file; autogen covers the Deployment.
+    assert!(
+        text.contains("Deployment/web") && text.contains("found docker.io/library/nginx:1.27"),
+        "{text}"
+    );
+    assert!(text.contains("7 rows passed, 0 rows failed"), "{text}");
+}
+
+#[test]
+fn an_invalid_cel_expression_names_its_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: policies.kyverno.io/v1\nkind: ValidatingPolicy\nmetadata:\n  name: broken\nspec:\n  matchConstraints:\n    resourceRules:\n    - {apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [pods]}\n  validations:\n  - expression: object.spec.containers.all(c,\n",
+    )
+    .unwrap();
+    let out = bylaw(&[
+        "apply",
+        policy.to_str().unwrap(),
+        "-r",
+        "examples/disallow-latest-tag/resource.yaml",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    let text = stderr(&out);
+    assert!(text.contains("policy.yaml"), "{text}");
+    assert!(text.contains("spec.validations[0].expression"), "{text}");
+}
+
+#[test]
 fn apply_blocks_on_an_enforced_failure_and_names_the_field() {
     let out = bylaw(&[
         "apply",
@@ -249,6 +293,8 @@ fn crds_print_every_definition() {
         "clusterpolicies.kyverno.io",
         "policies.kyverno.io",
         "policyexceptions.kyverno.io",
+        "validatingpolicies.policies.kyverno.io",
+        "namespacedvalidatingpolicies.policies.kyverno.io",
         "policyreports.wgpolicyk8s.io",
         "clusterpolicyreports.wgpolicyk8s.io",
     ] {

@@ -92,6 +92,11 @@ fn serves_the_examples_and_answers_the_sample_reviews() {
     assert_eq!(status, 200);
     assert!(metrics.contains("bylaw_policy_rule_info_total{policy_name=\"disallow-latest-tag\""));
     assert!(metrics.contains("bylaw_policy_results_total{policy_name=\"pod-security-restricted\""));
+    // The ValidatingPolicy example (Audit) is evaluated too.
+    assert!(
+        metrics.contains("bylaw_policy_results_total{policy_name=\"allowed-registries\""),
+        "{metrics}"
+    );
     serve.stop();
 }
 

@@ -45,6 +45,35 @@ pub fn field_path(parent: &str, field: &str) -> String {
 pub enum PolicyKind {
     ClusterPolicy,
     Policy,
+    /// `policies.kyverno.io` ValidatingPolicy (CEL).
+    ValidatingPolicy,
+    /// `policies.kyverno.io` NamespacedValidatingPolicy (CEL, confined to its namespace).
+    NamespacedValidatingPolicy,
+    /// `admissionregistration.k8s.io` ValidatingAdmissionPolicy (CEL).
+    ValidatingAdmissionPolicy,
+}
+
+impl PolicyKind {
+    /// The kind as written in documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::ClusterPolicy => "ClusterPolicy",
+            PolicyKind::Policy => "Policy",
+            PolicyKind::ValidatingPolicy => "ValidatingPolicy",
+            PolicyKind::NamespacedValidatingPolicy => "NamespacedValidatingPolicy",
+            PolicyKind::ValidatingAdmissionPolicy => "ValidatingAdmissionPolicy",
+        }
+    }
+
+    /// Kinds whose results are not reported per named rule (a whole CEL policy is one check).
+    pub fn is_ruleless(self) -> bool {
+        matches!(
+            self,
+            PolicyKind::ValidatingPolicy
+                | PolicyKind::NamespacedValidatingPolicy
+                | PolicyKind::ValidatingAdmissionPolicy
+        )
+    }
 }
 
 /// What the API server should do when bylaw cannot answer.
@@ -188,6 +217,8 @@ pub enum ValidateCheck {
     Deny(ConditionBlock),
     Foreach(Vec<ForeachValidate>),
     PodSecurity(PodSecurityRule),
+    /// CEL validations (`validate.cel`, or a whole CEL policy), see [`crate::cel`].
+    Cel(Arc<crate::cel::rule::CelRule>),
     /// A check bylaw cannot evaluate yet (`cel`, `manifests`, `assert`): evaluates to an error
     /// naming the feature, never a silent pass.
     Unsupported(&'static str),
@@ -204,7 +235,8 @@ impl ValidateCheck {
             ValidateCheck::Pattern(_)
             | ValidateCheck::AnyPattern(_)
             | ValidateCheck::Deny(_)
-            | ValidateCheck::PodSecurity(_) => None,
+            | ValidateCheck::PodSecurity(_)
+            | ValidateCheck::Cel(_) => None,
         }
     }
 }
@@ -338,7 +370,10 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         .ok_or_else(|| CompileError::new("metadata.name", "a policy needs a name"))?
         .to_owned();
     let namespace = match kind {
-        PolicyKind::ClusterPolicy => None,
+        PolicyKind::ClusterPolicy
+        | PolicyKind::ValidatingPolicy
+        | PolicyKind::NamespacedValidatingPolicy
+        | PolicyKind::ValidatingAdmissionPolicy => None,
         PolicyKind::Policy => Some(
             metadata
                 .get("namespace")
@@ -514,10 +549,23 @@ fn compile_rule(rule: &Value, path: &str, autogen: bool) -> Result<CompiledRule,
 
     let present = |k: &str| rule.get(k).is_some_and(|v| !v.is_null());
     let body = if present("validate") {
-        RuleBody::Validate(compile_validate(
+        let mut validate = compile_validate(
             rule.get("validate").unwrap_or(&Value::Null),
             &format!("{path}.validate"),
-        )?)
+        )?;
+        if let (ValidateCheck::Cel(cel), Some(conditions)) = (
+            &mut validate.check,
+            rule.get("celPreconditions").filter(|c| !c.is_null()),
+        ) {
+            let mut with_conditions = (**cel).clone();
+            crate::cel::policy::add_preconditions(
+                &mut with_conditions,
+                conditions,
+                &format!("{path}.celPreconditions"),
+            )?;
+            *cel = Arc::new(with_conditions);
+        }
+        RuleBody::Validate(validate)
     } else if present("mutate") {
         RuleBody::Mutate(rule.get("mutate").cloned().unwrap_or(Value::Null))
     } else if present("generate") {
@@ -693,8 +741,20 @@ const MAX_FOREACH_DEPTH: usize = 8;
 
 fn compile_check(value: &Value, path: &str, depth: usize) -> Result<ValidateCheck, CompileError> {
     let present = |k: &str| value.get(k).is_some_and(|v| !v.is_null());
+    if present("cel") {
+        let message = value
+            .get("message")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned);
+        let rule = crate::cel::policy::compile_validate_cel(
+            value.get("cel").unwrap_or(&Value::Null),
+            &format!("{path}.cel"),
+            message,
+        )?;
+        return Ok(ValidateCheck::Cel(Arc::new(rule)));
+    }
     for (field, feature) in [
-        ("cel", "validate.cel"),
         ("manifests", "validate.manifests"),
         ("assert", "validate.assert"),
     ] {
@@ -851,6 +911,7 @@ mod tests {
 
     #[test]
     fn unsupported_rules_are_named_with_their_feature() {
+        // `validate.cel` is evaluated, so its rule is not listed.
         let p = compile_policy(&policy(json!([
             {"name": "plain", "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
              "validate": {"pattern": {"metadata": {"name": "?*"}}}},
@@ -868,10 +929,6 @@ mod tests {
                 UnsupportedRule {
                     rule: "images".into(),
                     feature: "verifyImages"
-                },
-                UnsupportedRule {
-                    rule: "cel".into(),
-                    feature: "validate.cel"
                 },
                 UnsupportedRule {
                     rule: "nested".into(),

@@ -29,7 +29,9 @@ pub struct ApiCall {
 /// Everything the engine needs from outside: the controller implements it against the API
 /// server, the CLI against files. Returning `Ok(None)` means "not available here": the entry is
 /// left unset, as Kyverno's CLI does for lookups it cannot perform offline.
-pub trait ContextProvider {
+/// `Sync` because CEL evaluation hands the provider to the interpreter, whose values must be
+/// shareable across threads.
+pub trait ContextProvider: Sync {
     /// Values that stand in for a rule's context entries (the CLI's values file).
     fn rule_values(&self, _policy: &str, _rule: &str) -> Option<&Map<String, Value>> {
         None
@@ -648,12 +650,12 @@ mod tests {
     /// Answers every call with `result` and remembers what it was asked.
     struct Calls {
         result: Result<Option<Value>, ContextError>,
-        seen: std::cell::RefCell<Vec<ApiCall>>,
+        seen: std::sync::Mutex<Vec<ApiCall>>,
     }
 
     impl ContextProvider for Calls {
         fn api_call(&self, call: &ApiCall) -> Result<Option<Value>, ContextError> {
-            self.seen.borrow_mut().push(call.clone());
+            self.seen.lock().expect("unpoisoned").push(call.clone());
             self.result.clone()
         }
     }
@@ -678,7 +680,7 @@ mod tests {
         let mut ctx = json!({"request": {"object": {"image": "nginx"}}});
         load_entries(&entries, &mut ctx, &failing).unwrap();
         assert_eq!(ctx["allowed"], json!(false));
-        let call = failing.seen.borrow()[0].clone();
+        let call = failing.seen.lock().expect("unpoisoned")[0].clone();
         assert_eq!(call.method, "POST");
         assert_eq!(call.data, [("image".to_owned(), json!("nginx"))]);
         assert_eq!(

@@ -1022,8 +1022,11 @@ pub enum CompiledDocument {
     Other,
 }
 
-/// Compiles a `kyverno.io` ClusterPolicy, Policy or PolicyException; other documents are
-/// `Other`. Errors name the field path.
+/// Compiles a `kyverno.io` ClusterPolicy, Policy or PolicyException, a `policies.kyverno.io`
+/// ValidatingPolicy or NamespacedValidatingPolicy, or an `admissionregistration.k8s.io`
+/// ValidatingAdmissionPolicy (without bindings, see
+/// [`crate::cel::policy::compile_admission_policy`]); other documents are `Other`. Errors name
+/// the field path.
 pub fn compile_document(doc: &Value) -> Result<CompiledDocument, crate::compile::CompileError> {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
     let group = doc
@@ -1038,6 +1041,16 @@ pub fn compile_document(doc: &Value) -> Result<CompiledDocument, crate::compile:
         ("PolicyException", "kyverno.io") => Ok(CompiledDocument::Exception(Box::new(
             CompiledException::compile(doc)?,
         ))),
+        ("ValidatingPolicy" | "NamespacedValidatingPolicy", crate::cel::policy::POLICY_GROUP) => {
+            Ok(CompiledDocument::Policy(Box::new(
+                crate::cel::policy::compile_validating_policy(doc)?,
+            )))
+        }
+        ("ValidatingAdmissionPolicy", crate::cel::policy::ADMISSION_GROUP) => {
+            Ok(CompiledDocument::Policy(Box::new(
+                crate::cel::policy::compile_admission_policy(doc, &[])?,
+            )))
+        }
         _ => Ok(CompiledDocument::Other),
     }
 }

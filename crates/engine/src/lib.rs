@@ -14,6 +14,7 @@
 )]
 
 pub mod autogen;
+pub mod cel;
 pub mod compile;
 pub mod conditions;
 pub mod context;

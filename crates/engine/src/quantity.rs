@@ -208,6 +208,33 @@ impl Quantity {
         self.digits.is_empty()
     }
 
+    /// The value as an integer when it is one and fits in 64 bits (Kubernetes' `AsInt64`).
+    pub fn to_i64(&self) -> Option<i64> {
+        let len = i64::try_from(self.digits.len()).ok()?;
+        let whole = usize::try_from((len + self.exp.min(0)).max(0)).ok()?;
+        let (int_digits, fraction) = self.digits.split_at(whole.min(self.digits.len()));
+        if fraction.iter().any(|d| *d != 0) {
+            return None;
+        }
+        let mut value: i128 = 0;
+        for d in int_digits {
+            value = value.checked_mul(10)?.checked_add(i128::from(*d))?;
+            if value > i128::from(u64::MAX) {
+                return None;
+            }
+        }
+        for _ in 0..self.exp.max(0) {
+            value = value.checked_mul(10)?;
+            if value > i128::from(u64::MAX) {
+                return None;
+            }
+        }
+        if self.negative {
+            value = -value;
+        }
+        i64::try_from(value).ok()
+    }
+
     /// -1, 0 or 1 by the sign of the value.
     pub fn signum(&self) -> i32 {
         match (self.digits.is_empty(), self.negative) {

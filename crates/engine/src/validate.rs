@@ -91,6 +91,16 @@ fn validate_rule(
     {
         return None;
     }
+    // A CEL policy's match constraints decide whether it says anything at all.
+    if let ValidateCheck::Cel(cel) = &validate.check {
+        if cel
+            .constraints
+            .as_ref()
+            .is_some_and(|c| !c.matches(eval.request))
+        {
+            return None;
+        }
+    }
     let mut pod_security_exception = None;
     for exception in eval.exceptions {
         match exception.applies(policy, rule, eval.request, ctx) {
@@ -234,6 +244,9 @@ impl RuleScope<'_, '_, '_> {
 
         if let ValidateCheck::PodSecurity(ps) = &validate.check {
             return Ok(self.pod_security(ps));
+        }
+        if let ValidateCheck::Cel(cel) = &validate.check {
+            return Ok(self.cel(cel));
         }
         let resource = self.eval.request.resource();
         let result = self.check(&validate.check, resource, 0)?;
@@ -407,6 +420,9 @@ impl RuleScope<'_, '_, '_> {
             ValidateCheck::PodSecurity(_) => {
                 Err("podSecurity is only allowed at the top of a validate rule".to_owned())
             }
+            ValidateCheck::Cel(_) => {
+                Err("cel is only allowed at the top of a validate rule".to_owned())
+            }
             ValidateCheck::Unsupported(feature) => {
                 Err(crate::compile::unsupported_message(feature))
             }
@@ -423,6 +439,35 @@ impl RuleScope<'_, '_, '_> {
                     .map(Arc::new)
                     .map_err(|e| format!("invalid pattern after substitution: {e}"))
             }
+        }
+    }
+
+    /// Evaluates CEL validations; their outcome is the rule's response.
+    fn cel(&self, cel: &crate::cel::rule::CelRule) -> RuleResponse {
+        use crate::cel::rule::{self, CelOutcome, Inputs};
+        let request = self.eval.request;
+        let request_doc = rule::request_document(request);
+        let namespace_object = rule::namespace_object(cel.flavor, request, self.eval.provider);
+        let exceptions = rule::no_exceptions();
+        let inputs = Inputs {
+            request,
+            request_doc: &request_doc,
+            namespace_object: &namespace_object,
+            provider: self.eval.provider,
+            exceptions: &exceptions,
+        };
+        let name = self.rule.name.as_str();
+        let respond =
+            |status, message| RuleResponse::new(name, RuleType::Validation, status, message);
+        match cel.evaluate(&inputs) {
+            CelOutcome::Pass(message) if message.is_empty() => respond(
+                RuleStatus::Pass,
+                format!("validation rule '{name}' passed."),
+            ),
+            CelOutcome::Pass(message) => respond(RuleStatus::Pass, message),
+            CelOutcome::Fail { message, .. } => respond(RuleStatus::Fail, message),
+            CelOutcome::Skip(message) => respond(RuleStatus::Skip, message),
+            CelOutcome::Error(message) => respond(RuleStatus::Error, message),
         }
     }
 

@@ -11,7 +11,7 @@
 //! * everything the lookups of one review return together is bounded ([`ContextBudget`]), so a
 //!   request cannot make bylaw hold unbounded data.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bylaw_engine::context::{ApiCall, ContextError, ContextProvider};
 use serde_json::{Map, Value};
@@ -24,7 +24,8 @@ pub const DEFAULT_MAX_CONTEXT_BYTES: usize = 8 * 1024 * 1024;
 /// How much lookup data one review may still take in. Shared by every policy of the review.
 #[derive(Debug)]
 pub struct ContextBudget {
-    remaining: Cell<usize>,
+    /// Atomic only because providers must be `Sync` (CEL shares them); one review uses it.
+    remaining: AtomicUsize,
     limit: usize,
 }
 
@@ -32,21 +33,22 @@ impl ContextBudget {
     /// A budget of `limit` bytes (as serialized JSON).
     pub fn new(limit: usize) -> Self {
         ContextBudget {
-            remaining: Cell::new(limit),
+            remaining: AtomicUsize::new(limit),
             limit,
         }
     }
 
     /// Charges the size of `value`, or fails when the review's budget is spent.
     fn charge(&self, value: &Value) -> Result<(), ContextError> {
-        let size = json_size(value, self.remaining.get().saturating_add(1));
-        match self.remaining.get().checked_sub(size) {
+        let remaining = self.remaining.load(Ordering::Relaxed);
+        let size = json_size(value, remaining.saturating_add(1));
+        match remaining.checked_sub(size) {
             Some(left) => {
-                self.remaining.set(left);
+                self.remaining.store(left, Ordering::Relaxed);
                 Ok(())
             }
             None => {
-                self.remaining.set(0);
+                self.remaining.store(0, Ordering::Relaxed);
                 Err(ContextError(format!(
                     "context data of this request exceeds the {} byte limit",
                     self.limit

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use bylaw_engine::compile::{CompiledPolicy, PolicyKind, RuleBody, UnsupportedRule};
+use bylaw_engine::compile::{CompiledPolicy, RuleBody, UnsupportedRule};
 use bylaw_engine::engine::{compile_document, CompiledDocument, PolicySet};
 use bylaw_engine::exceptions::CompiledException;
 use bylaw_engine::response::FailureAction;
@@ -224,12 +224,9 @@ pub fn compile_documents(docs: &[PolicyDocument]) -> CompiledBatch {
     }
 }
 
-/// `ClusterPolicy` or `Policy`.
+/// The policy's kind as written: `ClusterPolicy`, `Policy`, `ValidatingPolicy`, …
 pub fn kind_name(policy: &CompiledPolicy) -> &'static str {
-    match policy.kind {
-        PolicyKind::ClusterPolicy => "ClusterPolicy",
-        PolicyKind::Policy => "Policy",
-    }
+    policy.kind.as_str()
 }
 
 fn rule_type(body: &RuleBody) -> RuleType {
