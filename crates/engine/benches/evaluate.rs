@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bylaw_engine::cel::policy::compile_validating_policy;
 use bylaw_engine::compile::compile_policy;
 use bylaw_engine::context::NoContext;
 use bylaw_engine::engine::PolicySet;
@@ -25,6 +26,11 @@ fn corpus() -> PathBuf {
 
 /// Every ClusterPolicy document directly in the policy folders below `dir` (not the tests).
 fn policies_below(dir: &Path, out: &mut Vec<Value>) {
+    documents_below(dir, "ClusterPolicy", out);
+}
+
+/// Every document of `kind` in the policy folders below `dir` (not the tests).
+fn documents_below(dir: &Path, kind: &str, out: &mut Vec<Value>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -33,7 +39,7 @@ fn policies_below(dir: &Path, out: &mut Vec<Value>) {
     for path in entries {
         if path.is_dir() {
             if path.file_name().and_then(|n| n.to_str()) != Some(".kyverno-test") {
-                policies_below(&path, out);
+                documents_below(&path, kind, out);
             }
         } else if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -42,7 +48,7 @@ fn policies_below(dir: &Path, out: &mut Vec<Value>) {
                     continue;
                 };
                 let value: Value = value;
-                if value.get("kind").and_then(Value::as_str) == Some("ClusterPolicy") {
+                if value.get("kind").and_then(Value::as_str) == Some(kind) {
                     out.push(value);
                 }
             }
@@ -70,6 +76,45 @@ fn pod_security_set() -> PolicySet {
         .collect::<Vec<_>>();
     eprintln!("benchmarking {} policies", policies.len());
     PolicySet::new(policies, Vec::new())
+}
+
+/// The library's CEL versions of the Pod Security policies: `validate.cel` ClusterPolicies
+/// (`pod-security-cel`) or `policies.kyverno.io` ValidatingPolicies (`pod-security-vpol`).
+fn pod_security_cel_set(dir: &str, kind: &str) -> PolicySet {
+    let mut docs = Vec::new();
+    for level in ["baseline", "restricted"] {
+        documents_below(&corpus().join(dir).join(level), kind, &mut docs);
+    }
+    assert!(!docs.is_empty(), "no {kind} found below {dir}");
+    let policies = docs
+        .iter()
+        .map(|d| {
+            let compiled = if kind == "ValidatingPolicy" {
+                compile_validating_policy(d)
+            } else {
+                compile_policy(d)
+            };
+            compiled.unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect::<Vec<_>>();
+    eprintln!("benchmarking {} {kind} documents of {dir}", policies.len());
+    PolicySet::new(policies, Vec::new())
+}
+
+/// Fails the benchmark when a rule errors: the case must measure full evaluation.
+fn assert_no_errors(set: &PolicySet, request: &Request) {
+    for response in set.validate(request, &NoContext) {
+        for rule in &response.rules {
+            assert_ne!(
+                rule.status.as_str(),
+                "error",
+                "{}/{}: {}",
+                response.policy,
+                rule.name,
+                rule.message
+            );
+        }
+    }
 }
 
 fn container(name: &str, image: &str) -> Value {
@@ -133,24 +178,31 @@ fn bench(c: &mut Criterion) {
                  "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec()}},
     }));
     // Sanity: the hardened Pod passes every rule, so the benchmark measures full evaluation.
-    for response in set.validate(&pod, &NoContext) {
-        for rule in &response.rules {
-            assert_ne!(
-                rule.status.as_str(),
-                "error",
-                "{}/{}: {}",
-                response.policy,
-                rule.name,
-                rule.message
-            );
-        }
-    }
+    assert_no_errors(&set, &pod);
     c.bench_function("pod-security set / 3-container Pod", |b| {
         b.iter(|| set.validate(std::hint::black_box(&pod), &NoContext))
     });
     c.bench_function("pod-security set / Deployment", |b| {
         b.iter(|| set.validate(std::hint::black_box(&deployment), &NoContext))
     });
+    for (label, dir, kind) in [
+        (
+            "pod-security validate.cel set / 3-container Pod",
+            "pod-security-cel",
+            "ClusterPolicy",
+        ),
+        (
+            "pod-security ValidatingPolicy set / 3-container Pod",
+            "pod-security-vpol",
+            "ValidatingPolicy",
+        ),
+    ] {
+        let cel_set = pod_security_cel_set(dir, kind);
+        assert_no_errors(&cel_set, &pod);
+        c.bench_function(label, |b| {
+            b.iter(|| cel_set.validate(std::hint::black_box(&pod), &NoContext))
+        });
+    }
     let mutation = pod_mutation_set();
     c.bench_function("library mutate policies / 3-container Pod", |b| {
         b.iter(|| mutation.mutate(std::hint::black_box(&pod), &NoContext))
