@@ -204,13 +204,38 @@ pub struct WebhookConfiguration {
     pub timeout_seconds: Option<i32>,
 }
 
-/// Status of a validating policy.
+/// Status of a validating policy, in Kyverno's shape for the `policies.kyverno.io` kinds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidatingPolicyStatus {
-    /// `Ready` and friends.
+    /// Readiness: the `Ready` condition and its summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_status: Option<ConditionStatus>,
+    /// What autogen derived from the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::crd::preserve_unknown_object_schema")]
+    pub autogen: Option<serde_json::Value>,
+    /// Whether a ValidatingAdmissionPolicy was generated from the policy (never, by bylaw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<bool>,
+    /// Beyond Kyverno: the measured admission cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<crate::EvaluationStatus>,
+}
+
+/// Readiness of a `policies.kyverno.io` policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConditionStatus {
+    /// Whether the policy is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// Exactly one condition of type `Ready`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<Condition>>,
+    /// Why the policy is not ready, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[cfg(test)]

@@ -371,6 +371,9 @@ pub fn policy_reference(key: &ObjectKey, uid: Option<&str>) -> ObjectReference {
         api_version: Some(match key.kind {
             PolicyKind::PolicyException => "kyverno.io/v2".to_owned(),
             PolicyKind::ClusterPolicy | PolicyKind::Policy => "kyverno.io/v1".to_owned(),
+            PolicyKind::ValidatingPolicy | PolicyKind::NamespacedValidatingPolicy => {
+                "policies.kyverno.io/v1".to_owned()
+            }
         }),
         kind: Some(key.kind.as_str().to_owned()),
         name: Some(key.name.clone()),

@@ -94,6 +94,10 @@ fn resource_of(kind: PolicyKind) -> ApiResource {
         PolicyKind::ClusterPolicy => ApiResource::erase::<bylaw_api::ClusterPolicy>(&()),
         PolicyKind::Policy => ApiResource::erase::<bylaw_api::Policy>(&()),
         PolicyKind::PolicyException => ApiResource::erase::<bylaw_api::PolicyException>(&()),
+        PolicyKind::ValidatingPolicy => ApiResource::erase::<bylaw_api::ValidatingPolicy>(&()),
+        PolicyKind::NamespacedValidatingPolicy => {
+            ApiResource::erase::<bylaw_api::NamespacedValidatingPolicy>(&())
+        }
     }
 }
 
@@ -152,6 +156,7 @@ async fn watch_kind(
     let stop = shutdown.wait();
     tokio::pin!(stop);
     let mut failing = false;
+    let mut reported_absent = false;
     loop {
         let next = tokio::select! {
             _ = &mut stop => return,
@@ -160,6 +165,19 @@ async fn watch_kind(
         let event = match next {
             None => return,
             Some(Err(error)) => {
+                // The `policies.kyverno.io` CRDs are optional: a cluster without them has no
+                // such policies, so readiness must not wait for them. The watch keeps retrying
+                // and picks them up once the CRDs are installed.
+                if kind.is_cel_policy() && !reported_absent && is_not_found(&error) {
+                    reported_absent = true;
+                    tracing::info!(kind = kind.as_str(), "no CRD for this policy kind; treating it as empty until it is installed");
+                    for event in [KindEvent::Init(kind), KindEvent::InitDone(kind)] {
+                        if tx.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 // Logged once per outage, then quietly retried with backoff.
                 if !failing {
                     tracing::warn!(kind = kind.as_str(), %error, "cannot watch policies; serving the last good set and retrying (are the CRDs installed? `bylaw crds | kubectl apply -f -`)");
@@ -194,6 +212,15 @@ async fn watch_kind(
         if tx.send(event).await.is_err() {
             return;
         }
+    }
+}
+
+/// Whether the watch failed because the API server does not serve the resource (no CRD).
+fn is_not_found(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code == 404,
+        _ => false,
     }
 }
 

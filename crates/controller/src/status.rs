@@ -7,6 +7,10 @@
 //! counts), `autogen.rules` (the rules autogen added) and, beyond Kyverno,
 //! `evaluation.averageMicroseconds` (the measured admission cost).
 //!
+//! The `policies.kyverno.io` kinds (ValidatingPolicy, NamespacedValidatingPolicy) get Kyverno's
+//! shape for them: the same `Ready` condition under `conditionStatus` (with `ready` and, when
+//! not ready, `message`), `autogen` and `generated: false`, plus `evaluation`.
+//!
 //! The writer patches the status subresource only when what bylaw owns differs from what the
 //! API server holds, only while this replica is the leader, and raises a `PolicyError` event
 //! when a policy turns not Ready.
@@ -30,6 +34,8 @@ use crate::leader::Leadership;
 
 /// The status keys bylaw writes; other keys of `status` are left alone.
 const OWNED_KEYS: [&str; 5] = ["ready", "conditions", "rulecount", "autogen", "evaluation"];
+/// The status keys bylaw writes on the `policies.kyverno.io` kinds.
+const CEL_OWNED_KEYS: [&str; 4] = ["conditionStatus", "autogen", "generated", "evaluation"];
 
 /// Reason of a Ready condition that is `True`.
 pub const REASON_SUCCEEDED: &str = "Succeeded";
@@ -56,7 +62,7 @@ pub fn desired_status(
     };
     let condition_status = if ready { "True" } else { "False" };
     let current_ready = current
-        .and_then(|s| s.get("conditions"))
+        .and_then(|s| s.get("conditions").or_else(|| s.pointer("/conditionStatus/conditions")))
         .and_then(Value::as_array)
         .and_then(|conditions| {
             conditions
@@ -113,6 +119,51 @@ pub fn desired_status(
     Value::Object(status)
 }
 
+/// What the status of a policy of `kind` should hold: [`desired_status`], rearranged into
+/// Kyverno's `conditionStatus` shape for the `policies.kyverno.io` kinds.
+pub fn desired_status_of(
+    kind: PolicyKind,
+    object: &IndexedObject,
+    cost_micros: Option<f64>,
+    current: Option<&Value>,
+    now: &str,
+) -> Value {
+    let mut classic = desired_status(object, cost_micros, current, now);
+    if !kind.is_cel_policy() {
+        return classic;
+    }
+    let ready = classic.get("ready").cloned().unwrap_or(Value::Bool(false));
+    let conditions = classic
+        .get_mut("conditions")
+        .map(Value::take)
+        .unwrap_or_else(|| json!([]));
+    let mut condition_status = Map::new();
+    condition_status.insert("ready".into(), ready.clone());
+    if ready == Value::Bool(false) {
+        if let Some(message) = conditions.pointer("/0/message") {
+            condition_status.insert("message".into(), message.clone());
+        }
+    }
+    condition_status.insert("conditions".into(), conditions);
+    let mut status = Map::new();
+    status.insert("conditionStatus".into(), Value::Object(condition_status));
+    status.insert("autogen".into(), json!({}));
+    status.insert("generated".into(), json!(false));
+    if let Some(evaluation) = classic.get_mut("evaluation").map(Value::take) {
+        status.insert("evaluation".into(), evaluation);
+    }
+    Value::Object(status)
+}
+
+/// Where the Ready condition's transition time sits in a status of `kind`.
+fn transition_pointer(kind: PolicyKind) -> &'static str {
+    if kind.is_cel_policy() {
+        "/conditionStatus/conditions/0/lastTransitionTime"
+    } else {
+        "/conditions/0/lastTransitionTime"
+    }
+}
+
 fn reason_of(error: &PolicyError) -> &'static str {
     match error.rejection {
         Rejection::Unsupported => REASON_UNSUPPORTED,
@@ -154,12 +205,22 @@ fn rule_count(source: &Value) -> Value {
 /// The JSON merge patch (RFC 7386) that turns the owned part of `current` into `desired`;
 /// `None` when they are equal, so nothing is written.
 pub fn status_patch(current: Option<&Value>, desired: &Value) -> Option<Value> {
+    status_patch_of(PolicyKind::ClusterPolicy, current, desired)
+}
+
+/// [`status_patch`] for a policy of `kind`, which decides the keys bylaw owns.
+pub fn status_patch_of(kind: PolicyKind, current: Option<&Value>, desired: &Value) -> Option<Value> {
+    let owned_keys: &[&str] = if kind.is_cel_policy() {
+        &CEL_OWNED_KEYS
+    } else {
+        &OWNED_KEYS
+    };
     let owned: Map<String, Value> = current
         .and_then(Value::as_object)
         .map(|status| {
             status
                 .iter()
-                .filter(|(key, _)| OWNED_KEYS.contains(&key.as_str()))
+                .filter(|(key, _)| owned_keys.contains(&key.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         })
@@ -252,6 +313,10 @@ fn api_for(client: &Client, key: &ObjectKey) -> Option<Api<DynamicObject>> {
     let resource = match key.kind {
         PolicyKind::ClusterPolicy => ApiResource::erase::<bylaw_api::ClusterPolicy>(&()),
         PolicyKind::Policy => ApiResource::erase::<bylaw_api::Policy>(&()),
+        PolicyKind::ValidatingPolicy => ApiResource::erase::<bylaw_api::ValidatingPolicy>(&()),
+        PolicyKind::NamespacedValidatingPolicy => {
+            ApiResource::erase::<bylaw_api::NamespacedValidatingPolicy>(&())
+        }
         PolicyKind::PolicyException => return None,
     };
     Some(if key.namespace.is_empty() {
@@ -348,13 +413,15 @@ impl StatusWriter {
                 .iter()
                 .filter(|(key, _)| key.kind != PolicyKind::PolicyException)
                 .filter_map(|(key, object)| {
-                    let desired = desired_status(
+                    let desired = desired_status_of(
+                        key.kind,
                         object,
                         self.costs.mean_micros(key),
                         object.meta.status.as_ref(),
                         &now,
                     );
-                    let patch = status_patch(object.meta.status.as_ref(), &desired)?;
+                    let patch =
+                        status_patch_of(key.kind, object.meta.status.as_ref(), &desired)?;
                     let version = object.meta.resource_version.clone();
                     if self.written.get(key) == Some(&(version.clone(), desired.clone())) {
                         return None;
@@ -384,7 +451,7 @@ impl StatusWriter {
                 Ok(_) => {
                     tracing::debug!(policy = %key, "status written");
                     let newly_failed = failure.is_some()
-                        && desired.pointer("/conditions/0/lastTransitionTime")
+                        && desired.pointer(transition_pointer(key.kind))
                             == Some(&Value::String(now.clone()));
                     self.written.insert(key.clone(), (version, desired));
                     if let (true, Some(message)) = (newly_failed, failure) {

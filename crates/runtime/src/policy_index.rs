@@ -28,14 +28,20 @@ pub enum PolicyKind {
     Policy,
     /// `kyverno.io/v2` PolicyException.
     PolicyException,
+    /// `policies.kyverno.io/v1` ValidatingPolicy (CEL).
+    ValidatingPolicy,
+    /// `policies.kyverno.io/v1` NamespacedValidatingPolicy (CEL).
+    NamespacedValidatingPolicy,
 }
 
 impl PolicyKind {
     /// Every kind.
-    pub const ALL: [PolicyKind; 3] = [
+    pub const ALL: [PolicyKind; 5] = [
         PolicyKind::ClusterPolicy,
         PolicyKind::Policy,
         PolicyKind::PolicyException,
+        PolicyKind::ValidatingPolicy,
+        PolicyKind::NamespacedValidatingPolicy,
     ];
 
     /// The `kind` field.
@@ -44,7 +50,18 @@ impl PolicyKind {
             PolicyKind::ClusterPolicy => "ClusterPolicy",
             PolicyKind::Policy => "Policy",
             PolicyKind::PolicyException => "PolicyException",
+            PolicyKind::ValidatingPolicy => "ValidatingPolicy",
+            PolicyKind::NamespacedValidatingPolicy => "NamespacedValidatingPolicy",
         }
+    }
+
+    /// Whether this is one of the `policies.kyverno.io` kinds, whose status has Kyverno's
+    /// `conditionStatus` shape.
+    pub fn is_cel_policy(self) -> bool {
+        matches!(
+            self,
+            PolicyKind::ValidatingPolicy | PolicyKind::NamespacedValidatingPolicy
+        )
     }
 
     /// The kind named by a document's `kind` field.

@@ -72,6 +72,16 @@ impl Harness {
                 .iter()
                 .map(|crd| serde_json::to_value(crd).unwrap()),
         );
+        Self::start_on(server, configure, leadership, elector).await
+    }
+
+    /// A harness on `server`, whose CRDs the caller installed.
+    pub async fn start_on(
+        server: FakeApiServer,
+        configure: impl FnOnce(&mut (ClusterOptions, ClusterContextConfig)),
+        leadership: Leadership,
+        elector: Option<LeadershipSender>,
+    ) -> Harness {
         let mut settings = (
             ClusterOptions {
                 event_flush: Duration::from_millis(100),
@@ -124,8 +134,13 @@ impl Harness {
 
     /// The stored policy's status.
     pub fn status(&self, kind: &str, namespace: Option<&str>, name: &str) -> Value {
+        let api_version = if kind.ends_with("ValidatingPolicy") {
+            "policies.kyverno.io/v1"
+        } else {
+            "kyverno.io/v1"
+        };
         self.server
-            .get("kyverno.io/v1", kind, namespace, name)
+            .get(api_version, kind, namespace, name)
             .and_then(|p| p.get("status").cloned())
             .unwrap_or(Value::Null)
     }

@@ -363,3 +363,116 @@ async fn repeated_denials_raise_violation_events_as_one_series() {
     assert_eq!(on_pod["metadata"]["namespace"], "shop");
     assert_eq!(on_pod["regarding"]["namespace"], "shop");
 }
+
+/// A ValidatingPolicy requiring the `team` label on Pods, with `expression` as its check.
+fn require_team_cel(name: &str, expression: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "policies.kyverno.io/v1",
+        "kind": "ValidatingPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "validationActions": ["Deny"],
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["pods"]
+            }]},
+            "validations": [{"expression": expression, "message": "label team is required"}]
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validating_policy_is_served_from_the_cluster_with_kyvernos_status_shape() {
+    let harness = Harness::start().await;
+    harness.apply(require_team_cel(
+        "team-cel",
+        "has(object.metadata.labels) && 'team' in object.metadata.labels",
+    ));
+    eventually("the ValidatingPolicy served", || {
+        harness
+            .served()
+            .contains(&"team-cel".to_owned())
+            .then_some(())
+    })
+    .await;
+    let unlabelled = harness
+        .evaluate(Phase::Validate, pod_review("shop", json!({}), "alice", &[]))
+        .await;
+    assert!(!unlabelled.allowed);
+    assert!(
+        unlabelled
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("label team is required")),
+        "{:?}",
+        unlabelled.message
+    );
+    let labelled = harness
+        .evaluate(
+            Phase::Validate,
+            pod_review("shop", json!({"team": "a"}), "alice", &[]),
+        )
+        .await;
+    assert!(labelled.allowed);
+
+    let status = eventually("conditionStatus written", || {
+        let status = harness.status("ValidatingPolicy", None, "team-cel");
+        (status["conditionStatus"]["ready"] == true).then_some(status)
+    })
+    .await;
+    let condition = &status["conditionStatus"]["conditions"][0];
+    assert_eq!(condition["type"], "Ready");
+    assert_eq!(condition["status"], "True");
+    assert_eq!(condition["reason"], "Succeeded");
+    assert_eq!(status["generated"], false);
+    assert!(
+        status.get("conditions").is_none() && status.get("ready").is_none(),
+        "the ClusterPolicy shape is not written on a ValidatingPolicy: {status}"
+    );
+
+    // An expression that does not compile: never served, the field named in the status.
+    harness.apply(require_team_cel("broken-cel", "object.metadata.labels.("));
+    let status = eventually("the broken policy reported", || {
+        let status = harness.status("ValidatingPolicy", None, "broken-cel");
+        (status["conditionStatus"]["ready"] == false).then_some(status)
+    })
+    .await;
+    let message = status["conditionStatus"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with("spec.validations[0].expression"),
+        "{message}"
+    );
+    assert_eq!(status["conditionStatus"]["conditions"][0]["reason"], "Failed");
+    assert!(!harness.served().contains(&"broken-cel".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_cel_policy_crds_classic_policies_still_load() {
+    let server = bylaw_test_support::apiserver::FakeApiServer::start().await;
+    server.install_crds(
+        bylaw_api::all_crds()
+            .iter()
+            .filter(|crd| crd.spec.group == "kyverno.io" || crd.spec.group == "wgpolicyk8s.io")
+            .map(|crd| serde_json::to_value(crd).unwrap()),
+    );
+    server.upsert(require_team("require-team", "Enforce"));
+    // start_on waits for the first policy set: it must not wait for the absent kinds.
+    let harness = Harness::start_on(
+        server,
+        |_| {},
+        bylaw_controller::Leadership::always(),
+        None,
+    )
+    .await;
+    eventually("the ClusterPolicy served", || {
+        harness
+            .served()
+            .contains(&"require-team".to_owned())
+            .then_some(())
+    })
+    .await;
+    let verdict = harness
+        .evaluate(Phase::Validate, pod_review("shop", json!({}), "alice", &[]))
+        .await;
+    assert!(!verdict.allowed);
+}
