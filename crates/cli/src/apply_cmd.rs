@@ -115,8 +115,14 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     }
     let bundle = load::compile_documents(&docs)?;
     for (kind, name, file) in &bundle.unsupported {
+        // Policy directories often hold their tests and sample resources too.
+        let why = if kind.ends_with("Policy") || kind.ends_with("PolicyBinding") {
+            "this policy kind is not supported by bylaw yet"
+        } else {
+            "not a policy"
+        };
         output::warn(&format!(
-            "{}: skipping {kind} {name:?}: this kind is not supported by bylaw yet",
+            "{}: skipping {kind} {name:?}: {why}",
             file.display()
         ));
     }

@@ -150,14 +150,19 @@ pub fn run_resource<'p>(
             });
         }
     }
-    let mut objects = vec![current.clone()];
-    objects.extend(existing.iter().filter(|o| o.is_object()).cloned());
-    let generate_provider = Cluster {
-        values,
-        data: cluster,
-        objects: ObjectStore(objects),
-    };
+    // Generate rules see the resource and every input object; copied only when some policy
+    // generates, so a run without generate rules stays linear in the number of resources.
+    let mut generate_provider = None;
     for policy in bundle.policies.iter().filter(|p| has_generate(p)) {
+        let generate_provider = generate_provider.get_or_insert_with(|| {
+            let mut objects = vec![current.clone()];
+            objects.extend(existing.iter().filter(|o| o.is_object()).cloned());
+            Cluster {
+                values,
+                data: cluster,
+                objects: ObjectStore(objects),
+            }
+        });
         let vars = variables(policy);
         let request = build_request(&current, &vars, user, values);
         let mut context = request_context(&request);
@@ -166,7 +171,7 @@ pub fn run_resource<'p>(
             policy,
             &request,
             &context,
-            &generate_provider,
+            &*generate_provider,
             &bundle.exceptions,
         );
         runs.push(PolicyRun {

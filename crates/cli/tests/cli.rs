@@ -609,3 +609,32 @@ fn apply_reads_a_policy_directory_as_serve_does() {
         ["require-team-label"]
     );
 }
+
+#[test]
+fn apply_says_which_skipped_documents_are_not_policies() {
+    // A policy folder with its sample resources and a kind bylaw does not run yet.
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo_root().join("examples/require-team-label");
+    std::fs::copy(root.join("policy.yaml"), dir.path().join("policy.yaml")).unwrap();
+    std::fs::copy(root.join("resource.yaml"), dir.path().join("resource.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("mutating.yaml"),
+        "apiVersion: policies.kyverno.io/v1\nkind: MutatingPolicy\nmetadata:\n  name: add-labels\nspec: {}\n",
+    )
+    .unwrap();
+    let out = bylaw(&[
+        "apply",
+        dir.path().to_str().unwrap(),
+        "-r",
+        root.join("resource.yaml").to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("skipping MutatingPolicy \"add-labels\": this policy kind is not supported by bylaw yet"),
+        "{err}"
+    );
+    assert!(
+        err.contains("skipping ConfigMap \"payments-config\": not a policy"),
+        "{err}"
+    );
+}

@@ -170,7 +170,10 @@ async fn watch_kind(
                 // and picks them up once the CRDs are installed.
                 if kind.is_cel_policy() && !reported_absent && is_not_found(&error) {
                     reported_absent = true;
-                    tracing::info!(kind = kind.as_str(), "no CRD for this policy kind; treating it as empty until it is installed");
+                    tracing::info!(
+                        kind = kind.as_str(),
+                        "no CRD for this policy kind; treating it as empty until it is installed"
+                    );
                     for event in [KindEvent::Init(kind), KindEvent::InitDone(kind)] {
                         if tx.send(event).await.is_err() {
                             return;

@@ -62,7 +62,10 @@ pub fn desired_status(
     };
     let condition_status = if ready { "True" } else { "False" };
     let current_ready = current
-        .and_then(|s| s.get("conditions").or_else(|| s.pointer("/conditionStatus/conditions")))
+        .and_then(|s| {
+            s.get("conditions")
+                .or_else(|| s.pointer("/conditionStatus/conditions"))
+        })
         .and_then(Value::as_array)
         .and_then(|conditions| {
             conditions
@@ -209,7 +212,11 @@ pub fn status_patch(current: Option<&Value>, desired: &Value) -> Option<Value> {
 }
 
 /// [`status_patch`] for a policy of `kind`, which decides the keys bylaw owns.
-pub fn status_patch_of(kind: PolicyKind, current: Option<&Value>, desired: &Value) -> Option<Value> {
+pub fn status_patch_of(
+    kind: PolicyKind,
+    current: Option<&Value>,
+    desired: &Value,
+) -> Option<Value> {
     let owned_keys: &[&str] = if kind.is_cel_policy() {
         &CEL_OWNED_KEYS
     } else {
@@ -420,8 +427,7 @@ impl StatusWriter {
                         object.meta.status.as_ref(),
                         &now,
                     );
-                    let patch =
-                        status_patch_of(key.kind, object.meta.status.as_ref(), &desired)?;
+                    let patch = status_patch_of(key.kind, object.meta.status.as_ref(), &desired)?;
                     let version = object.meta.resource_version.clone();
                     if self.written.get(key) == Some(&(version.clone(), desired.clone())) {
                         return None;

@@ -442,7 +442,10 @@ async fn a_validating_policy_is_served_from_the_cluster_with_kyvernos_status_sha
         message.starts_with("spec.validations[0].expression"),
         "{message}"
     );
-    assert_eq!(status["conditionStatus"]["conditions"][0]["reason"], "Failed");
+    assert_eq!(
+        status["conditionStatus"]["conditions"][0]["reason"],
+        "Failed"
+    );
     assert!(!harness.served().contains(&"broken-cel".to_owned()));
 }
 
@@ -457,13 +460,8 @@ async fn without_the_cel_policy_crds_classic_policies_still_load() {
     );
     server.upsert(require_team("require-team", "Enforce"));
     // start_on waits for the first policy set: it must not wait for the absent kinds.
-    let harness = Harness::start_on(
-        server,
-        |_| {},
-        bylaw_controller::Leadership::always(),
-        None,
-    )
-    .await;
+    let harness =
+        Harness::start_on(server, |_| {}, bylaw_controller::Leadership::always(), None).await;
     eventually("the ClusterPolicy served", || {
         harness
             .served()
