@@ -13,8 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bylaw_controller::certs::{remove_managed_secret, CertificateManager, IssuedCertificate};
 use bylaw_controller::events::EventLimits;
 use bylaw_controller::policies::{ExceptionScope, PolicySyncConfig};
+use bylaw_controller::webhooks::{
+    remove_configurations, Endpoint, WebhookRegistrar, WebhookSettings,
+};
 use bylaw_controller::{Cluster, ClusterContext, ClusterContextConfig, ClusterOptions, Leadership};
 use bylaw_runtime::context_scope::DEFAULT_MAX_CONTEXT_BYTES;
 use bylaw_runtime::results::ResultsReceiver;
@@ -25,7 +29,7 @@ use bylaw_runtime::{
 };
 use bylaw_webhook::config::resolve_namespace;
 use bylaw_webhook::duration::parse_go_duration;
-use bylaw_webhook::{generate_dev_certificate, Server, WebhookConfig};
+use bylaw_webhook::{generate_dev_certificate, DevCa, Server, WebhookConfig};
 use clap::Args;
 
 use crate::output;
@@ -138,6 +142,77 @@ pub struct ClusterArgs {
     /// How long an `apiCall` GET answer of the API server is reused.
     #[arg(long = "api-call-cache-ttl", conflicts_with = "policies", env = "BYLAW_API_CALL_CACHE_TTL", default_value = "5s", value_parser = parse_go_duration)]
     api_call_cache_ttl: Duration,
+
+    /// Keep bylaw's ValidatingWebhookConfiguration and MutatingWebhookConfiguration in step
+    /// with the policies (`false`: someone else registers the webhooks).
+    #[arg(long = "register-webhooks", conflicts_with = "policies", env = "BYLAW_REGISTER_WEBHOOKS", default_value_t = true, action = clap::ArgAction::Set)]
+    register_webhooks: bool,
+
+    /// Name of both webhook configurations.
+    #[arg(
+        long = "webhook-name",
+        conflicts_with = "policies",
+        env = "BYLAW_WEBHOOK_NAME",
+        default_value = "bylaw"
+    )]
+    webhook_name: String,
+
+    /// Register the webhooks by URL (`https://HOST:PORT`: bylaw outside the cluster, control
+    /// planes without nodes) instead of by Service.
+    #[arg(
+        long = "webhook-url",
+        conflicts_with = "policies",
+        env = "BYLAW_WEBHOOK_URL"
+    )]
+    webhook_url: Option<String>,
+
+    /// The Service in bylaw's namespace the API server calls (port 443).
+    #[arg(
+        long = "service-name",
+        conflicts_with = "policies",
+        env = "BYLAW_SERVICE_NAME",
+        default_value = "bylaw"
+    )]
+    service_name: String,
+
+    /// Namespaces whose requests are never sent to bylaw (kube-system and bylaw's own always).
+    #[arg(
+        long = "webhook-exclude-namespace",
+        conflicts_with = "policies",
+        env = "BYLAW_WEBHOOK_EXCLUDE_NAMESPACES",
+        value_delimiter = ','
+    )]
+    webhook_exclude_namespaces: Vec<String>,
+
+    /// Secret in bylaw's namespace holding the self-managed CA and serving certificate (used
+    /// when no `--tls-cert-file` is given).
+    #[arg(
+        long = "tls-secret",
+        conflicts_with = "policies",
+        env = "BYLAW_TLS_SECRET",
+        default_value = "bylaw-tls"
+    )]
+    tls_secret: String,
+
+    /// Where the self-managed certificate is written for the server (default: a directory
+    /// under the system's temporary directory).
+    #[arg(long = "cert-dir", conflicts_with = "policies", env = "BYLAW_CERT_DIR")]
+    cert_dir: Option<PathBuf>,
+
+    /// CA bundle (PEM) for the webhook configurations when `--tls-cert-file` is given
+    /// (cert-manager's `ca.crt`); default: `ca.crt` beside the certificate, else the
+    /// certificate itself.
+    #[arg(
+        long = "tls-ca-file",
+        conflicts_with = "policies",
+        env = "BYLAW_TLS_CA_FILE"
+    )]
+    tls_ca_file: Option<PathBuf>,
+
+    /// Remove everything bylaw registered (webhook configurations, its certificate Secret)
+    /// and exit.
+    #[arg(long = "cleanup", conflicts_with = "policies")]
+    cleanup: bool,
 }
 
 /// Where policies come from.
@@ -149,7 +224,7 @@ enum Mode {
     },
     Cluster {
         kubeconfig: Option<PathBuf>,
-        args: ClusterArgs,
+        args: Box<ClusterArgs>,
     },
 }
 
@@ -173,7 +248,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let mode = if policies.is_empty() {
         Mode::Cluster {
             kubeconfig,
-            args: cluster,
+            args: Box::new(cluster),
         }
     } else {
         for path in &policies {
@@ -231,7 +306,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 .await
             }
             Mode::Cluster { kubeconfig, args } => {
-                serve_cluster(kubeconfig, args, namespace, max_context_bytes, webhook).await
+                serve_cluster(kubeconfig, *args, namespace, max_context_bytes, webhook).await
             }
         }
     })?;
@@ -327,8 +402,60 @@ async fn serve_cluster(
         api_call_timeout,
         api_call_max_bytes,
         api_call_cache_ttl,
+        register_webhooks,
+        webhook_name,
+        webhook_url,
+        service_name,
+        webhook_exclude_namespaces,
+        tls_secret,
+        cert_dir,
+        tls_ca_file,
+        cleanup,
     } = args;
     let client = kube_client(kubeconfig).await?;
+    if cleanup {
+        return clean_up(&client, &webhook_name, &namespace, &tls_secret).await;
+    }
+    let mut webhook = webhook;
+    let endpoint = match &webhook_url {
+        Some(url) => {
+            anyhow::ensure!(
+                url.starts_with("https://"),
+                "--webhook-url {url}: must start with https://"
+            );
+            Endpoint::Url(url.clone())
+        }
+        None => Endpoint::Service {
+            name: service_name.clone(),
+            namespace: namespace.clone(),
+        },
+    };
+    let (ca_bundle, certificates) = match (&webhook.tls_cert_file, &webhook.tls_key_file) {
+        (Some(cert), Some(_)) => (given_ca_bundle(cert, tls_ca_file.as_deref())?, None),
+        _ => {
+            let manager = CertificateManager {
+                client: client.clone(),
+                namespace: namespace.clone(),
+                secret_name: tls_secret.clone(),
+                names: certificate_names(&service_name, &namespace, webhook_url.as_deref()),
+                dir: cert_dir.unwrap_or_else(|| {
+                    std::env::temp_dir().join(format!("bylaw-serving-cert-{}", std::process::id()))
+                }),
+                issuer: Arc::new(issue_serving_certificate),
+            };
+            let bundle = manager
+                .ensure(true)
+                .await
+                .context("setting up the serving certificate")?;
+            let (cert, key) = manager.files();
+            webhook.tls_cert_file = Some(cert);
+            webhook.tls_key_file = Some(key);
+            output::line(&format!(
+                "bylaw serve: serving certificate from Secret {namespace}/{tls_secret}"
+            ));
+            (bundle, Some(manager))
+        }
+    };
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let cache = Arc::new(PolicyCache::new(metrics.clone()));
     let shutdown = Shutdown::new();
@@ -380,9 +507,108 @@ async fn serve_cluster(
             .unwrap_or_else(|| "bylaw".to_owned()),
         ..ClusterOptions::default()
     };
+    let (bundle_tx, bundle_rx) = tokio::sync::watch::channel(ca_bundle.clone());
+    if let Some(manager) = certificates {
+        tokio::spawn(manager.run(
+            cluster.leadership.clone(),
+            bundle_tx,
+            CERTIFICATE_CHECK_INTERVAL,
+            signal.clone(),
+        ));
+    }
+    if register_webhooks {
+        let registrar = WebhookRegistrar {
+            client: cluster.client.clone(),
+            settings: WebhookSettings {
+                name: webhook_name,
+                endpoint,
+                ca_bundle,
+                excluded_namespaces: webhook_exclude_namespaces,
+                namespace: cluster.namespace.clone(),
+            },
+            leadership: cluster.leadership.clone(),
+            discovery_interval: DISCOVERY_INTERVAL,
+        };
+        tokio::spawn(registrar.run(cluster.cache.clone(), bundle_rx, signal.clone()));
+    }
     tokio::spawn(cluster.run(context, options, outcomes));
     shutdown.trigger_on_os_signal();
     bound.run(signal).await?;
+    Ok(())
+}
+
+/// How often the certificate Secret is checked (renewal by the leader, reload by all).
+const CERTIFICATE_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// How often API discovery is refreshed for the webhook rules.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(300);
+
+/// The names bylaw's own certificate covers: the Service's DNS names and the `--webhook-url`
+/// host.
+fn certificate_names(service: &str, namespace: &str, webhook_url: Option<&str>) -> Vec<String> {
+    let mut names = vec![
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ];
+    if let Some(host) = webhook_url.and_then(url_host) {
+        names.push(host);
+    }
+    names
+}
+
+/// `HOST` of `https://HOST[:PORT][/…]`, IPv6 brackets removed.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+/// A new CA (one year) and serving certificate (150 days).
+fn issue_serving_certificate(names: &[String]) -> Result<IssuedCertificate, String> {
+    let ca = DevCa::generate_valid_for("bylaw webhook CA", Some(bylaw_controller::certs::CA_DAYS))
+        .map_err(|e| e.to_string())?;
+    let issued = ca
+        .issue_valid_for(names, Some(bylaw_controller::certs::CERTIFICATE_DAYS))
+        .map_err(|e| e.to_string())?;
+    Ok(IssuedCertificate {
+        ca_pem: issued.ca_pem,
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
+    })
+}
+
+/// The CA bundle for certificates bylaw was given.
+fn given_ca_bundle(cert: &Path, ca_file: Option<&Path>) -> Result<String> {
+    let beside = cert.with_file_name("ca.crt");
+    let path = match ca_file {
+        Some(path) => path.to_owned(),
+        None if beside.exists() => beside,
+        None => cert.to_owned(),
+    };
+    std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the CA bundle {}", path.display()))
+}
+
+/// `--cleanup`: removes the webhook configurations and the certificate Secret bylaw made.
+async fn clean_up(client: &kube::Client, name: &str, namespace: &str, secret: &str) -> Result<()> {
+    let removed = remove_configurations(client, name)
+        .await
+        .context("removing the webhook configurations")?;
+    let ours = remove_managed_secret(client, namespace, secret)
+        .await
+        .context("removing the certificate Secret")?;
+    output::line(&format!(
+        "bylaw serve --cleanup: removed {removed} webhook configuration(s) named {name}{}",
+        if ours {
+            format!(" and Secret {namespace}/{secret}")
+        } else {
+            String::new()
+        }
+    ));
     Ok(())
 }
 

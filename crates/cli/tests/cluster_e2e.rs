@@ -1,6 +1,7 @@
 //! `bylaw serve` against a real API server (`make e2e` with `KUBECONFIG`): the user's view of
 //! the in-cluster mode. Every object it creates has a name unique to the run and is deleted at
-//! the end; it registers no webhook, so it cannot disturb other users of the cluster.
+//! the end. Webhooks are registered only by the test that checks them, under a configuration
+//! name unique to the run, and removed with `bylaw serve --cleanup` even when it fails.
 
 mod support;
 
@@ -15,6 +16,9 @@ use serde_json::{json, Value};
 use support::Serve;
 
 const MANAGER: &str = "bylaw-e2e";
+
+/// One test at a time: the webhooks one test registers would see the other's objects.
+static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn install_crds(client: &Client) {
     let output = Command::new(env!("CARGO_BIN_EXE_bylaw"))
@@ -102,6 +106,7 @@ async fn ready_condition(api: &Api<DynamicObject>, name: &str) -> Value {
 #[tokio::test]
 #[ignore = "needs cluster: KUBECONFIG pointing at a real API server (make e2e)"]
 async fn policies_applied_in_a_real_cluster_get_their_status() {
+    let _cluster = CLUSTER.lock().await;
     let kubeconfig = std::env::var("KUBECONFIG").expect("make e2e sets KUBECONFIG");
     let client = Client::try_default().await.unwrap();
     install_crds(&client).await;
@@ -110,6 +115,8 @@ async fn policies_applied_in_a_real_cluster_get_their_status() {
         kubeconfig.into(),
         "--namespace".into(),
         "bylaw-e2e".into(),
+        "--register-webhooks".into(),
+        "false".into(),
     ]);
     let serve = std::sync::Arc::new(serve);
     let started = Instant::now();
@@ -163,4 +170,219 @@ async fn policies_applied_in_a_real_cluster_get_their_status() {
     tokio::task::spawn_blocking(move || serve.stop())
         .await
         .unwrap();
+}
+
+/// Removes the run's webhook configurations when dropped, so a failing test leaves nothing
+/// that could refuse the cluster's requests.
+struct Registered {
+    kubeconfig: String,
+    name: String,
+}
+
+impl Registered {
+    fn cleanup(&self) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_bylaw"))
+            .args([
+                "serve",
+                "--kubeconfig",
+                &self.kubeconfig,
+                "--namespace",
+                "bylaw-e2e",
+            ])
+            .args(["--webhook-name", &self.name, "--cleanup"])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let _ = self.cleanup();
+    }
+}
+
+fn privileged_pod(name: &str, privileged: bool) -> k8s_openapi::api::core::v1::Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1.27",
+                                 "securityContext": {"privileged": privileged}}]}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs cluster: KUBECONFIG pointing at a real API server (make e2e)"]
+async fn the_api_server_enforces_a_policy_through_the_webhooks_bylaw_registers() {
+    let _cluster = CLUSTER.lock().await;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::PostParams;
+
+    let kubeconfig = std::env::var("KUBECONFIG").expect("make e2e sets KUBECONFIG");
+    let client = Client::try_default().await.unwrap();
+    install_crds(&client).await;
+    let run = std::process::id();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let registered = Registered {
+        kubeconfig: kubeconfig.clone(),
+        name: format!("bylaw-e2e-{run}"),
+    };
+    let serve = Serve::start_on(
+        &[
+            "--kubeconfig".into(),
+            kubeconfig.clone().into(),
+            "--namespace".into(),
+            "bylaw-e2e".into(),
+            "--webhook-name".into(),
+            registered.name.clone().into(),
+            "--webhook-url".into(),
+            format!("https://127.0.0.1:{port}").into(),
+        ],
+        &format!("127.0.0.1:{port}"),
+    );
+
+    // The configurations exist (the policy webhook at least) once bylaw is up.
+    let configurations: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource {
+            group: "admissionregistration.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "admissionregistration.k8s.io/v1".into(),
+            kind: "ValidatingWebhookConfiguration".into(),
+            plural: "validatingwebhookconfigurations".into(),
+        },
+    );
+    let started = Instant::now();
+    while configurations
+        .get_opt(&registered.name)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // An Enforce Pod Security policy: the API server refuses a privileged Pod within a second.
+    let policy_name = format!("e2e-no-privileged-{run}");
+    let policy = json!({
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": policy_name},
+        "spec": {
+            "validationFailureAction": "Enforce",
+            "background": false,
+            "rules": [{
+                "name": "privileged-containers",
+                "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "validate": {
+                    "message": "Privileged mode is not allowed.",
+                    "pattern": {"spec": {"containers": [{"=(securityContext)": {"=(privileged)": "false"}}]}}
+                }
+            }]
+        }
+    });
+    let policies: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::erase::<bylaw_api::ClusterPolicy>(&()),
+    );
+    let object: DynamicObject = serde_json::from_value(policy).unwrap();
+    let applied = Instant::now();
+    policies
+        .patch(
+            &policy_name,
+            &PatchParams::apply(MANAGER),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let denial = loop {
+        match pods
+            .create(&dry_run, &privileged_pod("e2e-privileged", true))
+            .await
+        {
+            Err(kube::Error::Api(status)) => break status,
+            Ok(_) => {
+                assert!(
+                    applied.elapsed() < Duration::from_secs(10),
+                    "the privileged Pod was never refused"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    };
+    let enforced_after = applied.elapsed();
+    assert!(
+        denial.message.contains(&policy_name) && denial.message.contains("Privileged mode"),
+        "{}",
+        denial.message
+    );
+    assert!(
+        enforced_after < Duration::from_secs(1),
+        "enforced only after {enforced_after:?}"
+    );
+    pods.create(&dry_run, &privileged_pod("e2e-compliant", false))
+        .await
+        .expect("a compliant Pod is admitted");
+    let ready = ready_condition(&policies, &policy_name).await;
+    assert_eq!(ready["status"], "True", "{ready}");
+
+    // An invalid policy is refused at apply, naming the field.
+    let broken: DynamicObject =
+        serde_json::from_value(cluster_policy(&format!("e2e-refused-{run}"), "Sometimes")).unwrap();
+    let refused = policies
+        .patch(
+            &format!("e2e-refused-{run}"),
+            &PatchParams::apply(MANAGER),
+            &Patch::Apply(&broken),
+        )
+        .await
+        .expect_err("an invalid policy is refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("spec.rules[0].validate.deny.conditions.any[0].operator"),
+        "{refused}"
+    );
+
+    policies
+        .delete(&policy_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || serve.stop())
+        .await
+        .unwrap();
+    // --cleanup leaves no webhook configuration behind.
+    let output = registered.cleanup();
+    assert!(output.status.success(), "{output:?}");
+    assert!(configurations
+        .get_opt(&registered.name)
+        .await
+        .unwrap()
+        .is_none());
+    let mutating: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource {
+            group: "admissionregistration.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "admissionregistration.k8s.io/v1".into(),
+            kind: "MutatingWebhookConfiguration".into(),
+            plural: "mutatingwebhookconfigurations".into(),
+        },
+    );
+    assert!(mutating.get_opt(&registered.name).await.unwrap().is_none());
 }

@@ -11,6 +11,7 @@
     )
 )]
 
+pub mod certs;
 pub mod cluster;
 pub mod context;
 pub mod events;
@@ -18,6 +19,7 @@ pub mod leader;
 pub mod policies;
 pub mod service_call;
 pub mod status;
+pub mod webhooks;
 
 pub use cluster::{Cluster, ClusterOptions, Running};
 pub use context::{ClusterContext, ClusterContextConfig};

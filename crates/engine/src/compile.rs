@@ -77,7 +77,7 @@ impl PolicyKind {
 }
 
 /// What the API server should do when bylaw cannot answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FailurePolicy {
     Fail,
     Ignore,

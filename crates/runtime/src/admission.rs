@@ -355,6 +355,9 @@ impl EvalError {
     }
 }
 
+/// A policy's `failurePolicy`, re-exported for the webhook (which does not use the engine).
+pub use bylaw_engine::compile::FailurePolicy;
+
 /// Evaluates admission requests against the loaded policies.
 ///
 /// Implementations must be cheap to call concurrently: the server calls `evaluate` from blocking
@@ -368,6 +371,21 @@ pub trait AdmissionEvaluator: Send + Sync + 'static {
         request: &ReviewRequest,
         deadline: Instant,
     ) -> Result<Verdict, EvalError>;
+
+    /// Evaluates `request` against only the policies whose `failurePolicy` is
+    /// `failure_policy`: bylaw registers one webhook per failure policy, so a resource that
+    /// policies of both kinds select is reviewed twice, each policy once. The default evaluates
+    /// every policy.
+    fn evaluate_only(
+        &self,
+        phase: Phase,
+        request: &ReviewRequest,
+        deadline: Instant,
+        failure_policy: FailurePolicy,
+    ) -> Result<Verdict, EvalError> {
+        let _ = failure_policy;
+        self.evaluate(phase, request, deadline)
+    }
 
     /// True once policies are loaded and admission can be served.
     fn is_ready(&self) -> bool;

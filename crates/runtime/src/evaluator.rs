@@ -24,7 +24,7 @@
 //! sends them to the results channel.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bylaw_engine::compile::{CompiledPolicy, FailurePolicy, RuleBody};
@@ -54,6 +54,36 @@ pub struct PolicyEvaluator {
     cache: Arc<PolicyCache>,
     context: Arc<dyn ContextSource>,
     max_context_bytes: usize,
+    /// The served set split by failure policy, for the set it was split from.
+    split: Mutex<Option<SplitSet>>,
+}
+
+/// A policy set split by `failurePolicy` (Fail, Ignore); exceptions apply to both halves.
+struct SplitSet {
+    from: Arc<PolicySet>,
+    fail: Arc<PolicySet>,
+    ignore: Arc<PolicySet>,
+}
+
+impl SplitSet {
+    fn of(set: &Arc<PolicySet>) -> SplitSet {
+        let half = |wanted: FailurePolicy| {
+            Arc::new(PolicySet {
+                policies: set
+                    .policies
+                    .iter()
+                    .filter(|p| p.failure_policy == wanted)
+                    .cloned()
+                    .collect(),
+                exceptions: set.exceptions.clone(),
+            })
+        };
+        SplitSet {
+            from: Arc::clone(set),
+            fail: half(FailurePolicy::Fail),
+            ignore: half(FailurePolicy::Ignore),
+        }
+    }
 }
 
 impl std::fmt::Debug for PolicyEvaluator {
@@ -69,6 +99,7 @@ impl PolicyEvaluator {
             cache,
             context,
             max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES,
+            split: Mutex::new(None),
         }
     }
 
@@ -612,7 +643,39 @@ fn blocked_message<'a>(
     )
 }
 
+impl PolicyEvaluator {
+    /// The half of `set` whose policies have `failure_policy`, split once per served set.
+    fn half_of(&self, set: &Arc<PolicySet>, failure_policy: FailurePolicy) -> Arc<PolicySet> {
+        let mut split = self.split.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = match split.as_ref() {
+            Some(existing) if Arc::ptr_eq(&existing.from, set) => existing,
+            _ => split.insert(SplitSet::of(set)),
+        };
+        match failure_policy {
+            FailurePolicy::Fail => Arc::clone(&current.fail),
+            FailurePolicy::Ignore => Arc::clone(&current.ignore),
+        }
+    }
+}
+
 impl AdmissionEvaluator for PolicyEvaluator {
+    fn evaluate_only(
+        &self,
+        phase: Phase,
+        request: &ReviewRequest,
+        deadline: Instant,
+        failure_policy: FailurePolicy,
+    ) -> Result<Verdict, EvalError> {
+        let Some(set) = self.cache.current() else {
+            return Err(EvalError::NotReady);
+        };
+        let half = self.half_of(&set, failure_policy);
+        match phase {
+            Phase::Mutate => self.mutate(&half, request, deadline),
+            Phase::Validate => self.validate(&half, request, deadline),
+        }
+    }
+
     fn evaluate(
         &self,
         phase: Phase,
@@ -633,7 +696,9 @@ impl AdmissionEvaluator for PolicyEvaluator {
     }
 
     fn validate_policy(&self, object: &Value) -> Result<(), Vec<String>> {
-        bylaw_engine::compile::compile_policy(object)
+        // Every kind the cluster mode serves: ClusterPolicy, Policy, PolicyException and the
+        // policies.kyverno.io kinds.
+        bylaw_engine::engine::compile_document(object)
             .map(|_| ())
             .map_err(|error| vec![error.to_string()])
     }

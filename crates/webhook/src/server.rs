@@ -10,6 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use bylaw_runtime::admission::FailurePolicy as PolicyFailure;
 use bylaw_runtime::metrics::{ExecutionCause, ResourceLabels};
 use bylaw_runtime::results::{ResourceRef, ReviewOutcomes};
 use bylaw_runtime::{
@@ -325,6 +326,10 @@ fn router(state: AppState) -> Router {
         .route("/validate/ignore", post(validate_ignore))
         .route("/mutate/fail", post(mutate_fail))
         .route("/mutate/ignore", post(mutate_ignore))
+        .route("/validate/fail-policies", post(validate_fail_policies))
+        .route("/validate/ignore-policies", post(validate_ignore_policies))
+        .route("/mutate/fail-policies", post(mutate_fail_policies))
+        .route("/mutate/ignore-policies", post(mutate_ignore_policies))
         .route("/policies/validate", post(policies_validate))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -333,19 +338,49 @@ fn router(state: AppState) -> Router {
 }
 
 async fn validate_fail(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    admission(state, Phase::Validate, FailurePolicy::Fail, request).await
+    admission(state, Phase::Validate, FailurePolicy::Fail, false, request).await
+}
+
+/// Only the policies whose `failurePolicy` is this path's: the webhooks bylaw registers.
+async fn validate_fail_policies(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    admission(state, Phase::Validate, FailurePolicy::Fail, true, request).await
 }
 
 async fn validate_ignore(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    admission(state, Phase::Validate, FailurePolicy::Ignore, request).await
+    admission(
+        state,
+        Phase::Validate,
+        FailurePolicy::Ignore,
+        false,
+        request,
+    )
+    .await
+}
+
+/// Only the policies whose `failurePolicy` is this path's: the webhooks bylaw registers.
+async fn validate_ignore_policies(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Response {
+    admission(state, Phase::Validate, FailurePolicy::Ignore, true, request).await
 }
 
 async fn mutate_fail(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    admission(state, Phase::Mutate, FailurePolicy::Fail, request).await
+    admission(state, Phase::Mutate, FailurePolicy::Fail, false, request).await
+}
+
+/// Only the policies whose `failurePolicy` is this path's: the webhooks bylaw registers.
+async fn mutate_fail_policies(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    admission(state, Phase::Mutate, FailurePolicy::Fail, true, request).await
 }
 
 async fn mutate_ignore(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    admission(state, Phase::Mutate, FailurePolicy::Ignore, request).await
+    admission(state, Phase::Mutate, FailurePolicy::Ignore, false, request).await
+}
+
+/// Only the policies whose `failurePolicy` is this path's: the webhooks bylaw registers.
+async fn mutate_ignore_policies(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    admission(state, Phase::Mutate, FailurePolicy::Ignore, true, request).await
 }
 
 async fn healthz() -> &'static str {
@@ -588,10 +623,12 @@ async fn admission(
     state: Arc<AppState>,
     phase: Phase,
     failure_policy: FailurePolicy,
+    only: bool,
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let timeout = review_timeout(request.uri().query(), state.default_timeout);
+    let query = request.uri().query().map(str::to_owned);
+    let timeout = review_timeout(query.as_deref(), state.default_timeout);
     let deadline = started + evaluation_budget(timeout, state.timeout_margin);
     let ParsedReview {
         version,
@@ -611,8 +648,17 @@ async fn admission(
     let labels = RequestLabels::of(&review);
     let evaluator = state.evaluator.clone();
     let std_deadline = deadline.into_std();
+    let only = only.then_some(match failure_policy {
+        FailurePolicy::Fail => PolicyFailure::Fail,
+        FailurePolicy::Ignore => PolicyFailure::Ignore,
+    });
     let outcome = run_bounded(&state, deadline, move || {
-        let verdict = evaluator.evaluate(phase, &review, std_deadline);
+        let verdict = match only {
+            Some(failure_policy) => {
+                evaluator.evaluate_only(phase, &review, std_deadline, failure_policy)
+            }
+            None => evaluator.evaluate(phase, &review, std_deadline),
+        };
         (review, verdict)
     })
     .await;

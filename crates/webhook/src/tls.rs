@@ -262,8 +262,14 @@ impl std::fmt::Debug for DevCertificate {
 impl DevCa {
     /// Generates a CA key pair and self-signed CA certificate.
     pub fn generate(common_name: &str) -> Result<Self, TlsError> {
+        Self::generate_valid_for(common_name, None)
+    }
+
+    /// A CA valid from today for `days` days (rcgen's default validity when `None`).
+    pub fn generate_valid_for(common_name: &str, days: Option<u32>) -> Result<Self, TlsError> {
         let key = rcgen::KeyPair::generate()?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        set_validity(&mut params, days);
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
             .distinguished_name
@@ -284,8 +290,18 @@ impl DevCa {
 
     /// Issues a server certificate for `names` (DNS names or IP addresses).
     pub fn issue(&self, names: &[String]) -> Result<DevCertificate, TlsError> {
+        self.issue_valid_for(names, None)
+    }
+
+    /// Issues a server certificate for `names`, valid from today for `days` days.
+    pub fn issue_valid_for(
+        &self,
+        names: &[String],
+        days: Option<u32>,
+    ) -> Result<DevCertificate, TlsError> {
         let key = rcgen::KeyPair::generate()?;
         let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+        set_validity(&mut params, days);
         if let Some(first) = names.first() {
             params
                 .distinguished_name
@@ -302,6 +318,25 @@ impl DevCa {
             key_pem: key.serialize_pem(),
             ca_pem: self.pem(),
         })
+    }
+}
+
+/// Valid from the start of today (UTC) for `days` days.
+fn set_validity(params: &mut rcgen::CertificateParams, days: Option<u32>) {
+    use chrono::Datelike;
+    let Some(days) = days else {
+        return;
+    };
+    let today = chrono::Utc::now().date_naive();
+    let start = rcgen::date_time_ymd(today.year(), today.month() as u8, today.day() as u8);
+    params.not_before = start;
+    params.not_after = start + std::time::Duration::from_secs(u64::from(days) * 86_400);
+}
+
+impl DevCa {
+    /// The CA's private key, PEM (PKCS#8).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
     }
 }
 

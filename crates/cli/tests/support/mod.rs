@@ -20,13 +20,18 @@ pub struct Serve {
 impl Serve {
     /// Starts `bylaw serve ARGS… --dev-tls --listen 127.0.0.1:0` and waits until it listens.
     pub fn start(args: &[OsString]) -> Serve {
+        Self::start_on(args, "127.0.0.1:0")
+    }
+
+    /// Like [`Serve::start`], listening on `listen`.
+    pub fn start_on(args: &[OsString], listen: &str) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_bylaw"))
             .arg("serve")
             .args(args)
             .args(["--dev-tls", "--dev-tls-dir"])
             .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0", "--log-filter", "warn"])
+            .args(["--listen", listen, "--log-filter", "warn"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -109,6 +114,17 @@ impl Serve {
                 "bylaw serve did not stop on SIGTERM"
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    /// A test that fails before `stop` must not leave a server running (it would hold the
+    /// test harness open and keep answering a real cluster's webhooks).
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
