@@ -568,3 +568,298 @@ pub async fn remove_configurations(client: &Client, name: &str) -> Result<usize,
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bylaw_engine::compile::compile_policy;
+
+    fn served(
+        group: &str,
+        kind: &str,
+        plural: &str,
+        namespaced: bool,
+        subs: &[&str],
+    ) -> ServedResource {
+        ServedResource {
+            group: group.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            namespaced,
+            subresources: subs
+                .iter()
+                .map(|s| ((*s).to_owned(), String::new()))
+                .collect(),
+        }
+    }
+
+    fn catalog() -> ApiCatalog {
+        ApiCatalog {
+            resources: vec![
+                served(
+                    "",
+                    "Pod",
+                    "pods",
+                    true,
+                    &["exec", "ephemeralcontainers", "status"],
+                ),
+                served("", "ConfigMap", "configmaps", true, &[]),
+                served("", "Node", "nodes", false, &["status"]),
+                served("", "Event", "events", true, &[]),
+                served("", "Namespace", "namespaces", false, &[]),
+                served("apps", "Deployment", "deployments", true, &["scale"]),
+                served("coordination.k8s.io", "Lease", "leases", true, &[]),
+            ],
+        }
+    }
+
+    fn settings(endpoint: Endpoint) -> WebhookSettings {
+        WebhookSettings {
+            name: "bylaw".into(),
+            endpoint,
+            ca_bundle: "CA".into(),
+            excluded_namespaces: vec!["monitoring".into()],
+            namespace: "bylaw-system".into(),
+        }
+    }
+
+    fn url() -> Endpoint {
+        Endpoint::Url("https://127.0.0.1:9443".into())
+    }
+
+    fn policy(name: &str, failure: &str, rule: Value) -> CompiledPolicy {
+        compile_policy(&json!({
+            "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+            "metadata": {"name": name},
+            "spec": {"failurePolicy": failure, "rules": [rule]}
+        }))
+        .unwrap()
+    }
+
+    fn validate_rule(kinds: Value, operations: Option<Value>) -> Value {
+        let mut resources = json!({"kinds": kinds});
+        if let Some(ops) = operations {
+            resources["operations"] = ops;
+        }
+        json!({"name": "r", "match": {"any": [{"resources": resources}]},
+               "validate": {"pattern": {"metadata": {"name": "?*"}}}})
+    }
+
+    /// (webhook name, [(resource, operations)]) of a configuration.
+    fn summary(configuration: &Value) -> Vec<(String, Vec<(String, Vec<String>)>)> {
+        configuration["webhooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hook| {
+                let rules = hook["rules"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|rule| {
+                        let ops: Vec<String> = rule["operations"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|o| o.as_str().unwrap().to_owned())
+                            .collect();
+                        rule["resources"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(move |r| (r.as_str().unwrap().to_owned(), ops.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                (hook["name"].as_str().unwrap().to_owned(), rules)
+            })
+            .collect()
+    }
+
+    fn ops(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    const POLICY_HOOK: &str = "policies.bylaw.bylaw.io";
+
+    #[test]
+    fn webhook_rules_follow_the_policies_match_blocks() {
+        let all = ops(&["CONNECT", "CREATE", "DELETE", "UPDATE"]);
+        let policy_rules = || {
+            (
+                POLICY_HOOK.to_owned(),
+                vec![
+                    ("clusterpolicies".to_owned(), ops(&["CREATE", "UPDATE"])),
+                    ("policies".to_owned(), ops(&["CREATE", "UPDATE"])),
+                    ("policyexceptions".to_owned(), ops(&["CREATE", "UPDATE"])),
+                    ("validatingpolicies".to_owned(), ops(&["CREATE", "UPDATE"])),
+                    (
+                        "namespacedvalidatingpolicies".to_owned(),
+                        ops(&["CREATE", "UPDATE"]),
+                    ),
+                ],
+            )
+        };
+        let cases: Vec<(
+            &str,
+            Vec<CompiledPolicy>,
+            Vec<(String, Vec<(String, Vec<String>)>)>,
+            usize,
+        )> = vec![
+            (
+                "no policies: only the policy webhook",
+                vec![],
+                vec![policy_rules()],
+                0,
+            ),
+            (
+                "a Pod rule: the Pod, its ephemeral containers and (autogen) Deployments, Fail",
+                vec![policy("p", "Fail", validate_rule(json!(["Pod"]), None))],
+                vec![
+                    (
+                        "validate-fail.bylaw.bylaw.io".to_owned(),
+                        vec![
+                            ("deployments".to_owned(), all.clone()),
+                            ("pods".to_owned(), all.clone()),
+                            ("pods/ephemeralcontainers".to_owned(), all.clone()),
+                        ],
+                    ),
+                    policy_rules(),
+                ],
+                0,
+            ),
+            (
+                "a subresource with its operation, Ignore",
+                vec![policy(
+                    "p",
+                    "Ignore",
+                    validate_rule(json!(["Pod/exec"]), Some(json!(["CONNECT"]))),
+                )],
+                vec![
+                    (
+                        "validate-ignore.bylaw.bylaw.io".to_owned(),
+                        // As in Kyverno's matching, any Pod selector also selects
+                        // pods/ephemeralcontainers, so the API server must send those too.
+                        vec![
+                            ("pods/ephemeralcontainers".to_owned(), ops(&["CONNECT"])),
+                            ("pods/exec".to_owned(), ops(&["CONNECT"])),
+                        ],
+                    ),
+                    policy_rules(),
+                ],
+                0,
+            ),
+            (
+                "a wildcard kind: everything but nodes, events and leases",
+                vec![policy(
+                    "p",
+                    "Fail",
+                    validate_rule(json!(["*"]), Some(json!(["CREATE"]))),
+                )],
+                vec![
+                    (
+                        "validate-fail.bylaw.bylaw.io".to_owned(),
+                        vec![
+                            ("configmaps".to_owned(), ops(&["CREATE"])),
+                            ("namespaces".to_owned(), ops(&["CREATE"])),
+                            ("pods".to_owned(), ops(&["CREATE"])),
+                            ("pods/ephemeralcontainers".to_owned(), ops(&["CREATE"])),
+                            ("deployments".to_owned(), ops(&["CREATE"])),
+                        ],
+                    ),
+                    policy_rules(),
+                ],
+                0,
+            ),
+            (
+                "Fail and Ignore policies: two webhooks",
+                vec![
+                    policy(
+                        "a",
+                        "Fail",
+                        validate_rule(json!(["ConfigMap"]), Some(json!(["CREATE"]))),
+                    ),
+                    policy(
+                        "b",
+                        "Ignore",
+                        validate_rule(json!(["apps/v1/Deployment"]), Some(json!(["UPDATE"]))),
+                    ),
+                ],
+                vec![
+                    (
+                        "validate-fail.bylaw.bylaw.io".to_owned(),
+                        vec![("configmaps".to_owned(), ops(&["CREATE"]))],
+                    ),
+                    (
+                        "validate-ignore.bylaw.bylaw.io".to_owned(),
+                        vec![("deployments".to_owned(), ops(&["UPDATE"]))],
+                    ),
+                    policy_rules(),
+                ],
+                0,
+            ),
+            (
+                "a mutate rule goes to the mutating configuration",
+                vec![policy(
+                    "m",
+                    "Fail",
+                    json!({"name": "add", "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+                           "mutate": {"patchStrategicMerge": {"metadata": {"labels": {"a": "b"}}}}}),
+                )],
+                vec![policy_rules()],
+                1,
+            ),
+        ];
+        for (case, policies, expected, mutating) in cases {
+            let set = PolicySet::new(policies, Vec::new());
+            let (validating_config, mutating_config) =
+                desired_configurations(&set, &catalog(), &settings(url()));
+            let mut got = summary(&validating_config);
+            for (_, rules) in &mut got {
+                rules.sort();
+            }
+            let mut want = expected.clone();
+            for (_, rules) in &mut want {
+                rules.sort();
+            }
+            assert_eq!(got, want, "{case}");
+            assert_eq!(
+                mutating_config["webhooks"].as_array().unwrap().len(),
+                mutating,
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn webhooks_never_send_system_namespaces_and_point_at_their_half() {
+        let set = PolicySet::new(
+            vec![policy("p", "Fail", validate_rule(json!(["Pod"]), None))],
+            Vec::new(),
+        );
+        let (validating, _) = desired_configurations(&set, &catalog(), &settings(url()));
+        let hook = &validating["webhooks"][0];
+        assert_eq!(hook["failurePolicy"], "Fail");
+        assert_eq!(
+            hook["clientConfig"]["url"],
+            "https://127.0.0.1:9443/validate/fail-policies"
+        );
+        assert_eq!(hook["clientConfig"]["caBundle"], "Q0E=");
+        assert_eq!(
+            hook["namespaceSelector"]["matchExpressions"][0]["values"],
+            json!(["bylaw-system", "kube-system", "monitoring"])
+        );
+        assert_eq!(hook["timeoutSeconds"], 10);
+
+        let service = Endpoint::Service {
+            name: "bylaw".into(),
+            namespace: "bylaw-system".into(),
+        };
+        let (validating, _) = desired_configurations(&set, &catalog(), &settings(service));
+        assert_eq!(
+            validating["webhooks"][0]["clientConfig"]["service"],
+            json!({"name": "bylaw", "namespace": "bylaw-system", "path": "/validate/fail-policies", "port": 443})
+        );
+    }
+}

@@ -5,6 +5,7 @@
 
 mod context;
 mod policies;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
