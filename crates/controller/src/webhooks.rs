@@ -646,8 +646,10 @@ mod tests {
                "validate": {"pattern": {"metadata": {"name": "?*"}}}})
     }
 
-    /// (webhook name, [(resource, operations)]) of a configuration.
-    fn summary(configuration: &Value) -> Vec<(String, Vec<(String, Vec<String>)>)> {
+    /// (webhook name, [(resource, operations)]) of each webhook of a configuration.
+    type Summary = Vec<(String, Vec<(String, Vec<String>)>)>;
+
+    fn summary(configuration: &Value) -> Summary {
         configuration["webhooks"]
             .as_array()
             .unwrap()
@@ -701,12 +703,7 @@ mod tests {
                 ],
             )
         };
-        let cases: Vec<(
-            &str,
-            Vec<CompiledPolicy>,
-            Vec<(String, Vec<(String, Vec<String>)>)>,
-            usize,
-        )> = vec![
+        let cases: Vec<(&str, Vec<CompiledPolicy>, Summary, usize)> = vec![
             (
                 "no policies: only the policy webhook",
                 vec![],
