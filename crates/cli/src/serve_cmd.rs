@@ -15,11 +15,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bylaw_controller::certs::{remove_managed_secret, CertificateManager, IssuedCertificate};
 use bylaw_controller::events::EventLimits;
+use bylaw_controller::lease::{run_elector, LeaseConfig};
 use bylaw_controller::policies::{ExceptionScope, PolicySyncConfig};
 use bylaw_controller::webhooks::{
     remove_configurations, Endpoint, WebhookRegistrar, WebhookSettings,
 };
-use bylaw_controller::{Cluster, ClusterContext, ClusterContextConfig, ClusterOptions, Leadership};
+use bylaw_controller::{leadership, Cluster, ClusterContext, ClusterContextConfig, ClusterOptions};
 use bylaw_runtime::context_scope::DEFAULT_MAX_CONTEXT_BYTES;
 use bylaw_runtime::results::ResultsReceiver;
 use bylaw_runtime::{
@@ -416,6 +417,15 @@ async fn serve_cluster(
     if cleanup {
         return clean_up(&client, &webhook_name, &namespace, &tls_secret).await;
     }
+    // The Lease, the certificate Secret and events live there: say so at once if it is missing.
+    if !bylaw_controller::lease::namespace_exists(&client, &namespace)
+        .await
+        .context("reading bylaw's namespace")?
+    {
+        anyhow::bail!(
+            "namespace {namespace:?} does not exist: create it (`kubectl create namespace {namespace}`) or pass --namespace"
+        );
+    }
     let mut webhook = webhook;
     let endpoint = match &webhook_url {
         Some(url) => {
@@ -485,13 +495,24 @@ async fn serve_cluster(
         bound.local_addr()
     ));
 
+    // Every replica serves admission; singleton work follows the Lease.
+    let instance = std::env::var("POD_NAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("bylaw-{}", std::process::id()));
+    let (elector, leadership) = leadership();
+    let elector_task = tokio::spawn(run_elector(
+        client.clone(),
+        LeaseConfig::new(&namespace, &instance),
+        elector,
+        signal.clone(),
+    ));
     let cluster = Cluster {
         client,
         namespace,
         cache,
         metrics,
-        // A single replica leads; the Lease elector replaces this when it lands.
-        leadership: Leadership::always(),
+        leadership,
         shutdown: signal.clone(),
     };
     let options = ClusterOptions {
@@ -501,10 +522,7 @@ async fn serve_cluster(
         },
         audit_events,
         event_limits: EventLimits::default(),
-        instance: std::env::var("POD_NAME")
-            .ok()
-            .filter(|name| !name.is_empty())
-            .unwrap_or_else(|| "bylaw".to_owned()),
+        instance: instance.clone(),
         ..ClusterOptions::default()
     };
     let (bundle_tx, bundle_rx) = tokio::sync::watch::channel(ca_bundle.clone());
@@ -534,6 +552,8 @@ async fn serve_cluster(
     tokio::spawn(cluster.run(context, options, outcomes));
     shutdown.trigger_on_os_signal();
     bound.run(signal).await?;
+    // In-flight reviews are answered; now hand the Lease over.
+    let _ = tokio::time::timeout(Duration::from_secs(5), elector_task).await;
     Ok(())
 }
 

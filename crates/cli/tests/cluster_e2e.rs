@@ -20,7 +20,17 @@ const MANAGER: &str = "bylaw-e2e";
 /// One test at a time: the webhooks one test registers would see the other's objects.
 static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The namespace bylaw runs in, created when missing.
+async fn ensure_namespace(client: &Client) {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    if api.get_opt("bylaw-e2e").await.unwrap().is_none() {
+        let namespace = serde_json::from_value(json!({"metadata": {"name": "bylaw-e2e"}})).unwrap();
+        api.create(&Default::default(), &namespace).await.unwrap();
+    }
+}
+
 async fn install_crds(client: &Client) {
+    ensure_namespace(client).await;
     let output = Command::new(env!("CARGO_BIN_EXE_bylaw"))
         .arg("crds")
         .output()

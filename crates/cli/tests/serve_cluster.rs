@@ -77,8 +77,16 @@ async fn policies_applied_in_the_cluster_are_enforced_and_report_their_status() 
     let kubeconfig = config.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
 
+    server.insert(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bylaw-system"}}),
+    );
     let serve = tokio::task::spawn_blocking(move || {
-        Serve::start(&["--kubeconfig".into(), kubeconfig.into()])
+        Serve::start(&[
+            "--kubeconfig".into(),
+            kubeconfig.into(),
+            "--namespace".into(),
+            "bylaw-system".into(),
+        ])
     })
     .await
     .unwrap();
@@ -156,4 +164,35 @@ async fn policies_applied_in_the_cluster_are_enforced_and_report_their_status() 
     tokio::task::spawn_blocking(move || serve.stop())
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_namespace_is_a_clear_error() {
+    let server = FakeApiServer::start().await;
+    let config = tempfile::tempdir().unwrap();
+    let kubeconfig = config.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_bylaw"))
+            .args(["serve", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args([
+                "--namespace",
+                "nowhere",
+                "--dev-tls",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("namespace \"nowhere\" does not exist")
+            && stderr.contains("kubectl create namespace nowhere"),
+        "{stderr}"
+    );
 }

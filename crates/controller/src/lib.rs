@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod context;
 pub mod events;
 pub mod leader;
+pub mod lease;
 pub mod policies;
 pub mod service_call;
 pub mod status;
