@@ -49,6 +49,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
 - name: BYLAW_NAMESPACE
   value: {{ .Release.Namespace | quote }}
+- name: BYLAW_SERVICE_NAME
+  value: {{ include "bylaw.fullname" . | quote }}
+- name: BYLAW_WEBHOOK_NAME
+  value: {{ include "bylaw.fullname" . | quote }}
+- name: BYLAW_TLS_SECRET
+  value: {{ printf "%s-tls" (include "bylaw.fullname" .) | quote }}
 - name: BYLAW_LOG_FORMAT
   value: {{ .Values.config.logFormat | quote }}
 - name: BYLAW_LOG
