@@ -57,15 +57,19 @@ idle() {
 }
 echo "no policies:"; idle
 for dir in pod-security/baseline pod-security/restricted pod-security/subrule; do
-  find "$CORPUS/$dir" -name '*.yaml' -not -path '*/.*' | while read -r f; do
-    grep -q '^kind: ClusterPolicy' "$f" && sed 's/^  name: /  labels: {bylaw-bench: "yes"}\n  name: /' "$f"  && echo '---'
+  find "$CORPUS/$dir" -name '*.yaml' -not -path '*/.*' | sort | while read -r f; do
+    if grep -q '^kind: ClusterPolicy' "$f"; then echo '---'; cat "$f"; echo; fi
   done
 done > "$work/pss.yaml"
-kubectl apply -f "$work/pss.yaml" >/dev/null
-echo "$(kubectl get cpol -l bylaw-bench=yes --no-headers | wc -l) Pod Security policies:"; idle
+apply_labelled() {
+  kubectl apply -f - -o name | xargs sh -c 'kubectl label --overwrite "$@" bylaw-bench=yes' label >/dev/null
+}
+apply_labelled < "$work/pss.yaml"
+count() { kubectl get cpol -l bylaw-bench=yes --no-headers | wc -l; }
+echo "$(count) Pod Security policies:"; idle
 i=0
-while [ "$(kubectl get cpol -l bylaw-bench=yes --no-headers | wc -l)" -lt 300 ]; do
+while [ "$(count)" -lt 300 ]; do
   i=$((i + 1))
-  sed "s/^  name: \(.*\)$/  name: \1-copy$i/" "$work/pss.yaml" | kubectl apply -f - >/dev/null
+  sed "s/^  name: \(.*\)$/  name: \1-copy$i/" "$work/pss.yaml" | apply_labelled
 done
-kubectl get cpol -l bylaw-bench=yes --no-headers | wc -l | awk '{print $1 " policies:"}'; idle
+echo "$(count) policies:"; idle
