@@ -352,11 +352,7 @@ impl PolicyEvaluator {
             operation,
             object,
             old_object,
-            kind: engine_request::GroupVersionKind {
-                group: review.kind.group.clone(),
-                version: review.kind.version.clone(),
-                kind: review.kind.kind.clone(),
-            },
+            kind: resource_kind(review),
             subresource: review.sub_resource.clone().unwrap_or_default(),
             user: engine_request::UserInfo {
                 username: review.user_info.username.clone(),
@@ -368,6 +364,67 @@ impl PolicyEvaluator {
             namespace_labels,
             dry_run: review.dry_run,
         })
+    }
+}
+
+/// The kind policies select a request by. For a subresource the review's `kind` is the object
+/// sent (`PodExecOptions` for `pods/exec`, `Scale` for `deployments/scale`), but `Pod/exec` and
+/// `Deployment/scale` name the parent resource's kind, as Kyverno resolves it; the engine builds
+/// `request.kind` in the context from the object itself.
+fn resource_kind(review: &ReviewRequest) -> engine_request::GroupVersionKind {
+    match review.sub_resource.as_deref() {
+        Some(sub) if !sub.is_empty() => engine_request::GroupVersionKind {
+            group: review.resource.group.clone(),
+            version: review.resource.version.clone(),
+            kind: kind_of_resource(&review.resource.resource),
+        },
+        _ => engine_request::GroupVersionKind {
+            group: review.kind.group.clone(),
+            version: review.kind.version.clone(),
+            kind: review.kind.kind.clone(),
+        },
+    }
+}
+
+/// The kind of a resource name: built-in resources that have subresources by table, others by
+/// the usual plural rule (`widgets` → `Widget`).
+fn kind_of_resource(resource: &str) -> String {
+    const KNOWN: &[(&str, &str)] = &[
+        ("pods", "Pod"),
+        ("deployments", "Deployment"),
+        ("replicasets", "ReplicaSet"),
+        ("statefulsets", "StatefulSet"),
+        ("daemonsets", "DaemonSet"),
+        ("replicationcontrollers", "ReplicationController"),
+        ("jobs", "Job"),
+        ("cronjobs", "CronJob"),
+        ("services", "Service"),
+        ("nodes", "Node"),
+        ("namespaces", "Namespace"),
+        ("persistentvolumes", "PersistentVolume"),
+        ("persistentvolumeclaims", "PersistentVolumeClaim"),
+        ("serviceaccounts", "ServiceAccount"),
+        ("resourcequotas", "ResourceQuota"),
+        ("horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+        ("poddisruptionbudgets", "PodDisruptionBudget"),
+        ("ingresses", "Ingress"),
+        ("networkpolicies", "NetworkPolicy"),
+        ("certificatesigningrequests", "CertificateSigningRequest"),
+        ("customresourcedefinitions", "CustomResourceDefinition"),
+        ("apiservices", "APIService"),
+    ];
+    if let Some((_, kind)) = KNOWN.iter().find(|(name, _)| *name == resource) {
+        return (*kind).to_owned();
+    }
+    let singular = if let Some(stem) = resource.strip_suffix("ies") {
+        format!("{stem}y")
+    } else {
+        resource.strip_suffix('s').unwrap_or(resource).to_owned()
+    };
+    let mut chars = singular.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => singular,
     }
 }
 
@@ -854,6 +911,58 @@ spec:
         evaluator
             .evaluate(Phase::Validate, review, later())
             .unwrap()
+    }
+
+    #[test]
+    fn a_subresource_request_is_selected_by_its_parent_kind() {
+        let policy = r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata: {name: no-exec}
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: deny-exec
+      match:
+        any:
+          - resources: {kinds: [Pod/exec], operations: [CONNECT]}
+      validate:
+        message: "exec into {{ request.kind.kind }} is not allowed"
+        deny: {}
+"#;
+        let evaluator = evaluator(&[policy]);
+        let mut exec = review(
+            Operation::Connect,
+            Some(json!({"apiVersion": "v1", "kind": "PodExecOptions", "command": ["sh"]})),
+            None,
+        );
+        exec.kind = GroupVersionKind {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "PodExecOptions".into(),
+        };
+        exec.sub_resource = Some("exec".into());
+        let verdict = validate(&evaluator, &exec);
+        assert!(!verdict.allowed, "Pod/exec must select pods/exec");
+        // request.kind stays the kind of the object sent, as the API server fills it.
+        assert!(
+            verdict
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("exec into PodExecOptions is not allowed")),
+            "{:?}",
+            verdict.message
+        );
+        // The Pod itself is not selected by a subresource selector.
+        let create = review(
+            Operation::Create,
+            Some(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nginx"}})),
+            None,
+        );
+        assert!(validate(&evaluator, &create).allowed);
+        assert_eq!(kind_of_resource("replicasets"), "ReplicaSet");
+        assert_eq!(kind_of_resource("widgets"), "Widget");
+        assert_eq!(kind_of_resource("policies"), "Policy");
     }
 
     #[test]
