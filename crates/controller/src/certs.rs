@@ -339,27 +339,12 @@ pub async fn remove_managed_secret(
 }
 
 fn write_atomically(path: &Path, contents: &[u8], private: bool) -> Result<(), CertError> {
-    use std::io::Write;
-    let error = |source| CertError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut file = options.open(&temporary).map_err(error)?;
-    file.write_all(contents).map_err(error)?;
-    file.sync_all().map_err(error)?;
-    std::fs::rename(&temporary, path).map_err(error)
+    bylaw_runtime::files::write_atomically(path, contents, private).map_err(|source| {
+        CertError::Write {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod gocompat {
 pub mod admission;
 pub mod context_scope;
 pub mod evaluator;
+pub mod files;
 pub mod logging;
 pub mod metrics;
 pub mod policy_cache;
