@@ -43,8 +43,14 @@ kubectl apply --server-side -f "$work/chart.yaml" >/dev/null && pass "chart appl
 
 # 2. A kubeconfig with the chart's ServiceAccount: bylaw gets exactly the chart's RBAC.
 server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
-kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' |
-  base64 -d >"$work/cluster-ca.crt"
+# The cluster's CA, embedded in the kubeconfig or in a file it names.
+ca_data=$(kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+if [ -n "$ca_data" ]; then
+  printf '%s' "$ca_data" | base64 -d >"$work/cluster-ca.crt"
+else
+  cp "$(kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority}')" \
+    "$work/cluster-ca.crt"
+fi
 kc="--kubeconfig $work/bylaw.kubeconfig"
 kubectl config set-cluster target --server "$server" --certificate-authority "$work/cluster-ca.crt" \
   --embed-certs $kc >/dev/null
@@ -108,13 +114,19 @@ CONFIG
   "$PROMETHEUS" --config.file "$work/prometheus.yml" --storage.tsdb.path "$work/data" \
     --web.listen-address "127.0.0.1:$PROMETHEUS_PORT" >"$work/prometheus.log" 2>&1 &
   pids="$pids $!"
-  sleep 5
   for expr in \
     'sum by (policy_name) (increase(bylaw_policy_results_total{rule_result="fail"}[5m]))' \
     'sum(bylaw_admission_requests_total{request_allowed="false"})'; do
-    count=$(curl -fsS -G --data-urlencode "query=$expr" "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query" |
-      "$BYLAW" jp query -u "length(data.result)")
-    if [ "$count" -gt 0 ]; then pass "dashboard data: $expr"; else fail "no data: $expr"; fi
+    # Prometheus needs a few scrapes (and, on a busy machine, time to start): wait up to 60 s.
+    count=0
+    for _ in $(seq 1 60); do
+      count=$(curl -fsS -G --data-urlencode "query=$expr" \
+        "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query" 2>/dev/null |
+        "$BYLAW" jp query -u "length(data.result)" 2>/dev/null || echo 0)
+      [ "${count:-0}" -gt 0 ] && break
+      sleep 1
+    done
+    if [ "${count:-0}" -gt 0 ]; then pass "dashboard data: $expr"; else fail "no data: $expr"; fi
   done
 else
   echo "skipped: the dashboard part needs $PROMETHEUS"
