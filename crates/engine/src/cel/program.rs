@@ -547,32 +547,21 @@ impl Rewriter {
         if !is_append(&step, accu) {
             return self.rewrite(step);
         }
-        let IdedExpr { id, expr } = step;
-        let Expr::Call(mut call) = expr else {
-            return IdedExpr { id, expr };
-        };
-        if let Some(IdedExpr {
-            id: list_id,
-            expr: Expr::List(list),
-        }) = call.args.pop()
-        {
-            let elements = list.elements.into_iter().map(|x| self.rewrite(x)).collect();
-            call.args.push(IdedExpr {
-                id: list_id,
-                expr: Expr::List(ListExpr {
-                    elements,
-                    optional_indices: list.optional_indices,
-                }),
-            });
-        }
-        IdedExpr {
-            id,
-            expr: Expr::Call(call),
-        }
+        self.map_appended(step, Self::rewrite)
     }
 
     /// Charges the appended element(s) of `@result + [x]` in place.
     fn charge_appended(&mut self, step: IdedExpr) -> IdedExpr {
+        self.map_appended(step, Self::charge)
+    }
+
+    /// Applies `f` to the elements of the list literal appended by `@result + [x]`, keeping
+    /// the call's shape.
+    fn map_appended(
+        &mut self,
+        step: IdedExpr,
+        mut f: impl FnMut(&mut Self, IdedExpr) -> IdedExpr,
+    ) -> IdedExpr {
         let IdedExpr { id, expr } = step;
         let Expr::Call(mut call) = expr else {
             return IdedExpr { id, expr };
@@ -582,7 +571,7 @@ impl Rewriter {
             expr: Expr::List(list),
         }) = call.args.pop()
         {
-            let elements = list.elements.into_iter().map(|x| self.charge(x)).collect();
+            let elements = list.elements.into_iter().map(|x| f(self, x)).collect();
             call.args.push(IdedExpr {
                 id: list_id,
                 expr: Expr::List(ListExpr {
