@@ -18,6 +18,7 @@ pub mod events;
 pub mod leader;
 pub mod lease;
 pub mod policies;
+pub mod reports;
 pub mod service_call;
 pub mod status;
 pub mod webhooks;

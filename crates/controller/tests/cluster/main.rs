@@ -6,6 +6,7 @@
 mod context;
 mod lease;
 mod policies;
+mod reports;
 mod webhooks;
 
 use std::sync::Arc;
