@@ -17,10 +17,12 @@ use bylaw_controller::certs::{remove_managed_secret, CertificateManager, IssuedC
 use bylaw_controller::events::EventLimits;
 use bylaw_controller::lease::{run_elector, LeaseConfig};
 use bylaw_controller::policies::{ExceptionScope, PolicySyncConfig};
+use bylaw_controller::reports::ReportOptions;
 use bylaw_controller::webhooks::{
     remove_configurations, Endpoint, WebhookRegistrar, WebhookSettings,
 };
 use bylaw_controller::{leadership, Cluster, ClusterContext, ClusterContextConfig, ClusterOptions};
+use bylaw_reports::ResultFilter;
 use bylaw_runtime::context_scope::DEFAULT_MAX_CONTEXT_BYTES;
 use bylaw_runtime::results::ResultsReceiver;
 use bylaw_runtime::{
@@ -122,6 +124,23 @@ pub struct ClusterArgs {
     /// Raise PolicyViolation events for Audit failures too (Enforce denials always raise them).
     #[arg(long = "audit-events", conflicts_with = "policies", env = "BYLAW_AUDIT_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
     audit_events: bool,
+
+    /// Write PolicyReports (background scan results and Audit admission results).
+    #[arg(long = "reports", conflicts_with = "policies", env = "BYLAW_REPORTS", default_value_t = true, action = clap::ArgAction::Set)]
+    reports: bool,
+
+    /// Evaluate existing resources against `background: true` policies.
+    #[arg(long = "background-scan", conflicts_with = "policies", env = "BYLAW_BACKGROUND_SCAN", default_value_t = true, action = clap::ArgAction::Set)]
+    background_scan: bool,
+
+    /// How often every watched resource is evaluated again (changes are evaluated at once).
+    #[arg(long = "background-scan-interval", conflicts_with = "policies", env = "BYLAW_BACKGROUND_SCAN_INTERVAL", default_value = "1h", value_parser = parse_go_duration)]
+    background_scan_interval: Duration,
+
+    /// Results kept in reports: a comma-separated list of pass, fail, warn, error, skip
+    /// (empty: all).
+    #[arg(long = "report-results", conflicts_with = "policies", env = "BYLAW_REPORT_RESULTS", default_value = "", value_parser = parse_result_filter)]
+    report_results: ResultFilter,
 
     /// Let `apiCall.service` call URLs (never loopback, link-local or metadata addresses, never
     /// with bylaw's token). Off by default.
@@ -399,6 +418,10 @@ async fn serve_cluster(
     let ClusterArgs {
         exception_namespace,
         audit_events,
+        reports,
+        background_scan,
+        background_scan_interval,
+        report_results,
         allow_service_calls,
         api_call_timeout,
         api_call_max_bytes,
@@ -523,6 +546,13 @@ async fn serve_cluster(
         audit_events,
         event_limits: EventLimits::default(),
         instance: instance.clone(),
+        reports: ReportOptions {
+            enabled: reports,
+            background_scan,
+            rescan_interval: background_scan_interval.max(Duration::from_secs(1)),
+            filter: report_results,
+            ..ReportOptions::default()
+        },
         ..ClusterOptions::default()
     };
     let (bundle_tx, bundle_rx) = tokio::sync::watch::channel(ca_bundle.clone());
@@ -653,4 +683,8 @@ async fn log_outcomes(mut outcomes: ResultsReceiver) {
             );
         }
     }
+}
+
+fn parse_result_filter(text: &str) -> Result<ResultFilter, String> {
+    ResultFilter::parse(text).map_err(|e| e.to_string())
 }

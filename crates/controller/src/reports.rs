@@ -4,11 +4,12 @@
 //! discovery): one paginated list, then a watch, per kind, every replica. Each object is kept
 //! as compact JSON without `managedFields` (a third of a Pod's parsed size), so that a policy
 //! change can rescan the kinds it selects without listing again. Evaluation runs on the
-//! blocking pool in batches; results go into the [`ReportBook`]. Admission results of policies
-//! that the scan cannot re-derive (`background: false`) arrive through the results channel and
-//! go into the same book, on every replica, so whichever replica answered the request the
-//! leader's book has them... as long as the leader answered it: see docs/reports.md for what a
-//! follower's admission results do.
+//! blocking pool in batches; results go into the [`ReportBook`].
+//!
+//! Admission results of policies the scan cannot re-derive (`background: false`) arrive
+//! through the results channel and go into a second book, whose reports (`<uid>-admission`)
+//! the replica that answered the review writes itself: results reach the cluster whichever
+//! replica served the request, without a hand-over between replicas.
 //!
 //! The writer runs only on the lease holder: it server-side applies the reports the book says
 //! changed, deletes those whose resource or last result went, and on gaining leadership first
@@ -223,8 +224,20 @@ pub fn scannable_kinds(discovery: &Discovery) -> Vec<ScannedKind> {
     kinds
 }
 
-/// The kinds `policy` selects among `catalog`, one version per group and kind.
+/// The kinds the scanned rules of `policy` (validate, verifyImages) select among `catalog`.
 pub fn kinds_of(policy: &CompiledPolicy, catalog: &[ScannedKind]) -> BTreeSet<ScannedKind> {
+    kinds_selected(policy, catalog, |body| {
+        matches!(body, RuleBody::Validate(_) | RuleBody::VerifyImages(_))
+    })
+}
+
+/// The kinds the rules `wanted` accepts select among `catalog`, one version per group and
+/// kind, never the resources no scan should read (events, leases, reports, Secrets).
+pub fn kinds_selected(
+    policy: &CompiledPolicy,
+    catalog: &[ScannedKind],
+    wanted: impl Fn(&RuleBody) -> bool,
+) -> BTreeSet<ScannedKind> {
     let mut selected: Vec<&ScannedKind> = Vec::new();
     if policy.kind.is_ruleless() {
         let rules = policy
@@ -247,9 +260,7 @@ pub fn kinds_of(policy: &CompiledPolicy, catalog: &[ScannedKind]) -> BTreeSet<Sc
         }
     } else {
         for rule in &policy.rules {
-            let scanned_rule = matches!(rule.body, RuleBody::Validate(_))
-                || matches!(rule.body, RuleBody::VerifyImages(_));
-            if !scanned_rule {
+            if !wanted(&rule.body) {
                 continue;
             }
             for selector in rule.match_block.kinds() {

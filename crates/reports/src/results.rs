@@ -16,7 +16,7 @@ pub const CATEGORY_ANNOTATION: &str = "policies.kyverno.io/category";
 /// Policy annotation naming the report severity.
 pub const SEVERITY_ANNOTATION: &str = "policies.kyverno.io/severity";
 /// Policy annotation that keeps a policy's results out of reports when set to `"false"`.
-pub const REPORT_ANNOTATION: &str = "bylaw.io/report";
+pub const REPORT_ANNOTATION: &str = "bylaw.dev/report";
 /// `properties.process` of results found by the background scan (Kyverno's wording).
 pub const PROCESS_BACKGROUND: &str = "background scan";
 /// `properties.process` of results recorded at admission (Kyverno's wording).
@@ -109,7 +109,7 @@ impl ResultFilter {
     }
 }
 
-/// Whether the policy's results belong in reports (`bylaw.io/report: "false"` turns them off).
+/// Whether the policy's results belong in reports (`bylaw.dev/report: "false"` turns them off).
 pub fn reports_enabled(policy: &CompiledPolicy) -> bool {
     policy
         .annotations
