@@ -27,7 +27,7 @@ until grep -q '^ready' "$work/fake.out"; do
 done
 grep '^ready' "$work/fake.out"
 start=$(date +%s%3N)
-"$BYLAW" serve --kubeconfig "$work/kubeconfig" --namespace bylaw-system --register-webhooks=false \
+${BYLAW_ENV:-} "$BYLAW" serve --kubeconfig "$work/kubeconfig" --namespace bylaw-system --register-webhooks=false \
   --listen 127.0.0.1:0 --log-filter warn > "$work/serve.log" 2>&1 &
 bylaw_pid=$!
 until grep -q '^reports' "$work/fake.out"; do
@@ -38,5 +38,7 @@ end=$(date +%s%3N)
 hz=$(getconf CLK_TCK)
 cpu=$(awk -v hz="$hz" '{printf "%.2f", ($14 + $15) / hz}' /proc/$bylaw_pid/stat)
 peak=$(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$bylaw_pid/status)
-grep '^reports' "$work/fake.out"
-echo "bylaw: start to settled $(( end - start )) ms (includes 3 s of settling), CPU ${cpu} s (user+system, whole process), peak RSS ${peak}"
+now_rss=$(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/$bylaw_pid/status)
+grep -E '^(reports|alternative)' "$work/fake.out"
+[ -z "${SAMPLE:-}" ] || grep '^sample' "$work/fake.out"
+echo "bylaw: start to settled $(( end - start )) ms (includes 3 s of settling), CPU ${cpu} s (user+system, whole process), peak RSS ${peak}, RSS after ${now_rss}"

@@ -14,6 +14,10 @@ pub const VERSION: &str = "v1alpha2";
 /// `apiVersion` of the resources in this module.
 pub const API_VERSION: &str = "wgpolicyk8s.io/v1alpha2";
 
+fn is_zero(value: &i32) -> bool {
+    *value == 0
+}
+
 fn default_api_version() -> String {
     API_VERSION.to_owned()
 }
@@ -196,8 +200,8 @@ pub struct Timestamp {
     /// Seconds since the Unix epoch.
     #[serde(default)]
     pub seconds: i64,
-    /// Nanoseconds within the second.
-    #[serde(default)]
+    /// Nanoseconds within the second (left out when zero, as reports write whole seconds).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub nanos: i32,
 }
 

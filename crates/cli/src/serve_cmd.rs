@@ -35,7 +35,7 @@ use bylaw_webhook::duration::parse_go_duration;
 use bylaw_webhook::{generate_dev_certificate, DevCa, Server, WebhookConfig};
 use clap::Args;
 
-use crate::output;
+use crate::{output, MessageFormatArg};
 
 /// Batches of rule outcomes the reporting channel holds before it drops new ones.
 const RESULTS_CAPACITY: usize = 4096;
@@ -141,6 +141,11 @@ pub struct ClusterArgs {
     /// (empty: all).
     #[arg(long = "report-results", conflicts_with = "policies", env = "BYLAW_REPORT_RESULTS", default_value = "", value_parser = parse_result_filter)]
     report_results: ResultFilter,
+
+    /// Messages of background scan results: `kyverno` (Kyverno's text, compact) or `bylaw`
+    /// (adds what was found and wanted, as admission and `bylaw apply` show it).
+    #[arg(long = "report-message-format", conflicts_with = "policies", env = "BYLAW_REPORT_MESSAGE_FORMAT", value_enum, default_value_t = MessageFormatArg::Kyverno)]
+    report_message_format: MessageFormatArg,
 
     /// Let `apiCall.service` call URLs (never loopback, link-local or metadata addresses, never
     /// with bylaw's token). Off by default.
@@ -422,6 +427,7 @@ async fn serve_cluster(
         background_scan,
         background_scan_interval,
         report_results,
+        report_message_format,
         allow_service_calls,
         api_call_timeout,
         api_call_max_bytes,
@@ -551,6 +557,7 @@ async fn serve_cluster(
             background_scan,
             rescan_interval: background_scan_interval.max(Duration::from_secs(1)),
             filter: report_results,
+            messages: report_message_format.into(),
             ..ReportOptions::default()
         },
         ..ClusterOptions::default()

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bylaw_api::policyreport::{ClusterPolicyReport, PolicyReport};
 use bylaw_engine::compile::{CompiledPolicy, RuleBody};
 use bylaw_engine::engine::PolicySet;
-use bylaw_engine::response::RuleStatus;
+use bylaw_engine::response::{MessageFormat, RuleStatus};
 use bylaw_reports::book::{ResourceIdentity, Source, MANAGED_BY, MANAGED_BY_LABEL};
 use bylaw_reports::results::{admission_result, timestamp, PolicyFacts, PolicyKey, ResultFilter};
 use bylaw_reports::scan::{is_scanned, scan_object, ScanPolicies};
@@ -64,6 +64,8 @@ pub const ADMISSION_SUFFIX: &str = "-admission";
 
 /// Objects evaluated in one blocking batch at most.
 const BATCH: usize = 500;
+/// Report writes computed and sent per round at most.
+const WRITE_ROUND: usize = 256;
 /// Report writes in flight at once.
 const WRITES_IN_FLIGHT: usize = 8;
 
@@ -79,6 +81,9 @@ pub struct ReportOptions {
     pub rescan_interval: Duration,
     /// Which results reports keep (`--report-results`).
     pub filter: ResultFilter,
+    /// How scan results' messages are written (`--report-message-format`): Kyverno's text by
+    /// default, compact and long-lived; bylaw's adds what was found and wanted.
+    pub messages: MessageFormat,
     /// How often the writer flushes changes.
     pub flush_interval: Duration,
     /// How often API discovery is refreshed (new CRDs make new kinds scannable).
@@ -92,6 +97,7 @@ impl Default for ReportOptions {
             background_scan: true,
             rescan_interval: Duration::from_secs(3600),
             filter: ResultFilter::default(),
+            messages: MessageFormat::Kyverno,
             flush_interval: Duration::from_secs(1),
             discovery_interval: Duration::from_secs(60),
         }
@@ -435,12 +441,13 @@ fn evaluate_batch(
     objects: Vec<(ResourceIdentity, Value)>,
     context: &dyn ContextSource,
     filter: ResultFilter,
+    messages: MessageFormat,
     metrics: &ReportMetrics,
 ) -> Vec<Evaluated> {
     let at = timestamp(SystemTime::now());
     let mut out = Vec::with_capacity(objects.len());
     for (identity, object) in objects {
-        let scans = scan_object(policies, &object, context, filter, at);
+        let scans = scan_object(policies, &object, context, filter, messages, at);
         metrics
             .scanned
             .get_or_create(&KindLabels {
@@ -491,7 +498,7 @@ impl Scanner {
     /// Runs until shutdown; `outcomes` carries admission results (from every review this
     /// replica answered).
     pub async fn run(self, mut outcomes: mpsc::Receiver<ReviewOutcomes>) {
-        let (events_tx, mut events_rx) = mpsc::channel::<(ScannedKind, WatchEvent)>(4096);
+        let (events_tx, mut events_rx) = mpsc::channel::<(ScannedKind, WatchEvent)>(256);
         let mut state = ScanState {
             catalog: Vec::new(),
             policies: Arc::new(ScanPolicies::default()),
@@ -711,6 +718,7 @@ impl Scanner {
         let count = objects.len() as u64;
         let context = Arc::clone(&self.context);
         let filter = self.options.filter;
+        let messages = self.options.messages;
         let metrics = self.reports.metrics.clone();
         let scanned_policies = Arc::clone(&policies);
         let evaluated = tokio::task::spawn_blocking(move || {
@@ -719,6 +727,7 @@ impl Scanner {
                 objects,
                 context.as_ref(),
                 filter,
+                messages,
                 &metrics,
             )
         })
@@ -949,9 +958,13 @@ impl ReportWriter {
                     }
                 }
             }
-            let changes = lock(&self.book).take_changes();
+            let changes = lock(&self.book).take_changes(WRITE_ROUND);
             if changes.is_empty() {
                 continue;
+            }
+            if changes.len() == WRITE_ROUND {
+                // More are waiting: the next round starts as soon as this one is written.
+                tick.reset_immediately();
             }
             let client = self.client.clone();
             let results: Vec<(ReportChange, Result<(), kube::Error>)> =

@@ -12,12 +12,13 @@
 //! timestamps) differs from what the cluster holds.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use bylaw_api::policyreport::{
     ClusterPolicyReport, PolicyReport, PolicyReportResult, PolicyReportSummary, PolicyResult,
-    Timestamp,
+    Severity, Timestamp,
 };
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -72,11 +73,98 @@ pub enum Source {
     Admission,
 }
 
+/// A result as the book holds it: every string shared through the book's interner, since
+/// policy, rule, category and most messages repeat across thousands of resources (a tenth of
+/// the memory of [`PolicyReportResult`]s for the Pod Security set).
+#[derive(Clone, Debug, PartialEq)]
+struct Held {
+    policy: Arc<str>,
+    rule: Option<Arc<str>>,
+    category: Option<Arc<str>>,
+    severity: Option<Severity>,
+    result: Option<PolicyResult>,
+    scored: Option<bool>,
+    message: Option<Arc<str>>,
+    source: Option<Arc<str>>,
+    at: Option<Timestamp>,
+    properties: Option<BTreeMap<String, String>>,
+}
+
+impl Held {
+    fn same_but_time(&self, other: &Held) -> bool {
+        Held {
+            at: other.at,
+            ..self.clone()
+        } == *other
+    }
+
+    fn to_result(&self) -> PolicyReportResult {
+        let text = |s: &Option<Arc<str>>| s.as_deref().map(str::to_owned);
+        PolicyReportResult {
+            source: text(&self.source),
+            policy: self.policy.to_string(),
+            rule: text(&self.rule),
+            category: text(&self.category),
+            severity: self.severity,
+            timestamp: self.at,
+            result: self.result,
+            scored: self.scored,
+            message: text(&self.message),
+            resources: None,
+            resource_selector: None,
+            properties: self.properties.clone(),
+        }
+    }
+}
+
+/// Shares equal strings.
+#[derive(Debug, Default)]
+struct Interner {
+    strings: HashSet<Arc<str>>,
+    /// Size after the last sweep of unused strings.
+    swept: usize,
+}
+
+impl Interner {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(found) = self.strings.get(text) {
+            return Arc::clone(found);
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.strings.insert(Arc::clone(&shared));
+        shared
+    }
+
+    fn hold(&mut self, result: PolicyReportResult) -> Held {
+        let mut opt = |s: Option<String>| s.map(|s| self.get(&s));
+        Held {
+            rule: opt(result.rule),
+            category: opt(result.category),
+            message: opt(result.message),
+            source: opt(result.source),
+            policy: self.get(&result.policy),
+            severity: result.severity,
+            result: result.result,
+            scored: result.scored,
+            at: result.timestamp,
+            properties: result.properties,
+        }
+    }
+
+    /// Drops strings no result uses any more, once the set has doubled since the last sweep.
+    fn sweep(&mut self) {
+        if self.strings.len() > 2 * self.swept + 1024 {
+            self.strings.retain(|s| Arc::strong_count(s) > 1);
+            self.swept = self.strings.len();
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     resource: ResourceIdentity,
-    background: BTreeMap<PolicyKey, Vec<PolicyReportResult>>,
-    admission: BTreeMap<PolicyKey, Vec<PolicyReportResult>>,
+    background: BTreeMap<PolicyKey, Vec<Held>>,
+    admission: BTreeMap<PolicyKey, Vec<Held>>,
     dirty: bool,
     /// Fingerprint of the report the cluster holds; `None` when it holds none (or unknown).
     written: Option<u64>,
@@ -117,18 +205,14 @@ pub struct ReportBook {
     /// Appended to the resource uid to name its report.
     suffix: String,
     entries: HashMap<String, Entry>,
+    strings: Interner,
     /// Reports to delete: uid → namespace.
     deletions: BTreeMap<String, Option<String>>,
 }
 
 /// Results equal apart from their timestamps.
-fn same_results(a: &[PolicyReportResult], b: &[PolicyReportResult]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            let mut y = y.clone();
-            y.timestamp = x.timestamp;
-            *x == y
-        })
+fn same_results(a: &[Held], b: &[Held]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_but_time(y))
 }
 
 impl ReportBook {
@@ -207,6 +291,13 @@ impl ReportBook {
         if results.is_empty() && !self.entries.contains_key(&resource.uid) {
             return false;
         }
+        // A fresh, exact allocation: collecting in place would keep the larger buffer of the
+        // incoming results (several times the size) for as long as the book holds them.
+        let mut held = Vec::with_capacity(results.len());
+        held.extend(results.into_iter().map(|r| self.strings.hold(r)));
+        let results = held;
+        // Keys shared too: the same 20 policy names are held for every resource.
+        let policy = &PolicyKey(self.strings.get(&policy.0));
         let entry = self.entry(resource);
         let map = match source {
             Source::Background => &mut entry.background,
@@ -288,9 +379,11 @@ impl ReportBook {
         }
     }
 
-    /// Everything to write now; the writer confirms each with [`ReportBook::written`] or hands
-    /// it back with [`ReportBook::retry`].
-    pub fn take_changes(&mut self) -> Vec<ReportChange> {
+    /// At most `limit` writes to do now (deletions first), so that a first scan of thousands
+    /// of resources is written in rounds rather than held all at once; the writer confirms
+    /// each with [`ReportBook::written`] or hands it back with [`ReportBook::retry`].
+    pub fn take_changes(&mut self, limit: usize) -> Vec<ReportChange> {
+        self.strings.sweep();
         let suffix = self.suffix.clone();
         let mut changes: Vec<ReportChange> = std::mem::take(&mut self.deletions)
             .into_iter()
@@ -303,6 +396,9 @@ impl ReportBook {
         let mut dirty: Vec<&mut Entry> = self.entries.values_mut().filter(|e| e.dirty).collect();
         dirty.sort_by(|a, b| a.resource.uid.cmp(&b.resource.uid));
         for entry in dirty {
+            if changes.len() >= limit {
+                break;
+            }
             entry.dirty = false;
             if entry.is_empty() {
                 if entry.written.is_some() {
@@ -409,7 +505,7 @@ fn ordered_results(entry: &Entry) -> Vec<PolicyReportResult> {
         .values()
         .chain(entry.admission.values())
         .flatten()
-        .cloned()
+        .map(Held::to_result)
         .collect();
     if results.len() > MAX_RESULTS_PER_REPORT {
         results.sort_by_key(|r| priority(r.result));
@@ -583,7 +679,7 @@ mod tests {
                 result("alpha", "a", PolicyResult::Skip, 1),
             ],
         );
-        let changes = book.take_changes();
+        let changes = book.take_changes(usize::MAX);
         let reports = applied(&changes);
         assert_eq!(reports.len(), 1);
         let report = reports[0];
@@ -615,7 +711,7 @@ mod tests {
             &key,
             vec![result("p", "r", PolicyResult::Fail, 1)],
         );
-        let changes = book.take_changes();
+        let changes = book.take_changes(usize::MAX);
         assert_eq!(changes.len(), 1);
         book.written(&changes[0]);
         // A rescan an hour later finds the same.
@@ -626,7 +722,7 @@ mod tests {
             vec![result("p", "r", PolicyResult::Fail, 3601)],
         );
         assert!(!changed);
-        assert!(book.take_changes().is_empty());
+        assert!(book.take_changes(usize::MAX).is_empty());
         // The resource is fixed.
         book.set_results(
             &pod("u1"),
@@ -634,14 +730,14 @@ mod tests {
             &key,
             vec![result("p", "r", PolicyResult::Pass, 7200)],
         );
-        let changes = book.take_changes();
+        let changes = book.take_changes(usize::MAX);
         assert_eq!(applied(&changes)[0]["summary"]["pass"], 1);
         // A new leader finds that report in the cluster and does not rewrite it.
         let existing = applied(&changes)[0].clone();
         book.written(&changes[0]);
         book.forget_written();
         assert!(book.adopt_existing("u1", &existing));
-        assert!(book.take_changes().is_empty());
+        assert!(book.take_changes(usize::MAX).is_empty());
         assert!(!book.adopt_existing("gone", &existing));
     }
 
@@ -663,12 +759,12 @@ mod tests {
             &b,
             vec![result("b", "r", PolicyResult::Pass, 1)],
         );
-        for change in book.take_changes() {
+        for change in book.take_changes(usize::MAX) {
             book.written(&change);
         }
         book.remove_resource("u2");
         book.retain_policies(|k| k != &a);
-        let changes = book.take_changes();
+        let changes = book.take_changes(usize::MAX);
         assert!(changes.contains(&ReportChange::Delete {
             uid: "u2".into(),
             name: "u2".into(),
@@ -684,7 +780,7 @@ mod tests {
         // The last result goes: the report goes.
         book.set_results(&pod("u1"), Source::Admission, &b, Vec::new());
         assert_eq!(
-            book.take_changes(),
+            book.take_changes(usize::MAX),
             vec![ReportChange::Delete {
                 uid: "u1".into(),
                 name: "u1".into(),
@@ -708,7 +804,7 @@ mod tests {
             &PolicyKey("p".into()),
             results,
         );
-        let changes = book.take_changes();
+        let changes = book.take_changes(usize::MAX);
         let report = applied(&changes)[0];
         let kept = report["results"].as_array().unwrap();
         assert_eq!(kept.len(), MAX_RESULTS_PER_REPORT);

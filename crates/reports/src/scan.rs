@@ -11,7 +11,7 @@ use bylaw_api::policyreport::{PolicyReportResult, Timestamp};
 use bylaw_engine::compile::CompiledPolicy;
 use bylaw_engine::engine::{unevaluated_rules, validate_with_context_mut, PolicySet};
 use bylaw_engine::request::{metadata_str, Request};
-use bylaw_engine::response::PolicyResponse;
+use bylaw_engine::response::{MessageFormat, PolicyResponse};
 use bylaw_runtime::context_scope::{ContextBudget, PolicyScope, DEFAULT_MAX_CONTEXT_BYTES};
 use bylaw_runtime::sources::ContextSource;
 use serde_json::Value;
@@ -97,6 +97,7 @@ pub fn scan_object<'p>(
     object: &Value,
     context: &dyn ContextSource,
     filter: ResultFilter,
+    messages: MessageFormat,
     at: Timestamp,
 ) -> Vec<PolicyScan<'p>> {
     let mut request = Request::create(object.clone());
@@ -135,7 +136,7 @@ pub fn scan_object<'p>(
             .get(&key)
             .cloned()
             .unwrap_or_else(|| PolicyFacts::of(policy));
-        let results = background_results(policy, &facts, &response, at, filter);
+        let results = background_results(policy, &facts, &response, at, filter, messages);
         scans.push(PolicyScan {
             policy,
             key,

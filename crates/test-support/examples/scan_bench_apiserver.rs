@@ -149,6 +149,9 @@ async fn main() -> anyhow::Result<()> {
         sizes.iter().max().copied().unwrap_or(0),
         last.1.duration_since(started).as_secs_f64(),
     );
+    if let Some(sample) = reports.iter().find(|r| r["summary"]["fail"] != 0) {
+        println!("sample {sample}");
+    }
     let (chunks, chunk_bytes, chunk_max) = per_namespace_chunks(&reports, 1000);
     println!(
         "alternative layout, same results in per-namespace reports of at most 1000 results: reports {chunks} total_bytes {chunk_bytes} max_bytes {chunk_max}"
