@@ -4,6 +4,7 @@
 //! controllers fill, as `bylaw serve` wires them.
 
 mod context;
+mod generate;
 mod lease;
 mod policies;
 mod webhooks;
