@@ -155,3 +155,458 @@ async fn namespaces_older_than_the_policy_get_nothing_without_generate_existing(
         "an existing namespace is not a trigger without generateExisting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_existing_covers_namespaces_that_existed_before_the_policy() {
+    let harness = Harness::start().await;
+    harness.server.insert(old_namespace("shop"));
+    harness.server.insert(old_namespace("billing"));
+    let mut policy = default_deny(false);
+    policy["spec"]["rules"][0]["generate"]["generateExisting"] = json!(true);
+    apply_policy(&harness, policy).await;
+    for namespace in ["shop", "billing"] {
+        eventually(&format!("the NetworkPolicy in {namespace}"), || {
+            network_policy(&harness, namespace, "default-deny")
+        })
+        .await;
+    }
+}
+
+/// A ClusterPolicy that copies Secret `default/regcred` into every namespace and keeps it in
+/// step.
+fn registry_secret() -> Value {
+    json!({
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": "sync-regcred"},
+        "spec": {"rules": [{
+            "name": "clone-regcred",
+            "match": {"any": [{"resources": {"kinds": ["Namespace"]}}]},
+            "generate": {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "name": "regcred",
+                "namespace": "{{request.object.metadata.name}}",
+                "synchronize": true,
+                "clone": {"namespace": "default", "name": "regcred"}
+            }
+        }]}
+    })
+}
+
+fn secret(harness: &Harness, namespace: &str, name: &str) -> Option<Value> {
+    harness.server.get("v1", "Secret", Some(namespace), name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronized_clone_follows_its_source_and_comes_back_when_deleted() {
+    let harness = Harness::start().await;
+    harness.server.insert(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "regcred", "namespace": "default", "labels": {"team": "platform"}},
+        "data": {".dockerconfigjson": "e30="}
+    }));
+    apply_policy(&harness, registry_secret()).await;
+    harness.apply(namespace("team-a"));
+    let copy = eventually("the cloned Secret", || {
+        secret(&harness, "team-a", "regcred")
+    })
+    .await;
+    assert_eq!(copy["data"], json!({".dockerconfigjson": "e30="}));
+    assert_eq!(copy["type"], "kubernetes.io/dockerconfigjson");
+    let labels = &copy["metadata"]["labels"];
+    assert_eq!(labels["team"], "platform", "the source's labels come along");
+    assert_eq!(labels["generate.kyverno.io/source-kind"], "Secret");
+    assert_eq!(labels["generate.kyverno.io/source-namespace"], "default");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "bylaw");
+
+    // The source changes: the copy follows.
+    let mut source = secret(&harness, "default", "regcred").unwrap();
+    source["data"] = json!({".dockerconfigjson": "eyJhdXRocyI6e319"});
+    harness.apply(source);
+    eventually("the copy to follow its source", || {
+        secret(&harness, "team-a", "regcred")
+            .filter(|c| c["data"][".dockerconfigjson"] == "eyJhdXRocyI6e319")
+    })
+    .await;
+
+    // Someone deletes the copy: it comes back.
+    assert!(harness
+        .server
+        .remove("v1", "Secret", Some("team-a"), "regcred"));
+    eventually("the copy recreated", || {
+        secret(&harness, "team-a", "regcred")
+    })
+    .await;
+
+    // Someone edits the copy: it is put back.
+    let mut edited = secret(&harness, "team-a", "regcred").unwrap();
+    edited["data"] = json!({".dockerconfigjson": "bWluZQ=="});
+    harness.apply(edited);
+    eventually("the copy reverted", || {
+        secret(&harness, "team-a", "regcred")
+            .filter(|c| c["data"][".dockerconfigjson"] == "eyJhdXRocyI6e319")
+    })
+    .await;
+    let updates: Vec<_> = harness
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "secrets" && r.verb == "patch")
+        .collect();
+    assert!(
+        updates.iter().all(|r| r.is_apply()
+            && r.query_param("fieldManager").as_deref() == Some("bylaw")
+            && r.query_param("force").as_deref() == Some("true")),
+        "synchronized updates are forced server-side applies by bylaw: {updates:?}"
+    );
+
+    // The source goes: so does the copy.
+    assert!(harness
+        .server
+        .remove("v1", "Secret", Some("default"), "regcred"));
+    eventually("the copy deleted with its source", || {
+        secret(&harness, "team-a", "regcred")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_synchronized_policy_removes_its_downstream_objects() {
+    let harness = Harness::start().await;
+    apply_policy(&harness, default_deny(true)).await;
+    harness.apply(namespace("team-a"));
+    eventually("the NetworkPolicy", || {
+        network_policy(&harness, "team-a", "default-deny")
+    })
+    .await;
+    assert!(harness
+        .server
+        .remove("kyverno.io/v1", "ClusterPolicy", None, "default-deny"));
+    eventually("the NetworkPolicy deleted with its policy", || {
+        network_policy(&harness, "team-a", "default-deny")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_downstream_on_policy_delete_keeps_them() {
+    let harness = Harness::start().await;
+    let mut policy = default_deny(true);
+    policy["spec"]["rules"][0]["generate"]["orphanDownstreamOnPolicyDelete"] = json!(true);
+    apply_policy(&harness, policy).await;
+    harness.apply(namespace("team-a"));
+    eventually("the NetworkPolicy", || {
+        network_policy(&harness, "team-a", "default-deny")
+    })
+    .await;
+    // A second policy, deleted too, shows when deletions have been worked off.
+    let mut witness = default_deny(true);
+    witness["metadata"]["name"] = json!("witness");
+    witness["spec"]["rules"][0]["generate"]["name"] = json!("witness");
+    apply_policy(&harness, witness).await;
+    eventually("the witness NetworkPolicy", || {
+        network_policy(&harness, "team-a", "witness")
+    })
+    .await;
+    harness
+        .server
+        .remove("kyverno.io/v1", "ClusterPolicy", None, "default-deny");
+    harness
+        .server
+        .remove("kyverno.io/v1", "ClusterPolicy", None, "witness");
+    eventually("the witness deleted with its policy", || {
+        network_policy(&harness, "team-a", "witness")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        network_policy(&harness, "team-a", "default-deny").is_some(),
+        "orphaned, as the policy asked"
+    );
+}
+
+/// A synchronized rule triggered by labelled ConfigMaps in `apps`, writing a Secret next to
+/// each.
+fn config_secret_policy(value: &str) -> Value {
+    json!({
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": "config-secret"},
+        "spec": {"rules": [{
+            "name": "companion",
+            "match": {"any": [{"resources": {
+                "kinds": ["ConfigMap"],
+                "selector": {"matchLabels": {"companion": "yes"}}
+            }}]},
+            "generate": {
+                "apiVersion": "v1", "kind": "Secret",
+                "name": "{{request.object.metadata.name}}-companion",
+                "namespace": "{{request.object.metadata.namespace}}",
+                "synchronize": true,
+                "data": {"stringData": {"value": value}}
+            }
+        }]}
+    })
+}
+
+fn config_map(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": name, "namespace": "apps", "labels": labels}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronized_downstream_follows_the_policy_and_goes_with_its_trigger() {
+    let harness = Harness::start().await;
+    apply_policy(&harness, config_secret_policy("one")).await;
+    harness.apply(config_map("web", json!({"companion": "yes"})));
+    harness.apply(config_map("db", json!({"companion": "yes"})));
+    for name in ["web-companion", "db-companion"] {
+        eventually(name, || {
+            secret(&harness, "apps", name).filter(|s| s["stringData"]["value"] == "one")
+        })
+        .await;
+    }
+
+    // The policy's data changes: downstream objects follow.
+    harness.apply(config_secret_policy("two"));
+    eventually("the data change carried over", || {
+        secret(&harness, "apps", "web-companion").filter(|s| s["stringData"]["value"] == "two")
+    })
+    .await;
+
+    // The trigger stops matching: its downstream object goes.
+    harness.apply(config_map("web", json!({"companion": "no"})));
+    eventually("web-companion deleted", || {
+        secret(&harness, "apps", "web-companion")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    // The trigger is deleted: so is its downstream object.
+    harness.server.remove("v1", "ConfigMap", Some("apps"), "db");
+    eventually("db-companion deleted", || {
+        secret(&harness, "apps", "db-companion")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_survives_a_restart_between_trigger_and_generation() {
+    let harness = Harness::start().await;
+    apply_policy(&harness, default_deny(false)).await;
+    // bylaw goes away; a namespace is created while nobody generates.
+    harness.stop_controllers();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    harness.server.insert(namespace("while-down"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(network_policy(&harness, "while-down", "default-deny").is_none());
+
+    let harness = harness.restart().await;
+    eventually("the NetworkPolicy generated after the restart", || {
+        network_policy(&harness, "while-down", "default-deny")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_generates_nothing_until_it_leads() {
+    let harness = Harness::start_follower().await;
+    harness.apply(default_deny(false));
+    eventually("policy served", || {
+        harness
+            .served()
+            .contains(&"default-deny".to_owned())
+            .then_some(())
+    })
+    .await;
+    harness.apply(namespace("team-a"));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(network_policy(&harness, "team-a", "default-deny").is_none());
+    harness.elector.as_ref().unwrap().set(true);
+    eventually("the NetworkPolicy once leading", || {
+        network_policy(&harness, "team-a", "default-deny")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_permission_the_policy_gets_an_event_and_the_others_go_on() {
+    let harness = Harness::start().await;
+    harness
+        .server
+        .deny("create", "networkpolicies.networking.k8s.io", None);
+    apply_policy(&harness, default_deny(false)).await;
+    apply_policy(&harness, config_secret_policy("one")).await;
+    harness.apply(namespace("apps"));
+    harness.apply(config_map("web", json!({"companion": "yes"})));
+
+    eventually("the other policy's Secret", || {
+        secret(&harness, "apps", "web-companion")
+    })
+    .await;
+    let event = eventually("a PolicyError event naming verb and resource", || {
+        harness.events("PolicyError").into_iter().find(|e| {
+            e["regarding"]["name"] == "default-deny"
+                && e["note"].as_str().is_some_and(|n| {
+                    n.contains("create networkpolicies.networking.k8s.io in namespace apps")
+                })
+        })
+    })
+    .await;
+    assert_eq!(event["regarding"]["kind"], "ClusterPolicy");
+    assert_eq!(event["type"], "Warning");
+    assert!(network_policy(&harness, "apps", "default-deny").is_none());
+
+    // Once granted, the retry succeeds.
+    harness.server.allow_all();
+    eventually("the NetworkPolicy once allowed", || {
+        network_policy(&harness, "apps", "default-deny")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespaced_policy_generates_only_into_its_own_namespace() {
+    let harness = Harness::start().await;
+    harness.apply(namespace("team-a"));
+    harness.apply(namespace("team-b"));
+    let policy = json!({
+        "apiVersion": "kyverno.io/v1",
+        "kind": "Policy",
+        "metadata": {"name": "spread", "namespace": "team-a"},
+        "spec": {"rules": [{
+            "name": "own",
+            "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+            "generate": {"apiVersion": "v1", "kind": "Secret", "name": "own",
+                         "namespace": "team-a", "data": {"stringData": {"a": "b"}}}
+        }, {
+            "name": "escape",
+            "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+            "generate": {"apiVersion": "v1", "kind": "Secret", "name": "escaped",
+                         "namespace": "team-b", "data": {"stringData": {"a": "b"}}}
+        }]}
+    });
+    apply_policy(&harness, policy).await;
+    harness.apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": "trigger", "namespace": "team-a"}}));
+    // A ConfigMap in another namespace is no trigger for it.
+    harness.apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": "elsewhere", "namespace": "team-b"}}));
+    eventually("the Secret in the policy's namespace", || {
+        secret(&harness, "team-a", "own")
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(secret(&harness, "team-b", "escaped").is_none());
+    assert!(harness.server.requests().iter().all(|r| !(r.is_write()
+        && r.resource == "secrets"
+        && r.namespace.as_deref() == Some("team-b"))));
+}
+
+/// A mutate-existing policy: when a Namespace is admitted (or the policy applied), label the
+/// ConfigMaps in it.
+fn label_config_maps(on_policy_update: bool) -> Value {
+    json!({
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": "audit-label"},
+        "spec": {"rules": [{
+            "name": "label-config-maps",
+            "match": {"any": [{"resources": {"kinds": ["Namespace"]}}]},
+            "mutate": {
+                "mutateExistingOnPolicyUpdate": on_policy_update,
+                "targets": [{"apiVersion": "v1", "kind": "ConfigMap",
+                             "namespace": "{{request.object.metadata.name}}"}],
+                "patchStrategicMerge": {"metadata": {"labels": {"audited": "true"}}}
+            }
+        }]}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutate_existing_policy_patches_existing_config_maps_when_applied() {
+    let harness = Harness::start().await;
+    harness.server.insert(old_namespace("shop"));
+    for name in ["a", "b"] {
+        harness
+            .server
+            .insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "shop", "labels": {"owner": "shop"}},
+            "data": {"k": "v"}}));
+    }
+    apply_policy(&harness, label_config_maps(true)).await;
+    for name in ["a", "b"] {
+        let patched = eventually(&format!("ConfigMap {name} labelled"), || {
+            harness
+                .server
+                .get("v1", "ConfigMap", Some("shop"), name)
+                .filter(|c| c["metadata"]["labels"]["audited"] == "true")
+        })
+        .await;
+        assert_eq!(patched["metadata"]["labels"]["owner"], "shop");
+        assert_eq!(patched["data"], json!({"k": "v"}));
+    }
+    let patches: Vec<_> = harness
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "configmaps" && r.is_write())
+        .collect();
+    assert_eq!(patches.len(), 2, "{patches:?}");
+    for patch in &patches {
+        assert_eq!(patch.verb, "patch");
+        assert_eq!(
+            patch.content_type.as_deref(),
+            Some("application/merge-patch+json")
+        );
+        let body = patch.body.as_ref().unwrap();
+        assert_eq!(
+            body["metadata"]["labels"],
+            json!({"audited": "true"}),
+            "only what the rule changed"
+        );
+        assert!(
+            body["metadata"]["resourceVersion"].is_string(),
+            "optimistic concurrency: {body}"
+        );
+        assert!(body.get("data").is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_flag_mutate_existing_waits_for_a_trigger() {
+    let harness = Harness::start().await;
+    harness.server.insert(old_namespace("shop"));
+    harness
+        .server
+        .insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "a", "namespace": "shop"}}));
+    apply_policy(&harness, label_config_maps(false)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let untouched = harness
+        .server
+        .get("v1", "ConfigMap", Some("shop"), "a")
+        .unwrap();
+    assert!(untouched["metadata"]["labels"]["audited"].is_null());
+
+    // The namespace is updated (admitted again): now its ConfigMaps are patched.
+    let mut shop = harness.server.get("v1", "Namespace", None, "shop").unwrap();
+    shop["metadata"]["labels"] = json!({"tier": "gold"});
+    harness.apply(shop);
+    eventually("ConfigMap a labelled after the trigger changed", || {
+        harness
+            .server
+            .get("v1", "ConfigMap", Some("shop"), "a")
+            .filter(|c| c["metadata"]["labels"]["audited"] == "true")
+    })
+    .await;
+}
