@@ -130,9 +130,9 @@ struct FailureLabels {
     reason: &'static str,
 }
 
-/// The controller's metrics (see docs/metrics.md).
+/// The generate controller's metrics (see docs/metrics.md). Cheap to clone.
 #[derive(Clone, Debug, Default)]
-struct Counters {
+pub struct GenerateMetrics {
     depth: Family<ControllerLabels, Gauge>,
     reconciles: Family<ControllerLabels, Counter>,
     requeues: Family<ControllerLabels, Counter>,
@@ -140,9 +140,10 @@ struct Counters {
     failures: Family<FailureLabels, Counter>,
 }
 
-impl Counters {
-    fn register(metrics: &Metrics) -> Self {
-        let counters = Counters::default();
+impl GenerateMetrics {
+    /// Registers the families in `metrics`.
+    pub fn register(metrics: &Metrics) -> Self {
+        let counters = GenerateMetrics::default();
         metrics.register(
             "bylaw_controller_queue_depth",
             "Work items waiting in a controller's queue (retries included)",
@@ -171,38 +172,69 @@ impl Counters {
         counters
     }
 
-    fn object(&self, policy: &PolicyEntry, action: &'static str) {
-        let (policy_name, policy_namespace) = policy_labels(policy);
+    /// The queue holds `depth` items.
+    pub fn set_depth(&self, depth: usize) {
+        self.depth
+            .get_or_create(&ControllerLabels {
+                controller_name: CONTROLLER,
+            })
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    /// One work item handled; `retry` when it goes back to the queue.
+    pub fn reconciled(&self, retry: bool) {
+        let labels = ControllerLabels {
+            controller_name: CONTROLLER,
+        };
+        self.reconciles.get_or_create(&labels).inc();
+        if retry {
+            self.requeues.get_or_create(&labels).inc();
+        }
+    }
+
+    /// An object written: `create`, `update`, `delete` or `patch`.
+    pub fn object(&self, policy_name: &str, policy_namespace: Option<&str>, action: &'static str) {
         self.objects
             .get_or_create(&ObjectLabels {
-                policy_name,
-                policy_namespace,
+                policy_name: policy_name.to_owned(),
+                policy_namespace: policy_namespace.unwrap_or("-").to_owned(),
                 action,
             })
             .inc();
     }
 
-    fn failure(&self, policy: &PolicyEntry, reason: &'static str) {
-        let (policy_name, policy_namespace) = policy_labels(policy);
+    /// A failure: `forbidden`, `conflict`, `scope`, `evaluation` or `api`.
+    pub fn failure(&self, policy_name: &str, policy_namespace: Option<&str>, reason: &'static str) {
         self.failures
             .get_or_create(&FailureLabels {
-                policy_name,
-                policy_namespace,
+                policy_name: policy_name.to_owned(),
+                policy_namespace: policy_namespace.unwrap_or("-").to_owned(),
                 reason,
             })
             .inc();
     }
 }
 
-fn policy_labels(policy: &PolicyEntry) -> (String, String) {
-    (
-        policy.policy.name.clone(),
-        policy
-            .policy
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "-".to_owned()),
-    )
+/// Counts for one policy.
+#[derive(Clone, Debug)]
+struct Counters(GenerateMetrics);
+
+impl Counters {
+    fn object(&self, policy: &PolicyEntry, action: &'static str) {
+        self.0.object(
+            &policy.policy.name,
+            policy.policy.namespace.as_deref(),
+            action,
+        );
+    }
+
+    fn failure(&self, policy: &PolicyEntry, reason: &'static str) {
+        self.0.failure(
+            &policy.policy.name,
+            policy.policy.namespace.as_deref(),
+            reason,
+        );
+    }
 }
 
 /// The generate controller; [`GenerateController::start`] runs it.
@@ -260,7 +292,7 @@ impl GenerateController {
             events,
             config,
         } = self;
-        let counters = Counters::register(&metrics);
+        let counters = Counters(GenerateMetrics::register(&metrics));
         let shared = Arc::new(Shared {
             client,
             context,
@@ -330,13 +362,7 @@ async fn work(shared: Arc<Shared>, shutdown: ShutdownSignal) {
             () = leadership.lost() => continue,
         };
         let outcome = shared.reconcile(&key).await;
-        let labels = ControllerLabels {
-            controller_name: CONTROLLER,
-        };
-        shared.counters.reconciles.get_or_create(&labels).inc();
-        if outcome == Outcome::Retry {
-            shared.counters.requeues.get_or_create(&labels).inc();
-        }
+        shared.counters.0.reconciled(outcome == Outcome::Retry);
         shared.queue.done(&key, outcome);
         shared.update_depth();
     }
@@ -344,13 +370,7 @@ async fn work(shared: Arc<Shared>, shutdown: ShutdownSignal) {
 
 impl Shared {
     fn update_depth(&self) {
-        let depth = i64::try_from(self.queue.depth()).unwrap_or(i64::MAX);
-        self.counters
-            .depth
-            .get_or_create(&ControllerLabels {
-                controller_name: CONTROLLER,
-            })
-            .set(depth);
+        self.counters.0.set_depth(self.queue.depth());
     }
 
     fn policy(&self, key: &str) -> Option<Arc<PolicyEntry>> {
