@@ -610,3 +610,106 @@ async fn without_the_flag_mutate_existing_waits_for_a_trigger() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_list_copies_every_selected_source_and_follows_them() {
+    let harness = Harness::start().await;
+    for (name, labels) in [
+        ("shared-a", json!({"share": "yes"})),
+        ("shared-b", json!({"share": "yes"})),
+        ("private", json!({})),
+    ] {
+        harness
+            .server
+            .insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "platform", "labels": labels},
+            "data": {"from": name}}));
+    }
+    let policy = json!({
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": "share-config"},
+        "spec": {"rules": [{
+            "name": "share",
+            "match": {"any": [{"resources": {"kinds": ["Namespace"], "names": ["team-*"]}}]},
+            "generate": {
+                "namespace": "{{request.object.metadata.name}}",
+                "synchronize": true,
+                "cloneList": {"namespace": "platform", "kinds": ["v1/ConfigMap"],
+                              "selector": {"matchLabels": {"share": "yes"}}}
+            }
+        }]}
+    });
+    apply_policy(&harness, policy).await;
+    harness.apply(namespace("team-a"));
+    for name in ["shared-a", "shared-b"] {
+        let copy = eventually(name, || {
+            harness.server.get("v1", "ConfigMap", Some("team-a"), name)
+        })
+        .await;
+        assert_eq!(copy["data"]["from"], name);
+        assert_eq!(
+            copy["metadata"]["labels"]["generate.kyverno.io/source-namespace"],
+            "platform"
+        );
+    }
+    assert!(harness
+        .server
+        .get("v1", "ConfigMap", Some("team-a"), "private")
+        .is_none());
+
+    let mut source = harness
+        .server
+        .get("v1", "ConfigMap", Some("platform"), "shared-b")
+        .unwrap();
+    source["data"]["from"] = json!("changed");
+    harness.apply(source);
+    eventually("the copy follows", || {
+        harness
+            .server
+            .get("v1", "ConfigMap", Some("team-a"), "shared-b")
+            .filter(|c| c["data"]["from"] == "changed")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreach_generates_one_object_per_element() {
+    let harness = Harness::start().await;
+    let policy = json!({
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": "quota-per-tier"},
+        "spec": {"rules": [{
+            "name": "quotas",
+            "match": {"any": [{"resources": {"kinds": ["ConfigMap"], "names": ["tiers"]}}]},
+            "generate": {
+                "synchronize": true,
+                "foreach": [{
+                    "list": "request.object.data.tiers | split(@, ',')",
+                    "apiVersion": "v1",
+                    "kind": "ResourceQuota",
+                    "name": "quota-{{element}}",
+                    "namespace": "{{request.object.metadata.namespace}}",
+                    "data": {"spec": {"hard": {"pods": "10"}}}
+                }]
+            }
+        }]}
+    });
+    apply_policy(&harness, policy).await;
+    harness.apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "tiers", "namespace": "shop"}, "data": {"tiers": "gold,silver"}}));
+    for name in ["quota-gold", "quota-silver"] {
+        let quota = eventually(name, || {
+            harness
+                .server
+                .get("v1", "ResourceQuota", Some("shop"), name)
+        })
+        .await;
+        assert_eq!(quota["spec"]["hard"]["pods"], "10");
+        assert_eq!(
+            quota["metadata"]["labels"]["generate.kyverno.io/rule-name"],
+            "quotas"
+        );
+    }
+}
