@@ -276,7 +276,15 @@ struct Shared {
     /// Triggers seen changing while watched (uid → when): a change after a policy exists is
     /// one the policy must act on, even for a trigger older than the policy.
     touched: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Per policy: what bylaw may not do for it, by (verb, resource, namespace) — shown in its
+    /// `status.generate` until the same write succeeds or the policy changes.
+    problems: Mutex<HashMap<String, BTreeMap<Problem, String>>>,
+    /// Per policy: the `status.generate.message` last written (`None`: cleared).
+    published: Mutex<HashMap<String, Option<String>>>,
 }
+
+/// What failed: verb, resource (`networkpolicies.networking.k8s.io`) and namespace.
+type Problem = (String, String, String);
 
 impl GenerateController {
     /// Starts the dispatcher and the workers; they run until `shutdown`.
@@ -305,6 +313,8 @@ impl GenerateController {
             retired: Mutex::new(BTreeMap::new()),
             watches: RwLock::new(Watches::default()),
             touched: Mutex::new(HashMap::new()),
+            problems: Mutex::new(HashMap::new()),
+            published: Mutex::new(HashMap::new()),
         });
         for _ in 0..config.workers.max(1) {
             tokio::spawn(work(Arc::clone(&shared), shutdown.clone()));
@@ -363,6 +373,7 @@ async fn work(shared: Arc<Shared>, shutdown: ShutdownSignal) {
         };
         let outcome = shared.reconcile(&key).await;
         shared.counters.0.reconciled(outcome == Outcome::Retry);
+        shared.publish_status(key.group()).await;
         shared.queue.done(&key, outcome);
         shared.update_depth();
     }
@@ -463,6 +474,11 @@ impl Shared {
         }
         self.sync_watches(tx, shutdown).await;
         for entry in changed {
+            // A new version of the policy is judged afresh.
+            self.problems
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&entry.key());
             tracing::info!(policy = %entry.key(), "generate: policy changed; looking at its triggers");
             self.enqueue_policy(&entry);
         }
@@ -753,6 +769,7 @@ impl Shared {
             let result = generation.rules.iter().find(|r| r.rule == rule.name);
             match rule_step(rule, result) {
                 RuleStep::Write => {
+                    self.rule_problem(&entry, &rule.name, None);
                     for resource in result.iter().flat_map(|r| r.resources.iter()) {
                         if self.write(&entry, resource).await == Outcome::Retry {
                             outcome = Outcome::Retry;
@@ -768,6 +785,7 @@ impl Shared {
                 RuleStep::Failed(message) => {
                     tracing::warn!(rule = %rule.name, %message, "generate: rule failed; retrying");
                     self.counters.failure(&entry, "evaluation");
+                    self.rule_problem(&entry, &rule.name, Some(&message));
                     outcome = Outcome::Retry;
                 }
             }
@@ -836,7 +854,17 @@ impl Shared {
             // Not retried: only a change of the policy can fix it, and that brings new work.
             tracing::warn!(target = %target, %message, "generate: refused");
             self.counters.failure(entry, "scope");
-            self.policy_event(entry, &format!("{target} not generated: {message}"));
+            let note = format!("{target} not generated: {message}");
+            self.policy_event(entry, &note);
+            self.problems
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(entry.key())
+                .or_default()
+                .insert(
+                    ("generate".to_owned(), target.to_string(), String::new()),
+                    note,
+                );
             return Outcome::Done;
         }
         let served = match self
@@ -895,6 +923,7 @@ impl Shared {
                 };
                 tracing::info!(target = %target, action, "generate: written");
                 self.counters.object(entry, action);
+                self.resolved(entry, verb, &served, &target.namespace);
                 Outcome::Done
             }
             Err(kube::Error::Api(status)) if status.code == 403 => {
@@ -985,6 +1014,7 @@ impl Shared {
                     Ok(_) => {
                         tracing::info!(kind = %kind.kind, namespace, name, "generate: downstream object deleted");
                         self.counters.object(entry, "delete");
+                        self.resolved(entry, "delete", &served, namespace);
                     }
                     Err(kube::Error::Api(status)) if status.code == 404 => {}
                     Err(kube::Error::Api(status)) if status.code == 403 => {
@@ -1139,6 +1169,7 @@ impl Shared {
             Ok(_) => {
                 tracing::info!(target = %id, rule = %mutation.response.name, "mutate-existing: patched");
                 self.counters.object(entry, "patch");
+                self.resolved(entry, "patch", &served, &id.namespace);
                 Outcome::Done
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -1172,6 +1203,108 @@ impl Shared {
         );
         tracing::warn!(policy = %entry.key(), %message, "generate: forbidden");
         self.policy_event(entry, &message);
+        self.problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(entry.key())
+            .or_default()
+            .insert(
+                (
+                    verb.to_owned(),
+                    served.group_resource(),
+                    namespace.to_owned(),
+                ),
+                message,
+            );
+    }
+
+    /// Records (or, with `None`, clears) why a rule could not be evaluated.
+    fn rule_problem(&self, entry: &PolicyEntry, rule: &str, message: Option<&str>) {
+        let mut problems = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = ("evaluate".to_owned(), rule.to_owned(), String::new());
+        match message {
+            Some(message) => {
+                problems
+                    .entry(entry.key())
+                    .or_default()
+                    .insert(key, format!("rule {rule}: {message}"));
+            }
+            None => {
+                if let Some(known) = problems.get_mut(&entry.key()) {
+                    known.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// A write that was forbidden before went through.
+    fn resolved(&self, entry: &PolicyEntry, verb: &str, served: &ServedKind, namespace: &str) {
+        let mut problems = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = problems.get_mut(&entry.key()) {
+            known.remove(&(
+                verb.to_owned(),
+                served.group_resource(),
+                namespace.to_owned(),
+            ));
+        }
+    }
+
+    /// Writes the policy's `status.generate` when what bylaw cannot do for it changed.
+    async fn publish_status(&self, policy: &str) {
+        let message = {
+            let problems = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
+            problems.get(policy).and_then(|known| {
+                let first = known.values().next()?;
+                Some(match known.len() {
+                    1 => first.clone(),
+                    n => format!("{first} (and {} more)", n - 1),
+                })
+            })
+        };
+        let published = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(policy)
+            .cloned();
+        if published.as_ref() == Some(&message) || (published.is_none() && message.is_none()) {
+            return;
+        }
+        let Some(entry) = self.policy(policy) else {
+            return;
+        };
+        let resource = if entry.policy.namespace.is_some() {
+            kube::discovery::ApiResource::erase::<bylaw_api::Policy>(&())
+        } else {
+            kube::discovery::ApiResource::erase::<bylaw_api::ClusterPolicy>(&())
+        };
+        let api: kube::Api<DynamicObject> = match &entry.policy.namespace {
+            Some(namespace) => {
+                kube::Api::namespaced_with(self.client.clone(), namespace, &resource)
+            }
+            None => kube::Api::all_with(self.client.clone(), &resource),
+        };
+        let body = serde_json::json!({
+            "status": {"generate": message.as_ref().map(|m| serde_json::json!({"message": m}))}
+        });
+        match api
+            .patch_status(
+                &entry.policy.name,
+                &PatchParams::default(),
+                &Patch::Merge(&body),
+            )
+            .await
+        {
+            Ok(_) => {
+                self.published
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(policy.to_owned(), message);
+            }
+            Err(error) => {
+                tracing::debug!(policy, %error, "generate: cannot write the policy's status");
+            }
+        }
     }
 
     fn policy_event(&self, entry: &PolicyEntry, note: &str) {

@@ -465,11 +465,34 @@ async fn without_permission_the_policy_gets_an_event_and_the_others_go_on() {
     assert_eq!(event["regarding"]["kind"], "ClusterPolicy");
     assert_eq!(event["type"], "Warning");
     assert!(network_policy(&harness, "apps", "default-deny").is_none());
+    let message = eventually("the policy's status names the permission", || {
+        harness.status("ClusterPolicy", None, "default-deny")["generate"]["message"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(
+        message.starts_with(
+            "bylaw is not allowed to create networkpolicies.networking.k8s.io in namespace "
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        harness.status("ClusterPolicy", None, "default-deny")["ready"],
+        true,
+        "the policy itself stays Ready and served"
+    );
 
-    // Once granted, the retry succeeds.
+    // Once granted, the retry succeeds and the status message goes.
     harness.server.allow_all();
     eventually("the NetworkPolicy once allowed", || {
         network_policy(&harness, "apps", "default-deny")
+    })
+    .await;
+    eventually("the status message cleared", || {
+        harness.status("ClusterPolicy", None, "default-deny")["generate"]
+            .is_null()
+            .then_some(())
     })
     .await;
 }
@@ -505,7 +528,18 @@ async fn a_namespaced_policy_generates_only_into_its_own_namespace() {
         secret(&harness, "team-a", "own")
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let message = eventually("the refusal in the policy's status", || {
+        harness.status("Policy", Some("team-a"), "spread")["generate"]["message"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(
+        message.starts_with("rule escape: ")
+            && message.contains("\"team-b\"")
+            && message.contains("policy namespace \"team-a\""),
+        "{message}"
+    );
     assert!(secret(&harness, "team-b", "escaped").is_none());
     assert!(harness.server.requests().iter().all(|r| !(r.is_write()
         && r.resource == "secrets"
