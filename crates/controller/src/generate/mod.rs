@@ -32,7 +32,7 @@ use bylaw_engine::generate::{
     DownstreamAction, GenerateAction, GeneratedResource, LifecycleEvent, PolicyGeneration,
     ResourceRef,
 };
-use bylaw_engine::request::{metadata_str, Request};
+use bylaw_engine::request::{metadata_str, Operation, Request};
 use bylaw_runtime::context_scope::{ContextBudget, PolicyScope, DEFAULT_MAX_CONTEXT_BYTES};
 use bylaw_runtime::policy_cache::{Compiled, PolicyCache};
 use bylaw_runtime::policy_index::PolicyIndex;
@@ -99,6 +99,13 @@ pub enum WorkKey {
     Collect { policy: String },
     /// The policy is gone: remove or orphan its downstream objects.
     Retire { policy: String },
+    /// A trigger was deleted and some rule generates on DELETE (`uid` finds the deleted
+    /// object, kept until then).
+    Deleted {
+        policy: String,
+        trigger: ResourceRef,
+        uid: String,
+    },
 }
 
 impl Grouped for WorkKey {
@@ -106,7 +113,8 @@ impl Grouped for WorkKey {
         match self {
             WorkKey::Trigger { policy, .. }
             | WorkKey::Collect { policy }
-            | WorkKey::Retire { policy } => policy,
+            | WorkKey::Retire { policy }
+            | WorkKey::Deleted { policy, .. } => policy,
         }
     }
 }
@@ -281,6 +289,8 @@ struct Shared {
     problems: Mutex<HashMap<String, BTreeMap<Problem, String>>>,
     /// Per policy: the `status.generate.message` last written (`None`: cleared).
     published: Mutex<HashMap<String, Option<String>>>,
+    /// Deleted triggers waiting for rules that generate on DELETE, by uid.
+    deleted: Mutex<HashMap<String, Arc<Value>>>,
 }
 
 /// What failed: verb, resource (`networkpolicies.networking.k8s.io`) and namespace.
@@ -315,6 +325,7 @@ impl GenerateController {
             touched: Mutex::new(HashMap::new()),
             problems: Mutex::new(HashMap::new()),
             published: Mutex::new(HashMap::new()),
+            deleted: Mutex::new(HashMap::new()),
         });
         for _ in 0..config.workers.max(1) {
             tokio::spawn(work(Arc::clone(&shared), shutdown.clone()));
@@ -530,7 +541,7 @@ impl Shared {
                         if touched.len() >= MAX_TOUCHED {
                             touched.clear();
                         }
-                        touched.insert(uid, Utc::now());
+                        touched.insert(uid.clone(), Utc::now());
                     }
                     Seen::Deleted(_) => {
                         self.touched
@@ -550,7 +561,21 @@ impl Shared {
                     }
                     let policy = entry.key();
                     match seen {
-                        Seen::Deleted(_) => self.queue.add(WorkKey::Collect { policy }),
+                        Seen::Deleted(_) => {
+                            if entry.generate.iter().any(|r| r.on_delete) {
+                                let mut deleted =
+                                    self.deleted.lock().unwrap_or_else(PoisonError::into_inner);
+                                if deleted.len() < MAX_TOUCHED {
+                                    deleted.insert(uid.clone(), Arc::clone(object));
+                                    self.queue.add(WorkKey::Deleted {
+                                        policy: policy.clone(),
+                                        trigger: trigger.clone(),
+                                        uid: uid.clone(),
+                                    });
+                                }
+                            }
+                            self.queue.add(WorkKey::Collect { policy });
+                        }
                         _ => self.queue.add(WorkKey::Trigger {
                             policy,
                             trigger: trigger.clone(),
@@ -660,6 +685,7 @@ impl Shared {
             WorkKey::Trigger { policy, trigger } => self.reconcile_trigger(policy, trigger).await,
             WorkKey::Collect { policy } => self.collect(policy).await,
             WorkKey::Retire { policy } => self.retire(policy).await,
+            WorkKey::Deleted { policy, uid, .. } => self.trigger_deleted(policy, uid).await,
         }
     }
 
@@ -752,6 +778,7 @@ impl Shared {
                 evaluate(
                     &entry,
                     &object,
+                    Operation::Create,
                     context.as_ref(),
                     exceptions,
                     with_mutate.then_some(candidates.as_slice()),
@@ -1078,6 +1105,61 @@ impl Shared {
             if self.delete_selected(&entry, rule, &selector, gone).await == Outcome::Retry {
                 outcome = Outcome::Retry;
             }
+        }
+        outcome
+    }
+
+    /// Rules that generate on DELETE, for a deleted trigger (edge-triggered: the deleted
+    /// object is known only to the replica that saw the deletion).
+    async fn trigger_deleted(&self, policy: &str, uid: &str) -> Outcome {
+        let object = self
+            .deleted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(uid)
+            .cloned();
+        let (Some(entry), Some(object)) = (self.policy(policy), object) else {
+            return Outcome::Done;
+        };
+        let evaluation = {
+            let entry = Arc::clone(&entry);
+            let context = Arc::clone(&self.context);
+            let set = self.cache.current();
+            tokio::task::spawn_blocking(move || {
+                let exceptions = set.as_ref().map(|s| s.exceptions.as_slice()).unwrap_or(&[]);
+                evaluate(
+                    &entry,
+                    &object,
+                    Operation::Delete,
+                    context.as_ref(),
+                    exceptions,
+                    None,
+                )
+            })
+            .await
+        };
+        let Ok((generation, _)) = evaluation else {
+            self.counters.failure(&entry, "evaluation");
+            return Outcome::Done;
+        };
+        let mut outcome = Outcome::Done;
+        for rule in entry.generate.iter().filter(|r| r.on_delete) {
+            let result = generation.rules.iter().find(|r| r.rule == rule.name);
+            if rule_step(rule, result) != RuleStep::Write {
+                continue;
+            }
+            for resource in result.iter().flat_map(|r| r.resources.iter()) {
+                if self.write(&entry, resource).await == Outcome::Retry {
+                    outcome = Outcome::Retry;
+                }
+            }
+        }
+        if outcome == Outcome::Done {
+            // Kept for a retry until then.
+            self.deleted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(uid);
         }
         outcome
     }
@@ -1411,11 +1493,16 @@ fn desired_watches(policies: &[Arc<PolicyEntry>], catalog: &KindCatalog) -> Desi
 fn evaluate(
     entry: &PolicyEntry,
     trigger: &Value,
+    operation: Operation,
     source: &dyn ContextSource,
     exceptions: &[bylaw_engine::exceptions::CompiledException],
     candidates: Option<&[Value]>,
 ) -> (PolicyGeneration, Vec<TargetMutation>) {
     let mut request = Request::create(trigger.clone());
+    if operation == Operation::Delete {
+        request.operation = Operation::Delete;
+        request.old_object = Some(std::mem::take(&mut request.object));
+    }
     let namespace = metadata_str(trigger, "namespace");
     request.namespace_labels = Some(
         if namespace.is_empty() || request.kind.kind == "Namespace" {

@@ -41,6 +41,8 @@ pub struct GenerateRule {
     pub downstream: Vec<KindRef>,
     /// The clone sources it follows (synchronized clones only).
     pub sources: Vec<SourceRef>,
+    /// Its match block lists DELETE: it generates when a trigger is deleted.
+    pub on_delete: bool,
 }
 
 /// One mutate-existing rule (`mutate.targets`).
@@ -95,6 +97,7 @@ impl PolicyEntry {
                         } else {
                             Vec::new()
                         },
+                        on_delete: names_delete(&rule.source),
                     });
                 }
                 RuleBody::Mutate(block) if block.get("targets").is_some_and(|t| !t.is_null()) => {
@@ -166,6 +169,24 @@ impl PolicyEntry {
         // Timestamps have whole seconds: a trigger of the same second counts as new.
         last_change.is_some_and(|at| at < policy_created)
     }
+}
+
+/// Whether a rule's match block lists DELETE among its operations.
+fn names_delete(rule: &Value) -> bool {
+    let Some(block) = rule.get("match") else {
+        return false;
+    };
+    ["any", "all"]
+        .iter()
+        .filter_map(|k| block.get(*k).and_then(Value::as_array))
+        .flatten()
+        .chain(std::iter::once(block))
+        .filter_map(|f| f.pointer("/resources/operations").and_then(Value::as_array))
+        .flatten()
+        .any(|op| {
+            op.as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("DELETE"))
+        })
 }
 
 /// The filters of a match block.
@@ -511,6 +532,7 @@ mod tests {
             }]
         );
         assert!(netpol.sources.is_empty(), "data rules follow no source");
+        assert!(!netpol.on_delete);
         assert_eq!(secrets.settings.source, SourceKind::CloneList);
         assert_eq!(
             secrets
@@ -628,6 +650,7 @@ mod tests {
             },
             downstream: Vec::new(),
             sources: Vec::new(),
+            on_delete: false,
         };
         let outcome = |status: RuleStatus, message: &str| RuleGeneration {
             rule: "r".into(),

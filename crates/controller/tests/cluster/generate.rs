@@ -747,3 +747,44 @@ async fn foreach_generates_one_object_per_element() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_that_names_delete_generates_when_its_trigger_goes() {
+    let harness = Harness::start().await;
+    let policy = json!({
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": "tombstones"},
+        "spec": {"rules": [{
+            "name": "tombstone",
+            "match": {"any": [{"resources": {"kinds": ["ConfigMap"], "operations": ["DELETE"],
+                                             "selector": {"matchLabels": {"keep-record": "yes"}}}}]},
+            "generate": {
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "name": "{{request.oldObject.metadata.name}}-deleted",
+                "namespace": "{{request.oldObject.metadata.namespace}}",
+                "data": {"data": {"was": "{{request.oldObject.metadata.name}}"}}
+            }
+        }]}
+    });
+    apply_policy(&harness, policy).await;
+    harness.apply(config_map("web", json!({"keep-record": "yes"})));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        harness
+            .server
+            .get("v1", "ConfigMap", Some("apps"), "web-deleted")
+            .is_none(),
+        "nothing on CREATE"
+    );
+    harness
+        .server
+        .remove("v1", "ConfigMap", Some("apps"), "web");
+    let tombstone = eventually("the tombstone", || {
+        harness
+            .server
+            .get("v1", "ConfigMap", Some("apps"), "web-deleted")
+    })
+    .await;
+    assert_eq!(tombstone["data"]["was"], "web");
+}
