@@ -196,3 +196,38 @@ async fn a_missing_namespace_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_generate_rate_that_is_not_positive_is_refused() {
+    for (flag, value, wanted) in [
+        (
+            "--generate-rate",
+            "0",
+            "--generate-rate must be a positive number",
+        ),
+        (
+            "--generate-rate",
+            "-3",
+            "--generate-rate must be a positive number",
+        ),
+        (
+            "--generate-workers",
+            "0",
+            "--generate-workers must be at least 1",
+        ),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_bylaw"))
+            .args([
+                "serve",
+                "--kubeconfig",
+                "/nonexistent/kubeconfig",
+                "--dev-tls",
+            ])
+            .arg(format!("{flag}={value}"))
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(wanted), "{flag}={value}: {stderr}");
+    }
+}
