@@ -788,3 +788,54 @@ async fn a_rule_that_names_delete_generates_when_its_trigger_goes() {
     .await;
     assert_eq!(tombstone["data"]["was"], "web");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_with_many_triggers_does_not_starve_the_others() {
+    let harness = Harness::start().await;
+    const MANY: usize = 400;
+    for n in 0..MANY {
+        harness
+            .server
+            .insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("cm-{n}"), "namespace": "bulk",
+                         "creationTimestamp": "2020-01-01T00:00:00Z"}}));
+    }
+    let bulk = json!({
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": "bulk"},
+        "spec": {"rules": [{
+            "name": "copy",
+            "match": {"any": [{"resources": {"kinds": ["ConfigMap"], "namespaces": ["bulk"]}}]},
+            "generate": {
+                "generateExisting": true,
+                "apiVersion": "v1", "kind": "Secret",
+                "name": "{{request.object.metadata.name}}-copy",
+                "namespace": "bulk",
+                "data": {"stringData": {"a": "b"}}
+            }
+        }]}
+    });
+    apply_policy(&harness, default_deny(false)).await;
+    apply_policy(&harness, bulk).await;
+    // The bulk policy's work (rate-limited to 50/s after a burst of 100) is under way …
+    eventually("bulk generation started", || {
+        (!harness.server.list("v1", "Secret", Some("bulk")).is_empty()).then_some(())
+    })
+    .await;
+    // … when a namespace arrives: its NetworkPolicy does not wait for the bulk to finish.
+    harness.apply(namespace("urgent"));
+    eventually("the urgent NetworkPolicy", || {
+        network_policy(&harness, "urgent", "default-deny")
+    })
+    .await;
+    let done = harness.server.list("v1", "Secret", Some("bulk")).len();
+    assert!(
+        done < MANY,
+        "the other policy took its turn before the bulk policy finished ({done} of {MANY})"
+    );
+    eventually("the bulk policy finishes too", || {
+        (harness.server.list("v1", "Secret", Some("bulk")).len() == MANY).then_some(())
+    })
+    .await;
+}
