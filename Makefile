@@ -5,7 +5,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BENCH_SECONDS ?= 10
 BENCH_CONNECTIONS ?= 32
 
-.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook bench-cli e2e cli-docs observability-check chart-files helm-lint e2e-install
+.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook bench-cli bench-scan e2e cli-docs observability-check chart-files helm-lint e2e-install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -53,6 +53,12 @@ bench-webhook: ## load-test the admission webhook (release build, oha, Pod Secur
 bench-cli: ## time `bylaw apply` of the Pod Security policies on 100, 1,000 and 10,000 generated Pods
 	$(CARGO) build -q --release -p bylaw-cli
 	BYLAW=$(TARGET_DIR)/release/bylaw POLICY_DIR=policies/pod-security sh tests/bench/cli.sh
+
+bench-scan: ## first background scan of 10,000 Pods in 100 namespaces (fake API server): CPU, peak RSS, report bytes and writes
+	$(CARGO) build -q --release -p bylaw-cli
+	$(CARGO) build -q --release -p bylaw-test-support --example scan_bench_apiserver
+	BYLAW=$(TARGET_DIR)/release/bylaw FAKE=$(TARGET_DIR)/release/examples/scan_bench_apiserver \
+	  POLICY_DIR=policies/pod-security PODS=$${PODS:-10000} NAMESPACES=$${NAMESPACES:-100} sh tests/bench/scan.sh
 
 cli-docs: ## regenerate docs/cli.md from the command-line definitions
 	$(CARGO) run -q -p bylaw-cli -- __cli-docs > docs/cli.md

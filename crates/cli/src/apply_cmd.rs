@@ -22,8 +22,18 @@ pub struct ApplyArgs {
     #[arg(required = true)]
     policies: Vec<PathBuf>,
     /// Resource files or directories to evaluate.
-    #[arg(short = 'r', long = "resource", required = true, num_args = 1..)]
+    #[arg(short = 'r', long = "resource", required_unless_present = "cluster", num_args = 1..)]
     resources: Vec<PathBuf>,
+    /// Evaluate the resources of a live cluster (the kinds the policies select), read-only:
+    /// nothing is installed or changed.
+    #[arg(long = "cluster")]
+    cluster: bool,
+    /// Kubeconfig for `--cluster` (default: $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long = "kubeconfig", requires = "cluster")]
+    kubeconfig: Option<PathBuf>,
+    /// With `--cluster`, only this namespace's resources (cluster-scoped ones are still read).
+    #[arg(short = 'n', long = "namespace", requires = "cluster")]
+    namespace: Option<String>,
     /// A values file (cli.kyverno.io Values) with variables for rules and resources.
     #[arg(short = 'f', long = "values-file")]
     values_file: Option<PathBuf>,
@@ -96,6 +106,9 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     let ApplyArgs {
         policies,
         resources,
+        cluster,
+        kubeconfig,
+        namespace,
         values_file,
         set,
         userinfo,
@@ -145,6 +158,14 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         objects.extend(
             read_documents(r).with_context(|| format!("reading resources from {}", r.display()))?,
         );
+    }
+
+    if cluster {
+        objects.extend(crate::cluster_resources::read(
+            &bundle,
+            kubeconfig,
+            namespace.as_deref(),
+        )?);
     }
 
     let mut scopes = load::Scopes::with_flags(&cluster_scoped);

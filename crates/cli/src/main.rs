@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod apply_cmd;
 mod cli_docs;
 mod cluster;
+mod cluster_resources;
 mod conformance;
 mod jp_cmd;
 mod load;

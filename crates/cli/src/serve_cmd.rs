@@ -19,10 +19,12 @@ use bylaw_controller::generate::queue::QueueConfig;
 use bylaw_controller::generate::GenerateConfig;
 use bylaw_controller::lease::{run_elector, LeaseConfig};
 use bylaw_controller::policies::{ExceptionScope, PolicySyncConfig};
+use bylaw_controller::reports::ReportOptions;
 use bylaw_controller::webhooks::{
     remove_configurations, Endpoint, WebhookRegistrar, WebhookSettings,
 };
 use bylaw_controller::{leadership, Cluster, ClusterContext, ClusterContextConfig, ClusterOptions};
+use bylaw_reports::ResultFilter;
 use bylaw_runtime::context_scope::DEFAULT_MAX_CONTEXT_BYTES;
 use bylaw_runtime::results::ResultsReceiver;
 use bylaw_runtime::{
@@ -143,6 +145,23 @@ pub struct ClusterArgs {
         default_value_t = 4
     )]
     generate_workers: usize,
+
+    /// Write PolicyReports (background scan results and Audit admission results).
+    #[arg(long = "reports", conflicts_with = "policies", env = "BYLAW_REPORTS", default_value_t = true, action = clap::ArgAction::Set)]
+    reports: bool,
+
+    /// Evaluate existing resources against `background: true` policies.
+    #[arg(long = "background-scan", conflicts_with = "policies", env = "BYLAW_BACKGROUND_SCAN", default_value_t = true, action = clap::ArgAction::Set)]
+    background_scan: bool,
+
+    /// How often every watched resource is evaluated again (changes are evaluated at once).
+    #[arg(long = "background-scan-interval", conflicts_with = "policies", env = "BYLAW_BACKGROUND_SCAN_INTERVAL", default_value = "1h", value_parser = parse_go_duration)]
+    background_scan_interval: Duration,
+
+    /// Results kept in reports: a comma-separated list of pass, fail, warn, error, skip
+    /// (empty: all).
+    #[arg(long = "report-results", conflicts_with = "policies", env = "BYLAW_REPORT_RESULTS", default_value = "", value_parser = parse_result_filter)]
+    report_results: ResultFilter,
 
     /// Let `apiCall.service` call URLs (never loopback, link-local or metadata addresses, never
     /// with bylaw's token). Off by default.
@@ -422,6 +441,10 @@ async fn serve_cluster(
         audit_events,
         generate_rate,
         generate_workers,
+        reports,
+        background_scan,
+        background_scan_interval,
+        report_results,
         allow_service_calls,
         api_call_timeout,
         api_call_max_bytes,
@@ -563,6 +586,13 @@ async fn serve_cluster(
             ..GenerateConfig::default()
         },
         instance: instance.clone(),
+        reports: ReportOptions {
+            enabled: reports,
+            background_scan,
+            rescan_interval: background_scan_interval.max(Duration::from_secs(1)),
+            filter: report_results,
+            ..ReportOptions::default()
+        },
         ..ClusterOptions::default()
     };
     let (bundle_tx, bundle_rx) = tokio::sync::watch::channel(ca_bundle.clone());
@@ -693,4 +723,8 @@ async fn log_outcomes(mut outcomes: ResultsReceiver) {
             );
         }
     }
+}
+
+fn parse_result_filter(text: &str) -> Result<ResultFilter, String> {
+    ResultFilter::parse(text).map_err(|e| e.to_string())
 }

@@ -396,3 +396,128 @@ async fn the_api_server_enforces_a_policy_through_the_webhooks_bylaw_registers()
     );
     assert!(mutating.get_opt(&registered.name).await.unwrap().is_none());
 }
+
+#[tokio::test]
+#[ignore = "needs cluster: KUBECONFIG pointing at a real API server (make e2e)"]
+async fn pods_that_existed_before_bylaw_are_reported_within_seconds_of_the_policy() {
+    let _cluster = CLUSTER.lock().await;
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::api::{ListParams, PostParams};
+
+    let kubeconfig = std::env::var("KUBECONFIG").expect("make e2e sets KUBECONFIG");
+    let client = Client::try_default().await.unwrap();
+    install_crds(&client).await;
+    let run = std::process::id();
+    let namespace = format!("e2e-reports-{run}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    for (name, privileged) in [("a", true), ("b", true), ("c", false)] {
+        pods.create(&PostParams::default(), &privileged_pod(name, privileged))
+            .await
+            .unwrap();
+    }
+
+    let serve = Serve::start(&[
+        "--kubeconfig".into(),
+        kubeconfig.into(),
+        "--namespace".into(),
+        "bylaw-e2e".into(),
+        "--register-webhooks".into(),
+        "false".into(),
+    ]);
+    let serve = std::sync::Arc::new(serve);
+    let started = Instant::now();
+    loop {
+        let probe = serve.clone();
+        let status = tokio::task::spawn_blocking(move || probe.request("GET", "/readyz", b"").0)
+            .await
+            .unwrap();
+        if status == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let policy_name = format!("e2e-no-privileged-{run}");
+    let policy: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": policy_name},
+        "spec": {
+            "validationFailureAction": "Audit",
+            "background": true,
+            "rules": [{
+                "name": "no-privileged",
+                "match": {"any": [{"resources": {"kinds": ["Pod"], "namespaces": [namespace]}}]},
+                "validate": {
+                    "message": "privileged containers are not allowed",
+                    "pattern": {"spec": {"containers": [{"=(securityContext)": {"=(privileged)": false}}]}}
+                }
+            }]
+        }
+    }))
+    .unwrap();
+    let policies: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::erase::<bylaw_api::ClusterPolicy>(&()),
+    );
+    let applied = Instant::now();
+    policies
+        .patch(
+            &policy_name,
+            &PatchParams::apply(MANAGER),
+            &Patch::Apply(&policy),
+        )
+        .await
+        .unwrap();
+    let reports: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &namespace,
+        &ApiResource::erase::<bylaw_api::policyreport::PolicyReport>(&()),
+    );
+    let counts = loop {
+        let list = reports.list(&ListParams::default()).await.unwrap();
+        let mut counts = (0, 0);
+        for report in &list.items {
+            for result in report.data["results"].as_array().into_iter().flatten() {
+                if result["policy"] == policy_name.as_str() {
+                    match result["result"].as_str() {
+                        Some("pass") => counts.0 += 1,
+                        Some("fail") => counts.1 += 1,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if counts == (1, 2) || applied.elapsed() > Duration::from_secs(5) {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = applied.elapsed();
+    policies
+        .delete(&policy_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let _ = namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await;
+    let serve = std::sync::Arc::try_unwrap(serve).ok().unwrap();
+    tokio::task::spawn_blocking(move || serve.stop())
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        (1, 2),
+        "pass/fail results of the policy after {took:?}"
+    );
+    assert!(took <= Duration::from_secs(5), "reported after {took:?}");
+}

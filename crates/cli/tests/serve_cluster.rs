@@ -231,3 +231,123 @@ fn a_generate_rate_that_is_not_positive_is_refused() {
         assert!(stderr.contains(wanted), "{flag}={value}: {stderr}");
     }
 }
+
+/// `bylaw apply --cluster` reads what runs (only the kinds the policy selects) and prints the
+/// same table as for files; nothing is written to the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_with_cluster_evaluates_the_live_resources_without_writing() {
+    let server = FakeApiServer::start().await;
+    for (name, labels) in [("labelled", json!({"team": "a"})), ("bare", json!({}))] {
+        server.insert(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "shop", "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}
+        }));
+    }
+    server.insert(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "elsewhere", "namespace": "other"},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        r#"apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: require-team
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: check-team
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      validate:
+        message: label team is required
+        pattern:
+          metadata:
+            labels:
+              team: "?*"
+"#,
+    )
+    .unwrap();
+    server.clear_requests();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_bylaw"))
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let base = vec![
+        "apply".to_owned(),
+        policy.display().to_string(),
+        "--cluster".to_owned(),
+        "--kubeconfig".to_owned(),
+        kubeconfig.display().to_string(),
+        "-o".to_owned(),
+        "json".to_owned(),
+    ];
+    let output = run(base.clone()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let results: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&output.stderr)));
+    let outcome = |resource: &str| {
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == resource)
+            .map(|r| r["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        outcome("Pod/shop/bare").as_deref(),
+        Some("fail"),
+        "{results}"
+    );
+    assert_eq!(outcome("Pod/shop/labelled").as_deref(), Some("pass"));
+    assert_eq!(outcome("Pod/other/elsewhere").as_deref(), Some("fail"));
+    assert!(!output.status.success(), "an Enforce failure fails the run");
+    let requests = server.requests();
+    assert!(requests.iter().all(|r| !r.is_write()), "read-only");
+    // Pods, and the Pod controllers the policy's autogen rules select; nothing else.
+    let pod_kinds = [
+        "pods",
+        "replicationcontrollers",
+        "daemonsets",
+        "deployments",
+        "replicasets",
+        "statefulsets",
+        "cronjobs",
+        "jobs",
+    ];
+    let listed: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.verb == "list")
+        .map(|r| r.path.rsplit('/').next().unwrap())
+        .collect();
+    assert!(listed.contains(&"pods"), "{listed:?}");
+    assert!(listed.iter().all(|p| pod_kinds.contains(p)), "{listed:?}");
+
+    let mut in_shop = base;
+    in_shop.extend(["-n".to_owned(), "shop".to_owned()]);
+    let output = run(in_shop).await.unwrap();
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let resources: Vec<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["resource"].as_str().unwrap())
+        .collect();
+    assert!(
+        resources.iter().all(|r| r.starts_with("Pod/shop/")),
+        "{resources:?}"
+    );
+    assert_eq!(resources.len(), 2);
+}

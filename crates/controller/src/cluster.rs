@@ -18,10 +18,34 @@ use crate::events::{event_recorder, record_violations, write_events, EventLimits
 use crate::generate::{GenerateConfig, GenerateController};
 use crate::leader::Leadership;
 use crate::policies::{start_policy_sync, PolicySync, PolicySyncConfig};
+use crate::reports::{ReportOptions, ReportWriter, Reports, Scanner};
 use crate::status::StatusWriter;
 
 /// Events waiting for the writer at most.
 const EVENT_QUEUE: usize = 1024;
+/// Admission result batches waiting for events or reports at most.
+const RESULTS_QUEUE: usize = 4096;
+
+/// Hands each batch of admission results to the event and report consumers.
+async fn fan_out(
+    mut outcomes: ResultsReceiver,
+    events: tokio::sync::mpsc::Sender<bylaw_runtime::ReviewOutcomes>,
+    reports: Option<tokio::sync::mpsc::Sender<bylaw_runtime::ReviewOutcomes>>,
+    metrics: Metrics,
+) {
+    while let Some(batch) = outcomes.recv().await {
+        if let Some(reports) = &reports {
+            if let Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) =
+                reports.try_send(batch.clone())
+            {
+                metrics.record_results_dropped("full", batch.outcomes.len() as u64);
+            }
+        }
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) = events.try_send(batch) {
+            metrics.record_results_dropped("full", batch.outcomes.len() as u64);
+        }
+    }
+}
 
 /// What every in-cluster controller shares.
 #[derive(Clone)]
@@ -65,6 +89,8 @@ pub struct ClusterOptions {
     pub instance: String,
     /// Generate and mutate-existing rules in the cluster.
     pub generate: GenerateConfig,
+    /// Background scanning and PolicyReports.
+    pub reports: ReportOptions,
 }
 
 impl Default for ClusterOptions {
@@ -77,6 +103,7 @@ impl Default for ClusterOptions {
             cost_interval: Duration::from_secs(60),
             instance: "bylaw".to_owned(),
             generate: GenerateConfig::default(),
+            reports: ReportOptions::default(),
         }
     }
 }
@@ -88,6 +115,8 @@ pub struct Running {
     pub policies: PolicySync,
     /// Queues Kubernetes events.
     pub events: EventRecorder,
+    /// The report books, when reports are enabled.
+    pub reports: Option<Reports>,
 }
 
 impl Cluster {
@@ -106,6 +135,7 @@ impl Cluster {
             cost_interval,
             instance,
             generate,
+            reports,
         } = options;
         let (events, queue) = event_recorder(EVENT_QUEUE, &self.metrics);
         tokio::spawn(write_events(
@@ -116,7 +146,17 @@ impl Cluster {
             event_flush,
             self.shutdown.clone(),
         ));
-        tokio::spawn(record_violations(outcomes, events.clone(), audit_events));
+        // Every admission result goes both to events and to reports; neither waits on the
+        // other, and a full queue drops (and counts) rather than slowing admission.
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(RESULTS_QUEUE);
+        let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(RESULTS_QUEUE);
+        tokio::spawn(fan_out(
+            outcomes,
+            events_tx,
+            reports.enabled.then_some(reports_tx),
+            self.metrics.clone(),
+        ));
+        tokio::spawn(record_violations(events_rx, events.clone(), audit_events));
 
         let ready = context.ready();
         tokio::pin!(ready);
@@ -157,10 +197,42 @@ impl Cluster {
             config: generate,
         }
         .start(self.shutdown.clone());
-        // Webhook registration, certificates and the Lease elector start here as they land.
+        let reports = reports.enabled.then(|| {
+            let books = Reports::new(&self.metrics);
+            let flush = reports.flush_interval;
+            tokio::spawn(
+                Scanner {
+                    client: self.client.clone(),
+                    cache: Arc::clone(&self.cache),
+                    context: Arc::clone(&context) as Arc<dyn bylaw_runtime::sources::ContextSource>,
+                    reports: books.clone(),
+                    options: reports,
+                    shutdown: self.shutdown.clone(),
+                }
+                .run(reports_rx),
+            );
+            for (book, leadership) in [
+                (Arc::clone(&books.book), Some(self.leadership.clone())),
+                (Arc::clone(&books.admission_book), None),
+            ] {
+                tokio::spawn(
+                    ReportWriter {
+                        client: self.client.clone(),
+                        reports: books.clone(),
+                        book,
+                        leadership,
+                        flush_interval: flush,
+                        shutdown: self.shutdown.clone(),
+                    }
+                    .run(),
+                );
+            }
+            books
+        });
         Running {
             policies: sync,
             events,
+            reports,
         }
     }
 }

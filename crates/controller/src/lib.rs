@@ -20,6 +20,7 @@ pub mod kinds;
 pub mod leader;
 pub mod lease;
 pub mod policies;
+pub mod reports;
 pub mod service_call;
 pub mod status;
 pub mod webhooks;

@@ -1,4 +1,6 @@
-//! Background scanning and PolicyReport computation. Depends on `bylaw-runtime`.
+//! PolicyReports for bylaw: rule outcomes as report results, one report per resource, and the
+//! background evaluation of existing resources. Pure: the controller crate lists, watches and
+//! writes. Depends on `bylaw-runtime` (and the engine and api crates).
 #![cfg_attr(
     not(test),
     deny(
@@ -8,3 +10,11 @@
         clippy::indexing_slicing
     )
 )]
+
+pub mod book;
+pub mod results;
+pub mod scan;
+
+pub use book::{ReportBook, ReportChange, ResourceIdentity, Source};
+pub use results::{PolicyFacts, PolicyKey, ResultFilter};
+pub use scan::{scan_object, ScanPolicies};

@@ -461,6 +461,35 @@ impl Metrics {
             .observe(outcome.duration.as_secs_f64());
     }
 
+    /// Counts one rule outcome of the background scan (`rule_execution_cause="background_scan"`,
+    /// `resource_request_operation="background"`: no request caused it).
+    pub fn record_background_outcome(
+        &self,
+        outcome: &RuleOutcome,
+        resource_kind: &str,
+        resource_namespace: Option<&str>,
+    ) {
+        let namespace = outcome.policy_namespace.as_deref();
+        let labels = PolicyResultLabels {
+            policy_name: outcome.policy.clone(),
+            policy_namespace: dash(namespace),
+            policy_type: policy_type(namespace),
+            policy_validation_mode: validation_mode(outcome.enforce),
+            policy_background_mode: bool_label(outcome.background),
+            rule_name: outcome.rule.clone(),
+            rule_type: outcome.rule_type.metric_label(),
+            rule_result: outcome.result.as_str(),
+            rule_execution_cause: ExecutionCause::BackgroundScan.label(),
+            resource_kind: resource_kind.to_owned(),
+            resource_namespace: dash(resource_namespace),
+            resource_request_operation: "background",
+        };
+        self.policy_results.get_or_create(&labels).inc();
+        self.policy_execution_duration
+            .get_or_create(&labels)
+            .observe(outcome.duration.as_secs_f64());
+    }
+
     /// Sets `bylaw_policy_rule_info_total` for one rule: 1 while present, 0 once removed.
     pub fn set_rule_info(
         &self,

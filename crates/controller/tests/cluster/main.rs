@@ -7,6 +7,7 @@ mod context;
 mod generate;
 mod lease;
 mod policies;
+mod reports;
 mod webhooks;
 
 use std::sync::Arc;
