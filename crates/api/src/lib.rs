@@ -13,7 +13,9 @@ pub mod yaml;
 
 pub use cli::{Test, UserInfo, Values};
 pub use crd::{all_crds, crd_files, crds_yaml};
-pub use kyverno::v1::{ClusterPolicy, EvaluationStatus, Policy, PolicySpec, PolicyStatus, Rule};
+pub use kyverno::v1::{
+    ClusterPolicy, EvaluationStatus, GenerateStatus, Policy, PolicySpec, PolicyStatus, Rule,
+};
 pub use kyverno::v2::PolicyException;
 pub use policies::{NamespacedValidatingPolicy, ValidatingPolicy};
 pub use policyreport::{ClusterPolicyReport, PolicyReport, PolicyResult};

@@ -15,6 +15,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bylaw_controller::certs::{remove_managed_secret, CertificateManager, IssuedCertificate};
 use bylaw_controller::events::EventLimits;
+use bylaw_controller::generate::queue::QueueConfig;
+use bylaw_controller::generate::GenerateConfig;
 use bylaw_controller::lease::{run_elector, LeaseConfig};
 use bylaw_controller::policies::{ExceptionScope, PolicySyncConfig};
 use bylaw_controller::reports::ReportOptions;
@@ -124,6 +126,25 @@ pub struct ClusterArgs {
     /// Raise PolicyViolation events for Audit failures too (Enforce denials always raise them).
     #[arg(long = "audit-events", conflicts_with = "policies", env = "BYLAW_AUDIT_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
     audit_events: bool,
+
+    /// Generate and mutate-existing work items started per second at most (the leader's
+    /// queue; policies take turns).
+    #[arg(
+        long = "generate-rate",
+        conflicts_with = "policies",
+        env = "BYLAW_GENERATE_RATE",
+        default_value_t = 50.0
+    )]
+    generate_rate: f64,
+
+    /// Generate and mutate-existing work items handled at once.
+    #[arg(
+        long = "generate-workers",
+        conflicts_with = "policies",
+        env = "BYLAW_GENERATE_WORKERS",
+        default_value_t = 4
+    )]
+    generate_workers: usize,
 
     /// Write PolicyReports (background scan results and Audit admission results).
     #[arg(long = "reports", conflicts_with = "policies", env = "BYLAW_REPORTS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -423,6 +444,8 @@ async fn serve_cluster(
     let ClusterArgs {
         exception_namespace,
         audit_events,
+        generate_rate,
+        generate_workers,
         reports,
         background_scan,
         background_scan_interval,
@@ -442,6 +465,14 @@ async fn serve_cluster(
         tls_ca_file,
         cleanup,
     } = args;
+    anyhow::ensure!(
+        generate_rate.is_finite() && generate_rate > 0.0,
+        "--generate-rate must be a positive number of work items per second, got {generate_rate}"
+    );
+    anyhow::ensure!(
+        generate_workers > 0,
+        "--generate-workers must be at least 1"
+    );
     let client = kube_client(kubeconfig).await?;
     if cleanup {
         return clean_up(&client, &webhook_name, &namespace, &tls_secret).await;
@@ -551,6 +582,15 @@ async fn serve_cluster(
         },
         audit_events,
         event_limits: EventLimits::default(),
+        generate: GenerateConfig {
+            queue: QueueConfig {
+                rate_per_second: generate_rate,
+                burst: generate_rate * 2.0,
+                ..QueueConfig::default()
+            },
+            workers: generate_workers,
+            ..GenerateConfig::default()
+        },
         instance: instance.clone(),
         reports: ReportOptions {
             enabled: reports,

@@ -54,6 +54,11 @@ fn exposition() -> Exposition {
     metrics.record_load_error("invalid");
     metrics.set_policies_not_loaded(&[("invalid", 1)]);
     metrics.record_policy_evaluations(std::slice::from_ref(&outcome));
+    let generate = bylaw_controller::generate::GenerateMetrics::register(&metrics);
+    generate.set_depth(3);
+    generate.reconciled(true);
+    generate.object("add-networkpolicy", None, "create");
+    generate.failure("add-networkpolicy", None, "forbidden");
 
     let text = metrics.encode_prometheus_text().unwrap();
     let mut samples: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

@@ -197,6 +197,41 @@ async fn a_missing_namespace_is_a_clear_error() {
     );
 }
 
+#[test]
+fn a_generate_rate_that_is_not_positive_is_refused() {
+    for (flag, value, wanted) in [
+        (
+            "--generate-rate",
+            "0",
+            "--generate-rate must be a positive number",
+        ),
+        (
+            "--generate-rate",
+            "-3",
+            "--generate-rate must be a positive number",
+        ),
+        (
+            "--generate-workers",
+            "0",
+            "--generate-workers must be at least 1",
+        ),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_bylaw"))
+            .args([
+                "serve",
+                "--kubeconfig",
+                "/nonexistent/kubeconfig",
+                "--dev-tls",
+            ])
+            .arg(format!("{flag}={value}"))
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(wanted), "{flag}={value}: {stderr}");
+    }
+}
+
 /// `bylaw apply --cluster` reads what runs (only the kinds the policy selects) and prints the
 /// same table as for files; nothing is written to the cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

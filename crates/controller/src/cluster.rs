@@ -15,6 +15,7 @@ use kube::Client;
 
 use crate::context::ClusterContext;
 use crate::events::{event_recorder, record_violations, write_events, EventLimits, EventRecorder};
+use crate::generate::{GenerateConfig, GenerateController};
 use crate::leader::Leadership;
 use crate::policies::{start_policy_sync, PolicySync, PolicySyncConfig};
 use crate::reports::{ReportOptions, ReportWriter, Reports, Scanner};
@@ -86,6 +87,8 @@ pub struct ClusterOptions {
     pub cost_interval: Duration,
     /// This replica's name in events (the Pod name).
     pub instance: String,
+    /// Generate and mutate-existing rules in the cluster.
+    pub generate: GenerateConfig,
     /// Background scanning and PolicyReports.
     pub reports: ReportOptions,
 }
@@ -99,6 +102,7 @@ impl Default for ClusterOptions {
             event_flush: Duration::from_secs(30),
             cost_interval: Duration::from_secs(60),
             instance: "bylaw".to_owned(),
+            generate: GenerateConfig::default(),
             reports: ReportOptions::default(),
         }
     }
@@ -130,6 +134,7 @@ impl Cluster {
             event_flush,
             cost_interval,
             instance,
+            generate,
             reports,
         } = options;
         let (events, queue) = event_recorder(EVENT_QUEUE, &self.metrics);
@@ -180,6 +185,18 @@ impl Cluster {
         )
         .with_cost_interval(cost_interval);
         tokio::spawn(writer.run(self.shutdown.clone()));
+        GenerateController {
+            client: self.client.clone(),
+            context: Arc::clone(&context),
+            cache: Arc::clone(&self.cache),
+            index: Arc::clone(&sync.index),
+            changes: sync.changes.clone(),
+            leadership: self.leadership.clone(),
+            metrics: self.metrics.clone(),
+            events: events.clone(),
+            config: generate,
+        }
+        .start(self.shutdown.clone());
         let reports = reports.enabled.then(|| {
             let books = Reports::new(&self.metrics);
             let flush = reports.flush_interval;

@@ -28,7 +28,7 @@ use futures::{Stream, StreamExt};
 use http_body_util::{BodyExt, Limited};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -36,6 +36,7 @@ use kube::{Client, Resource};
 use serde_json::Value;
 use tokio::sync::{watch, Notify};
 
+use crate::kinds::{KindResolver, ServedKind};
 use crate::service_call::ServiceCaller;
 
 /// Limits of the cluster context.
@@ -86,6 +87,7 @@ pub struct ClusterContext {
     config_maps: Mutex<HashMap<(String, String), watch::Receiver<ConfigMapState>>>,
     api_calls: Mutex<HashMap<String, (Instant, Arc<Value>)>>,
     service: ServiceCaller,
+    kinds: Arc<KindResolver>,
     shutdown: ShutdownSignal,
 }
 
@@ -190,6 +192,7 @@ impl ClusterContext {
             config.call_timeout,
             config.max_response_bytes,
         );
+        let kinds = Arc::new(KindResolver::new(client.clone()));
         let context = Arc::new(ClusterContext {
             handle,
             client,
@@ -201,6 +204,7 @@ impl ClusterContext {
             config_maps: Mutex::new(HashMap::new()),
             api_calls: Mutex::new(HashMap::new()),
             service,
+            kinds,
             shutdown: shutdown.clone(),
         });
         tokio::spawn(index_roles(
@@ -209,6 +213,11 @@ impl ClusterContext {
             shutdown,
         ));
         context
+    }
+
+    /// The discovery catalog lookups resolve kinds with (shared with the generate controller).
+    pub fn kinds(&self) -> &Arc<KindResolver> {
+        &self.kinds
     }
 
     /// Waits until namespaces and bindings have been listed once.
@@ -507,6 +516,46 @@ impl ContextProvider for ClusterContext {
         }
     }
 
+    fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ContextError> {
+        self.wait_for(
+            format!("cannot read {kind} {namespace}/{name}"),
+            get_resource(
+                self.client.clone(),
+                Arc::clone(&self.kinds),
+                api_version.to_owned(),
+                kind.to_owned(),
+                namespace.to_owned(),
+                name.to_owned(),
+            ),
+        )
+    }
+
+    fn list_resources(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        selector: Option<&Value>,
+    ) -> Result<Vec<Value>, ContextError> {
+        self.wait_for(
+            format!("cannot list {kind} in {namespace:?}"),
+            list_resources(
+                self.client.clone(),
+                Arc::clone(&self.kinds),
+                api_version.to_owned(),
+                kind.to_owned(),
+                namespace.to_owned(),
+                match_labels_query(selector),
+            ),
+        )
+    }
+
     fn api_call(&self, call: &ApiCall) -> Result<Option<Value>, ContextError> {
         if let Some(path) = call.url_path.as_deref().filter(|p| !p.is_empty()) {
             return self.api_server_call(path, call);
@@ -518,6 +567,94 @@ impl ContextProvider for ClusterContext {
             service.call(&call).await.map(Some)
         })
     }
+}
+
+/// One object of any kind through the API server; `None` when it or its kind does not exist.
+async fn get_resource(
+    client: Client,
+    kinds: Arc<KindResolver>,
+    api_version: String,
+    kind: String,
+    namespace: String,
+    name: String,
+) -> Result<Option<Value>, ContextError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        ContextError(format!(
+            "cannot read {kind} {namespace}/{name} ({api_version}): {e}"
+        ))
+    };
+    let Some(served) = kinds
+        .resolve(&api_version, &kind)
+        .await
+        .map_err(|e| failed(&e))?
+    else {
+        return Ok(None);
+    };
+    match served.api(&client, &namespace).get_opt(&name).await {
+        Ok(found) => Ok(found.map(|object| dynamic_value(object, &served))),
+        Err(error) => Err(failed(&error)),
+    }
+}
+
+/// Every object of a kind in a namespace, narrowed by `matchLabels` (the engine applies the
+/// whole selector again).
+async fn list_resources(
+    client: Client,
+    kinds: Arc<KindResolver>,
+    api_version: String,
+    kind: String,
+    namespace: String,
+    labels: Option<String>,
+) -> Result<Vec<Value>, ContextError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        ContextError(format!("cannot list {kind} in {namespace:?}: {e}"))
+    };
+    let Some(served) = kinds
+        .resolve(&api_version, &kind)
+        .await
+        .map_err(|e| failed(&e))?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut params = kube::api::ListParams::default();
+    if let Some(labels) = &labels {
+        params = params.labels(labels);
+    }
+    let list = served
+        .api(&client, &namespace)
+        .list(&params)
+        .await
+        .map_err(|e| failed(&e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|object| dynamic_value(object, &served))
+        .collect())
+}
+
+/// `matchLabels` of a label selector as a `k=v,…` query; `None` when it has none.
+fn match_labels_query(selector: Option<&Value>) -> Option<String> {
+    let labels = selector?.get("matchLabels")?.as_object()?;
+    let pairs: Vec<String> = labels
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+        .collect();
+    (!pairs.is_empty()).then(|| pairs.join(","))
+}
+
+/// An object as policies see it: typed (list items come without `apiVersion`/`kind`), without
+/// managedFields.
+pub fn dynamic_value(mut object: DynamicObject, served: &ServedKind) -> Value {
+    object.metadata.managed_fields = None;
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert(
+            "apiVersion".into(),
+            Value::String(served.resource.api_version.clone()),
+        );
+        map.insert("kind".into(), Value::String(served.resource.kind.clone()));
+    }
+    value
 }
 
 impl ContextSource for ClusterContext {

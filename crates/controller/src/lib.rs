@@ -15,6 +15,8 @@ pub mod certs;
 pub mod cluster;
 pub mod context;
 pub mod events;
+pub mod generate;
+pub mod kinds;
 pub mod leader;
 pub mod lease;
 pub mod policies;

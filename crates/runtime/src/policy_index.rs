@@ -122,6 +122,8 @@ pub struct ObjectMeta {
     pub resource_version: String,
     /// `metadata.generation`.
     pub generation: Option<i64>,
+    /// `metadata.creationTimestamp` (RFC 3339; empty when unknown).
+    pub creation_timestamp: String,
     /// `status` as last seen.
     pub status: Option<Value>,
 }
@@ -195,6 +197,7 @@ fn object_meta(doc: &Value) -> ObjectMeta {
         uid: text("/metadata/uid"),
         resource_version: text("/metadata/resourceVersion"),
         generation: doc.pointer("/metadata/generation").and_then(Value::as_i64),
+        creation_timestamp: text("/metadata/creationTimestamp"),
         status: doc.get("status").filter(|s| !s.is_null()).cloned(),
     }
 }

@@ -4,6 +4,7 @@
 //! controllers fill, as `bylaw serve` wires them.
 
 mod context;
+mod generate;
 mod lease;
 mod policies;
 mod reports;
@@ -12,6 +13,8 @@ mod webhooks;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use bylaw_controller::generate::queue::QueueConfig;
+use bylaw_controller::generate::GenerateConfig;
 use bylaw_controller::{
     leadership, Cluster, ClusterContext, ClusterContextConfig, ClusterOptions, Leadership,
     LeadershipSender, Running,
@@ -42,7 +45,7 @@ pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> 
 
 /// The fake API server with bylaw's CRDs and the controllers of `bylaw serve` running on it.
 pub struct Harness {
-    pub server: FakeApiServer,
+    pub server: Arc<FakeApiServer>,
     pub cache: Arc<PolicyCache>,
     pub evaluator: Arc<PolicyEvaluator>,
     pub results: ResultsSender,
@@ -85,10 +88,42 @@ impl Harness {
         leadership: Leadership,
         elector: Option<LeadershipSender>,
     ) -> Harness {
+        Self::start_shared(Arc::new(server), configure, leadership, elector).await
+    }
+
+    /// Stops these controllers and starts new ones on the same API server, as a restart of
+    /// bylaw does.
+    pub async fn restart(self) -> Harness {
+        self.shutdown.trigger();
+        let server = Arc::clone(&self.server);
+        drop(self);
+        Self::start_shared(server, |_| {}, Leadership::always(), None).await
+    }
+
+    /// Stops the controllers, leaving the API server running.
+    pub fn stop_controllers(&self) {
+        self.shutdown.trigger();
+    }
+
+    /// A harness on a server another harness may have used.
+    pub async fn start_shared(
+        server: Arc<FakeApiServer>,
+        configure: impl FnOnce(&mut (ClusterOptions, ClusterContextConfig)),
+        leadership: Leadership,
+        elector: Option<LeadershipSender>,
+    ) -> Harness {
         let mut settings = (
             ClusterOptions {
                 event_flush: Duration::from_millis(100),
                 instance: "bylaw-test".into(),
+                generate: GenerateConfig {
+                    queue: QueueConfig {
+                        base_backoff: Duration::from_millis(50),
+                        max_backoff: Duration::from_millis(500),
+                        ..QueueConfig::default()
+                    },
+                    ..GenerateConfig::default()
+                },
                 ..ClusterOptions::default()
             },
             ClusterContextConfig::default(),

@@ -279,8 +279,9 @@ impl FakeApiServer {
     }
 
     /// Creates an object as a client would, except that `.status` is kept and a missing namespace
-    /// is created. Fills uid, resourceVersion, creationTimestamp and generation, and returns the
-    /// stored object. Watches see it.
+    /// is created. Fills uid, resourceVersion, creationTimestamp (unless the object gives one, to
+    /// seed objects older than others) and generation, and returns the stored object. Watches
+    /// see it.
     ///
     /// # Panics
     /// When the kind is not served or the create fails (already exists, invalid name, …).

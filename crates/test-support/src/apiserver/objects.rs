@@ -350,6 +350,12 @@ impl Store {
             return Err(ApiError::already_exists(&subject(rt, &name)));
         }
         let uid = self.new_uid();
+        // Seeded objects may say when they were created, so tests can arrange objects older
+        // than something else (a client's creationTimestamp is always replaced).
+        let seeded_time = (origin == Origin::Seed)
+            .then(|| meta_str(&object, "creationTimestamp").map(str::to_string))
+            .flatten()
+            .filter(|t| !t.is_empty());
         if let Some(metadata) = metadata_mut(&mut object) {
             for server_owned in [
                 "resourceVersion",
@@ -361,7 +367,10 @@ impl Store {
                 metadata.remove(server_owned);
             }
             metadata.insert("uid".to_string(), json!(uid));
-            metadata.insert("creationTimestamp".to_string(), json!(now()));
+            metadata.insert(
+                "creationTimestamp".to_string(),
+                json!(seeded_time.unwrap_or_else(now)),
+            );
             metadata.insert("generation".to_string(), json!(1));
         }
         if origin == Origin::Api && rt.status {

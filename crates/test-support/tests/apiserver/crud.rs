@@ -566,3 +566,33 @@ async fn seeding_and_inspection_bypass_http() {
         .items
         .is_empty());
 }
+
+#[tokio::test]
+async fn seeded_objects_keep_their_creation_time_and_clients_never_choose_it() {
+    let server = FakeApiServer::start().await;
+    let old = server.insert(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "old", "creationTimestamp": "2020-01-02T03:04:05Z"},
+    }));
+    assert_eq!(old["metadata"]["creationTimestamp"], "2020-01-02T03:04:05Z");
+    let fresh = server.insert(json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fresh"},
+    }));
+    assert_ne!(
+        fresh["metadata"]["creationTimestamp"],
+        "2020-01-02T03:04:05Z"
+    );
+    assert!(fresh["metadata"]["creationTimestamp"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("20")));
+
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let mut claimed = config_map("default", "claims-history", json!({}));
+    claimed.metadata.creation_timestamp =
+        Some(serde_json::from_value(json!("2020-01-02T03:04:05Z")).unwrap());
+    let created = api.create(&PostParams::default(), &claimed).await.unwrap();
+    assert_ne!(
+        created.metadata.creation_timestamp, claimed.metadata.creation_timestamp,
+        "a client's creationTimestamp is replaced"
+    );
+}

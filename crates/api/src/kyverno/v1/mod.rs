@@ -417,6 +417,20 @@ pub struct PolicyStatus {
     /// What evaluating this policy costs in admission, as bylaw measured it (not in Kyverno).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<EvaluationStatus>,
+
+    /// What bylaw cannot carry out for the policy's generate and mutate-existing rules (not in
+    /// Kyverno), e.g. a permission its service account lacks; absent when nothing is wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<GenerateStatus>,
+}
+
+/// Problems of a policy's generate and mutate-existing rules in the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerateStatus {
+    /// What failed and how to fix it, e.g. `bylaw is not allowed to create
+    /// networkpolicies.networking.k8s.io in namespace x`.
+    pub message: String,
 }
 
 /// The measured admission cost of a policy.
