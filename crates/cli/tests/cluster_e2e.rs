@@ -400,16 +400,38 @@ async fn the_api_server_enforces_a_policy_through_the_webhooks_bylaw_registers()
 #[tokio::test]
 #[ignore = "needs cluster: KUBECONFIG pointing at a real API server (make e2e)"]
 async fn pods_that_existed_before_bylaw_are_reported_within_seconds_of_the_policy() {
+    existing_objects_are_reported(
+        "Pod",
+        "pods",
+        |name| json!({"spec": {"containers": [{"name": "c", "image": format!("nginx:1.{name}")}]}}),
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs cluster: KUBECONFIG pointing at a real API server (make e2e)"]
+async fn config_maps_that_existed_before_bylaw_are_reported_within_seconds_of_the_policy() {
+    existing_objects_are_reported(
+        "ConfigMap",
+        "configmaps",
+        |name| json!({"data": {"name": name}}),
+    )
+    .await;
+}
+
+/// Three objects of `kind` exist before bylaw starts, two without the `team` label; a
+/// background policy requiring it is applied; within 5 s the namespace's PolicyReports show
+/// one pass and two failures for it.
+async fn existing_objects_are_reported(kind: &str, plural: &str, body: impl Fn(&str) -> Value) {
     let _cluster = CLUSTER.lock().await;
-    use k8s_openapi::api::core::v1::{Namespace, Pod};
     use kube::api::{ListParams, PostParams};
 
     let kubeconfig = std::env::var("KUBECONFIG").expect("make e2e sets KUBECONFIG");
     let client = Client::try_default().await.unwrap();
     install_crds(&client).await;
     let run = std::process::id();
-    let namespace = format!("e2e-reports-{run}");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = format!("e2e-reports-{}-{run}", plural);
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     namespaces
         .create(
             &PostParams::default(),
@@ -417,9 +439,25 @@ async fn pods_that_existed_before_bylaw_are_reported_within_seconds_of_the_polic
         )
         .await
         .unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    for (name, privileged) in [("a", true), ("b", true), ("c", false)] {
-        pods.create(&PostParams::default(), &privileged_pod(name, privileged))
+    let resource = ApiResource {
+        group: String::new(),
+        version: "v1".into(),
+        api_version: "v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    let objects: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
+    for (name, team) in [("a", None), ("b", None), ("c", Some("payments"))] {
+        let mut object = body(name);
+        object["apiVersion"] = json!("v1");
+        object["kind"] = json!(kind);
+        object["metadata"] = json!({"name": name, "namespace": namespace});
+        if let Some(team) = team {
+            object["metadata"]["labels"] = json!({"team": team});
+        }
+        let object: DynamicObject = serde_json::from_value(object).unwrap();
+        objects
+            .create(&PostParams::default(), &object)
             .await
             .unwrap();
     }
@@ -446,7 +484,7 @@ async fn pods_that_existed_before_bylaw_are_reported_within_seconds_of_the_polic
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let policy_name = format!("e2e-no-privileged-{run}");
+    let policy_name = format!("e2e-team-{}-{run}", plural);
     let policy: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "kyverno.io/v1",
         "kind": "ClusterPolicy",
@@ -455,11 +493,11 @@ async fn pods_that_existed_before_bylaw_are_reported_within_seconds_of_the_polic
             "validationFailureAction": "Audit",
             "background": true,
             "rules": [{
-                "name": "no-privileged",
-                "match": {"any": [{"resources": {"kinds": ["Pod"], "namespaces": [namespace]}}]},
+                "name": "team",
+                "match": {"any": [{"resources": {"kinds": [kind], "namespaces": [namespace]}}]},
                 "validate": {
-                    "message": "privileged containers are not allowed",
-                    "pattern": {"spec": {"containers": [{"=(securityContext)": {"=(privileged)": false}}]}}
+                    "message": "the team label is required",
+                    "pattern": {"metadata": {"labels": {"team": "?*"}}}
                 }
             }]
         }
@@ -520,4 +558,5 @@ async fn pods_that_existed_before_bylaw_are_reported_within_seconds_of_the_polic
         "pass/fail results of the policy after {took:?}"
     );
     assert!(took <= Duration::from_secs(5), "reported after {took:?}");
+    eprintln!("{kind}s reported {took:?} after the policy was applied");
 }

@@ -59,6 +59,12 @@ fn exposition() -> Exposition {
     generate.reconciled(true);
     generate.object("add-networkpolicy", None, "create");
     generate.failure("add-networkpolicy", None, "forbidden");
+    metrics.record_background_outcome(&outcome, "Pod", Some("shop"));
+    let reports = bylaw_controller::reports::ReportMetrics::register(&metrics);
+    reports.observe_scan("full", Duration::from_millis(40));
+    reports.scanned("Pod");
+    reports.write("apply", true);
+    reports.set_totals(1, 4096);
 
     let text = metrics.encode_prometheus_text().unwrap();
     let mut samples: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

@@ -135,6 +135,38 @@ struct WriteLabels {
 }
 
 impl ReportMetrics {
+    /// Observes one scan pass: `full` (start, periodic) or `policy_change`.
+    pub fn observe_scan(&self, trigger: &'static str, elapsed: Duration) {
+        self.scan_duration
+            .get_or_create(&ScanLabels { trigger })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one resource evaluated by the scan.
+    pub fn scanned(&self, resource_kind: &str) {
+        self.scanned
+            .get_or_create(&KindLabels {
+                resource_kind: resource_kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one report write: `apply` or `delete`.
+    pub fn write(&self, operation: &'static str, ok: bool) {
+        self.writes
+            .get_or_create(&WriteLabels {
+                operation,
+                result: if ok { "success" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// Sets the number of reports bylaw holds and their total serialized size.
+    pub fn set_totals(&self, reports: usize, bytes: usize) {
+        self.reports.set(i64::try_from(reports).unwrap_or(i64::MAX));
+        self.bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     /// Registers the report families in `metrics`.
     pub fn register(metrics: &Metrics) -> ReportMetrics {
         let this = ReportMetrics {
@@ -448,12 +480,7 @@ fn evaluate_batch(
     let mut out = Vec::with_capacity(objects.len());
     for (identity, object) in objects {
         let scans = scan_object(policies, &object, context, filter, messages, at);
-        metrics
-            .scanned
-            .get_or_create(&KindLabels {
-                resource_kind: identity.kind.clone(),
-            })
-            .inc();
+        metrics.scanned(&identity.kind);
         let mut results = Vec::with_capacity(scans.len());
         for scan in scans {
             let share = scan.elapsed / u32::try_from(scan.response.rules.len().max(1)).unwrap_or(1);
@@ -545,7 +572,7 @@ impl Scanner {
                     let policies = Arc::clone(&state.policies);
                     let all: Vec<ScannedKind> = state.kinds.keys().cloned().collect();
                     self.rescan(&state, policies, &all).await;
-                    self.reports.metrics.scan_duration.get_or_create(&ScanLabels { trigger: "full" }).observe(started.elapsed().as_secs_f64());
+                    self.reports.metrics.observe_scan("full", started.elapsed());
                 }
             }
         }
@@ -676,11 +703,7 @@ impl Scanner {
         self.rescan(state, only, &kinds).await;
         self.reports
             .metrics
-            .scan_duration
-            .get_or_create(&ScanLabels {
-                trigger: "policy_change",
-            })
-            .observe(started.elapsed().as_secs_f64());
+            .observe_scan("policy_change", started.elapsed());
     }
 
     fn update_synced(&self, state: &ScanState) {
@@ -996,14 +1019,7 @@ impl ReportWriter {
                 } else {
                     book.written(&change);
                 }
-                self.reports
-                    .metrics
-                    .writes
-                    .get_or_create(&WriteLabels {
-                        operation,
-                        result: if ok { "success" } else { "error" },
-                    })
-                    .inc();
+                self.reports.metrics.write(operation, ok);
             }
             let (count, bytes) = book.written_totals();
             drop(book);
@@ -1015,12 +1031,7 @@ impl ReportWriter {
             let (other_count, other_bytes) = lock(other).written_totals();
             self.reports
                 .metrics
-                .reports
-                .set(i64::try_from(count + other_count).unwrap_or(i64::MAX));
-            self.reports
-                .metrics
-                .bytes
-                .set(i64::try_from(bytes + other_bytes).unwrap_or(i64::MAX));
+                .set_totals(count + other_count, bytes + other_bytes);
         }
     }
 
