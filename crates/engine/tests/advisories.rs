@@ -647,3 +647,38 @@ fn baseline_pod_security_refuses_unconfined_seccomp_everywhere_it_can_be_set() {
         RuleStatus::Pass
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Not an advisory but the same class (issue #14): Kyverno re-scans substituted values for
+// `{{ }}`, so a resource's own fields run JMESPath of the requester's choice over the whole
+// context and the result comes back in the denial message. bylaw treats values as final.
+
+#[test]
+fn a_resource_cannot_make_the_policy_evaluate_its_fields_as_variables() {
+    let doc = json!({
+        "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+        "metadata": {"name": "no-notes",
+                     "annotations": {"pod-policies.kyverno.io/autogen-controllers": "none"}},
+        "spec": {"validationFailureAction": "Enforce", "rules": [{
+            "name": "check-note",
+            "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+            // Stands for anything the rule looked up: a ConfigMap, an API call.
+            "context": [{"name": "secret", "variable": {"value": "hunter2"}}],
+            "validate": {
+                "message": "note {{ request.object.metadata.annotations.note }} is not allowed",
+                "deny": {"conditions": {"any": [{
+                    "key": "{{ request.object.metadata.annotations.note }}",
+                    "operator": "NotEquals", "value": ""}]}}
+            }
+        }]}
+    });
+    let set = PolicySet::new(vec![policy(doc)], vec![]);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                     "metadata": {"name": "p", "namespace": "shop",
+                                  "annotations": {"note": "{{ secret }}"}},
+                     "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    let responses = set.validate(&Request::create(pod), &NoContext);
+    let rule = &responses[0].rules[0];
+    assert_eq!(rule.status, RuleStatus::Fail);
+    assert_eq!(rule.message, "note {{ secret }} is not allowed");
+}
