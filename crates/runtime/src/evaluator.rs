@@ -132,6 +132,9 @@ impl PolicyEvaluator {
         if !set.policies.iter().any(|p| p.admission && p.has_validate()) {
             return Ok(Verdict::allow());
         }
+        // The engine checks this inside its long loops, so work nobody waits for ends soon
+        // after the deadline and its thread (and concurrency slot) is freed.
+        let _deadline = bylaw_engine::deadline::scope(deadline);
         let request = self.engine_request(review)?;
         let unknown_namespace = self.unknown_namespace(review);
         // One context document per review, shared by every policy (the engine leaves it as it
@@ -182,6 +185,10 @@ impl PolicyEvaluator {
                 elapsed: started.elapsed(),
             });
         }
+        // Results cut short by the deadline say nothing about the request.
+        if Instant::now() >= deadline {
+            return Err(EvalError::DeadlineExceeded);
+        }
         Ok(decide(
             &evaluated,
             review,
@@ -205,6 +212,7 @@ impl PolicyEvaluator {
         if review.operation == Operation::Delete || policies.peek().is_none() {
             return Ok(Verdict::allow());
         }
+        let _deadline = bylaw_engine::deadline::scope(deadline);
         let request = self.engine_request(review)?;
         let unknown_namespace = self.unknown_namespace(review);
         let mut context = set.context_for(&request);
@@ -246,6 +254,9 @@ impl PolicyEvaluator {
             } else {
                 (undecidable, current.clone())
             };
+            if Instant::now() >= deadline {
+                return Err(EvalError::DeadlineExceeded);
+            }
             let share = per_rule(started.elapsed(), response.rules.len());
             let enforce = policy.validation_failure_action == FailureAction::Enforce;
             let failed = |status| response.rules.iter().any(|r| r.status == status);
@@ -293,6 +304,9 @@ impl PolicyEvaluator {
             } else {
                 current = patched;
             }
+        }
+        if Instant::now() >= deadline {
+            return Err(EvalError::DeadlineExceeded);
         }
         let operations = bylaw_engine::mutate::diff(&request.object, &current);
         let patch = if operations.is_empty() {
@@ -1404,6 +1418,66 @@ spec:
             "{:?}",
             verdict.warnings
         );
+    }
+
+    /// A rule whose evaluation explodes (a foreach over thousands of elements, each running a
+    /// query over the whole list) stops soon after the deadline instead of running on.
+    #[test]
+    fn an_exploding_evaluation_stops_at_the_deadline() {
+        let policy = |phase: &str| {
+            format!(
+                r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: quadratic-{phase}
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: each
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      {body}
+"#,
+                body = if phase == "validate" {
+                    r#"validate:
+        foreach:
+          - list: request.object.spec.containers
+            deny:
+              conditions:
+                any:
+                  - key: "{{ length(request.object.spec.containers[?name == '{{element.name}}']) }}"
+                    operator: GreaterThan
+                    value: 1"#
+                } else {
+                    r#"mutate:
+        foreach:
+          - list: request.object.spec.containers
+            patchStrategicMerge:
+              metadata:
+                labels:
+                  "{{ element.name }}": "{{ length(request.object.spec.containers[?name == '{{element.name}}']) }}""#
+                }
+            )
+        };
+        let containers: Vec<Value> = (0..4000)
+            .map(|i| json!({"name": format!("c{i}"), "image": "nginx:1.27"}))
+            .collect();
+        let mut object = pod("nginx:1.27", json!({}));
+        object["spec"]["containers"] = Value::Array(containers);
+        let review = review(Operation::Create, Some(object), None);
+        for (phase, kind) in [(Phase::Validate, "validate"), (Phase::Mutate, "mutate")] {
+            let evaluator = evaluator_with(&[&policy(kind)], Arc::new(EmptyContext));
+            let started = Instant::now();
+            let deadline = started + Duration::from_millis(200);
+            let outcome = evaluator.evaluate(phase, &review, deadline);
+            let elapsed = started.elapsed();
+            assert_eq!(outcome, Err(EvalError::DeadlineExceeded), "{kind}");
+            // 4,000 × 4,000 comparisons take many seconds; the deadline ends it after 200 ms.
+            assert!(elapsed < Duration::from_secs(2), "{kind}: {elapsed:?}");
+        }
     }
 
     #[test]
