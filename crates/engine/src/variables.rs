@@ -860,9 +860,6 @@ mod tests {
             fn random_u64(&self) -> u64 {
                 7
             }
-            fn resolve_host(&self, _: &str) -> Result<Vec<std::net::IpAddr>, String> {
-                Err("offline".into())
-            }
         }
         let ctx = json!({});
         let got = Substitution::new(&ctx)

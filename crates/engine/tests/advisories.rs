@@ -682,3 +682,27 @@ fn a_resource_cannot_make_the_policy_evaluate_its_fields_as_variables() {
     assert_eq!(rule.status, RuleStatus::Fail);
     assert_eq!(rule.message, "note {{ secret }} is not allowed");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The engine does no I/O on the admission path: `is_external_url` used to resolve request-
+// supplied host names with a blocking DNS lookup. Now it decides from the text.
+
+#[test]
+fn is_external_url_decides_without_dns() {
+    let env = bylaw_engine::jmespath::SystemEnv;
+    let query = |url: &str| {
+        bylaw_engine::jmespath::compile(&format!("is_external_url('{url}')"))
+            .and_then(|e| e.search_with_env(&json!({}), &env))
+    };
+    // A name under a reserved, never-delegated suffix: a lookup would fail or hang; the answer
+    // comes from the text, at once.
+    assert_eq!(query("http://bylaw-test.invalid/").unwrap(), json!(true));
+    assert_eq!(
+        query("http://metadata.google.internal/").unwrap(),
+        json!(false)
+    );
+    assert_eq!(
+        query("http://169.254.169.254/latest/meta-data").unwrap(),
+        json!(false)
+    );
+}

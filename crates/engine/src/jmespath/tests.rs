@@ -1,8 +1,6 @@
 //! Behaviour tests for the JMESPath dialect and its functions. The case table lives in
 //! `testdata/cases.yaml`; expectations come from Kyverno's documentation and its own tests.
 
-use std::net::IpAddr;
-
 use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -20,14 +18,6 @@ impl Env for FixedEnv {
 
     fn random_u64(&self) -> u64 {
         42
-    }
-
-    fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, String> {
-        match host {
-            "internal.test" => Ok(vec!["10.1.2.3".parse().unwrap()]),
-            "public.test" => Ok(vec!["93.184.216.34".parse().unwrap()]),
-            other => Err(format!("lookup {other}: no such host")),
-        }
     }
 }
 

@@ -841,26 +841,63 @@ fn host_of(url: &str) -> String {
     host_port.split(':').next().unwrap_or("").to_owned()
 }
 
+/// Loopback, private, link-local (cloud metadata at 169.254.169.254) and unspecified
+/// addresses. Kyverno counts only loopback and private ones as internal.
 fn is_internal(ip: &IpAddr) -> bool {
+    let v4_internal = |v4: &std::net::Ipv4Addr| {
+        v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified()
+    };
     match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        IpAddr::V4(v4) => v4_internal(v4),
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
-                return v4.is_loopback() || v4.is_private();
+                return v4_internal(&v4);
             }
-            v6.is_loopback() || (v6.segments().first().is_some_and(|s| s & 0xfe00 == 0xfc00))
+            let first = v6.segments().first().copied().unwrap_or(0);
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || first & 0xfe00 == 0xfc00
+                || first & 0xffc0 == 0xfe80
         }
     }
 }
 
+/// Decides from the URL's text alone, without DNS: the engine runs on the admission path and
+/// does no I/O, and an answer from a lookup would not hold anyway (whoever uses the URL
+/// resolves it again, to whatever the name points to then). IP literals are judged by range;
+/// a name is internal when it is one a cluster or host resolves locally (`localhost`, a single
+/// label, `.local`, `.localhost`, `.internal`, `.svc`, `.cluster.local`, `.home.arpa`), and a
+/// host that is all digits or hex (`2130706433`, `0x7f.1`), which some clients read as an
+/// address, is not external either.
 fn is_external_url(c: &mut Call<'_, '_, '_>) -> Out {
     let host = host_of(c.str(0)?);
+    Ok(Value::Bool(host_is_external(&host)))
+}
+
+fn host_is_external(host: &str) -> bool {
     if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(Value::Bool(!is_internal(&ip)));
+        return !is_internal(&ip);
     }
-    let ips = c
-        .env()
-        .resolve_host(&host)
-        .map_err(JmespathError::function)?;
-    Ok(Value::Bool(!ips.iter().any(is_internal)))
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() || !name.contains('.') {
+        return false;
+    }
+    const LOCAL_SUFFIXES: &[&str] = &[
+        ".localhost",
+        ".local",
+        ".internal",
+        ".svc",
+        ".cluster.local",
+        ".home.arpa",
+        ".localdomain",
+    ];
+    if name == "localhost" || LOCAL_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        return false;
+    }
+    // Numeric forms other than dotted quads (decimal, octal, hex parts).
+    let numeric = name.split('.').all(|part| match part.strip_prefix("0x") {
+        Some(hex) => !hex.is_empty() && hex.chars().all(|ch| ch.is_ascii_hexdigit()),
+        None => !part.is_empty() && part.chars().all(|ch| ch.is_ascii_digit()),
+    });
+    !numeric
 }
