@@ -7,7 +7,7 @@ BENCH_CONNECTIONS ?= 32
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= policy_compile pattern_eval jmespath substitution admission_review patch test_suite_yaml scalars cel
 
-.PHONY: fuzz fuzz-seeds deny help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook bench-cli e2e cli-docs observability-check chart-files helm-lint e2e-install
+.PHONY: fuzz fuzz-seeds deny hostile-load help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook bench-cli e2e cli-docs observability-check chart-files helm-lint e2e-install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -90,3 +90,7 @@ fuzz: fuzz-seeds ## run every fuzz target for FUZZ_SECONDS each (cargo-fuzz, nig
 deny: ## cargo deny: advisories, licenses, bans (duplicates warn), sources — needs the advisory database (network), so not part of `make ci`
 	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install cargo-deny --locked
 	$(CARGO) deny check
+
+hostile-load: ## bylaw serve (release) under hostile clients on 127.0.0.1: idle/slow connections, oversized headers, 1,000 concurrent 3 MiB bodies, an exploding policy
+	$(CARGO) build -q --release -p bylaw-cli
+	BYLAW=$(TARGET_DIR)/release/bylaw sh tests/hostile/run.sh
