@@ -8,7 +8,8 @@
 //!   (number, object, null, …). A variable inside a longer string is interpolated: strings as
 //!   is, anything else as Go's `json.Marshal` prints it (`null`, `5`, `{"a":1}` with sorted keys).
 //! - Nested variables resolve innermost first: `{{ a.{{ b }} }}` evaluates `b`, splices it in,
-//!   and scans again; the spliced value must be a plain name (letters, digits, `-_./:`).
+//!   and scans again; the spliced value must not be able to change the expression: inside
+//!   quotes it may not contain that quote or a backslash, bare it must be a plain name.
 //! - What a variable resolves to is final: `{{ }}` inside a value from the request or the
 //!   context stays text, however many scans run. Kyverno evaluates it (see
 //!   docs/compatibility.md): anyone who can write a resource could run JMESPath of their choice
@@ -122,13 +123,22 @@ fn expression_of(var: &str) -> String {
     var.replace("{{", "").replace("}}", "").trim().to_owned()
 }
 
-/// Whether a value spliced into a nested variable's expression is a plain name (a label key,
-/// a resource name, a number): nothing in it can end the expression or change its meaning.
-fn is_plain_name(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'))
+/// Whether a value spliced into a nested variable's expression cannot change what the
+/// expression does: inside a string literal (`'…'`), a quoted name (`"…"`) or a JSON literal
+/// (`` `…` ``) it must not contain that quote or a backslash; bare, it must be a plain name
+/// (letters, digits, `-_./:`, as label keys and resource names are).
+fn safe_in_expression(value: &str, before: Option<char>, after: Option<char>) -> bool {
+    match (before, after) {
+        (Some(open @ ('\'' | '"' | '`')), Some(close)) if open == close => {
+            !value.contains(open) && !value.contains('\\')
+        }
+        _ => {
+            !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'))
+        }
+    }
 }
 
 /// The spliced ranges that lie in `from` of the old text, moved to start at `to` in the new.
@@ -452,7 +462,9 @@ impl<'a> Substitution<'a> {
                 let var = text.get(start..end).unwrap_or("");
                 for range in spliced.iter().filter(|r| r.start >= start && r.end <= end) {
                     let value = text.get(range.clone()).unwrap_or("");
-                    if !is_plain_name(value) {
+                    let before = text.get(..range.start).and_then(|t| t.chars().next_back());
+                    let after = text.get(range.end..).and_then(|t| t.chars().next());
+                    if !safe_in_expression(value, before, after) {
                         return Err(VariableError::Injection {
                             variable: var.to_owned(),
                             path: path.to_string(),
@@ -933,7 +945,7 @@ mod final_values {
     }
 
     #[test]
-    fn a_value_spliced_into_a_nested_variable_must_be_a_plain_name() {
+    fn a_value_spliced_into_a_nested_variable_cannot_change_the_expression() {
         let ctx = json!({
             "labels": {"app": "web", "app.kubernetes.io/name": "shop"},
             "key": "app",
@@ -952,6 +964,15 @@ mod final_values {
         );
         // A value that would extend the expression is refused.
         let err = substitute_str("{{ labels.{{ hostile }} }}", &ctx).unwrap_err();
+        assert_eq!(err.kind(), "injection", "{err}");
+        // Inside a string literal any text is fine, except one that closes the literal.
+        let ctx = json!({"cron": "0 7 * * *", "quote": "x') || secret.token || ('",
+                         "secret": {"token": "hunter2"}});
+        assert_eq!(
+            substitute_str("{{ length('{{ cron }}') }}", &ctx).unwrap(),
+            json!(9)
+        );
+        let err = substitute_str("{{ to_upper('{{ quote }}') }}", &ctx).unwrap_err();
         assert_eq!(err.kind(), "injection", "{err}");
     }
 }
