@@ -19,6 +19,7 @@ fn evaluator() -> &'static PolicyEvaluator {
                 .expect("policies/pod-security is part of the repository")
                 .filter_map(Result::ok)
                 .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
                 .collect();
             files.sort();
             for file in files {
