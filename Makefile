@@ -4,8 +4,10 @@ CONFORMANCE_DIR ?= $(abspath ../shared/conformance/kyverno-policies)
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BENCH_SECONDS ?= 10
 BENCH_CONNECTIONS ?= 32
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= policy_compile pattern_eval jmespath substitution admission_review patch test_suite_yaml scalars cel
 
-.PHONY: help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook bench-cli bench-scan e2e cli-docs observability-check chart-files helm-lint e2e-install
+.PHONY: fuzz fuzz-seeds deny hostile-load help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook bench-cli bench-scan e2e cli-docs observability-check chart-files helm-lint e2e-install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -79,3 +81,22 @@ helm-lint: ## helm lint + helm template for several value sets; every rendered m
 e2e-install: ## docs/install.md's local-binary path on a real cluster (KUBECONFIG, HELM): chart, denied Pod, dashboard data, cleanup
 	$(CARGO) build -q -p bylaw-cli
 	BYLAW=$(TARGET_DIR)/debug/bylaw sh tests/e2e/install-local.sh
+
+fuzz-seeds: ## build fuzz/corpus from Kyverno's policy library and the repository's examples (never committed)
+	CONFORMANCE_DIR=$(CONFORMANCE_DIR) sh fuzz/seed.sh
+
+fuzz: fuzz-seeds ## run every fuzz target for FUZZ_SECONDS each (cargo-fuzz, nightly features via RUSTC_BOOTSTRAP; crashes land in fuzz/artifacts)
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  echo "== $$target ($(FUZZ_SECONDS) s)"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$target corpus/$$target -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=1 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 || exit 1; \
+	done
+
+deny: ## cargo deny: advisories, licenses, bans (duplicates warn), sources — needs the advisory database (network), so not part of `make ci`
+	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny check
+
+hostile-load: ## bylaw serve (release) under hostile clients on 127.0.0.1: idle/slow connections, oversized headers, 1,000 concurrent 3 MiB bodies, an exploding policy
+	$(CARGO) build -q --release -p bylaw-cli
+	BYLAW=$(TARGET_DIR)/release/bylaw sh tests/hostile/run.sh

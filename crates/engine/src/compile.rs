@@ -190,6 +190,30 @@ pub struct CompiledRule {
     pub source: Value,
 }
 
+impl CompiledRule {
+    /// Whether the rule's match or exclude block (or a CEL rule's match constraints) selects
+    /// by the labels of the request's namespace, for a request of this kind. Such a rule
+    /// cannot be decided when those labels are unknown.
+    pub fn depends_on_namespace_labels(&self, request: &crate::request::Request) -> bool {
+        if request.kind.kind == "Namespace" {
+            return false;
+        }
+        let cel_selector = match &self.body {
+            RuleBody::Validate(v) => match &v.check {
+                ValidateCheck::Cel(cel) => cel
+                    .constraints
+                    .as_ref()
+                    .is_some_and(|c| c.namespace_selector.is_some()),
+                _ => false,
+            },
+            _ => false,
+        };
+        cel_selector
+            || self.match_block.has_namespace_selector_for(request)
+            || self.exclude_block.has_namespace_selector_for(request)
+    }
+}
+
 /// What a rule does.
 #[derive(Debug, Clone)]
 pub enum RuleBody {

@@ -371,13 +371,24 @@ pub fn load_entries(
     ctx: &mut Value,
     provider: &dyn ContextProvider,
 ) -> Result<(), String> {
+    let mut variable_bytes = 0usize;
     for entry in entries {
+        crate::deadline::check()?;
         let Some(name) = entry.get("name").and_then(Value::as_str) else {
             continue;
         };
         let present = |k: &str| entry.get(k).filter(|v| !v.is_null());
         if let Some(variable) = present("variable") {
             if let Some(value) = load_variable(name, variable, ctx)? {
+                // Variables built from variables can double in size at each entry; bound what
+                // one rule's entries may compute together.
+                variable_bytes = variable_bytes.saturating_add(approximate_size(&value));
+                if variable_bytes > MAX_VARIABLE_BYTES {
+                    return Err(format!(
+                        "context variable {name}: the rule's variables hold more than \
+                         {MAX_VARIABLE_BYTES} bytes"
+                    ));
+                }
                 add_variable(ctx, name, value);
             }
             continue;
@@ -474,6 +485,33 @@ pub fn load_entries(
         }
     }
     Ok(())
+}
+
+/// Most bytes (as JSON, roughly) the `variable` entries of one rule may compute together:
+/// room for several copies of the largest object the API server accepts (3 MiB).
+pub const MAX_VARIABLE_BYTES: usize = 16 << 20;
+
+/// The size of a value written as JSON, roughly (no escapes, no separators beyond one byte),
+/// without writing it.
+pub fn approximate_size(value: &Value) -> usize {
+    let mut total = 0usize;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        total = total.saturating_add(match v {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 8,
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                stack.extend(items.iter());
+                items.len() + 2
+            }
+            Value::Object(map) => {
+                stack.extend(map.values());
+                map.keys().map(|k| k.len() + 4).sum::<usize>() + 2
+            }
+        });
+    }
+    total
 }
 
 /// A `variable` entry: a literal `value` (with variables substituted), optionally queried by

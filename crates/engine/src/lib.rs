@@ -18,6 +18,7 @@ pub mod cel;
 pub mod compile;
 pub mod conditions;
 pub mod context;
+pub mod deadline;
 pub mod engine;
 pub mod exceptions;
 pub mod generate;

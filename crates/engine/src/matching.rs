@@ -303,6 +303,30 @@ impl MatchBlock {
         }
     }
 
+    /// Whether a `namespaceSelector` of this block could decide about the request: some
+    /// filter that names the request's kind (or no kind) has one. When the namespace's labels
+    /// are unknown, such a block cannot be decided.
+    pub fn has_namespace_selector_for(&self, request: &Request) -> bool {
+        let filters: &[ResourceFilter] = match self {
+            MatchBlock::Empty => &[],
+            MatchBlock::Any(filters) | MatchBlock::All(filters) => filters,
+            MatchBlock::Legacy(f) => std::slice::from_ref(f.as_ref()),
+        };
+        filters.iter().any(|f| {
+            let desc = &f.resources;
+            desc.namespace_selector.is_some()
+                && (desc.kinds.is_empty()
+                    || desc.kinds.iter().any(|k| {
+                        k.matches(
+                            &request.kind.group,
+                            &request.kind.version,
+                            &request.kind.kind,
+                            &request.subresource,
+                        )
+                    }))
+        })
+    }
+
     /// Whether a match block selects the request (an empty block selects nothing).
     pub fn matches(&self, request: &Request) -> bool {
         let user_known = !request.user.is_empty();

@@ -223,7 +223,12 @@ impl Quantity {
                 return None;
             }
         }
-        for _ in 0..self.exp.max(0) {
+        // Zero stays zero however large the exponent; anything else overflows past 10^19, so
+        // the loop is short (a fuzzed `0e88888888888807` looped 10^14 times here).
+        if value == 0 {
+            return Some(0);
+        }
+        for _ in 0..self.exp.clamp(0, 20) {
             value = value.checked_mul(10)?;
             if value > i128::from(u64::MAX) {
                 return None;
@@ -1244,6 +1249,19 @@ mod tests {
         assert_eq!(q("-2k").to_f64(), -2000.0);
         assert_eq!(q("0").to_f64(), 0.0);
         assert_eq!(q("1e400").to_f64(), f64::INFINITY);
+    }
+
+    #[test]
+    fn zero_with_a_huge_exponent_converts_at_once() {
+        // Found by `make fuzz` (scalars): to_i64 looped once per unit of the exponent.
+        let zero = Quantity::parse("0e88888888888807").expect("a valid quantity");
+        assert_eq!(zero.to_i64(), Some(0));
+        let big = Quantity::parse("1e88888888888807").expect("a valid quantity");
+        assert_eq!(big.to_i64(), None);
+        assert_eq!(
+            Quantity::parse("12e3").and_then(|q| q.to_i64()),
+            Some(12_000)
+        );
     }
 
     #[test]

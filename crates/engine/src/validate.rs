@@ -547,6 +547,7 @@ impl RuleScope<'_, '_, '_> {
                 if element.is_null() {
                     continue;
                 }
+                crate::deadline::check()?;
                 let mark = self.saved.len();
                 let result = self.foreach_element(
                     entry,

@@ -8,7 +8,12 @@
 //!   (number, object, null, …). A variable inside a longer string is interpolated: strings as
 //!   is, anything else as Go's `json.Marshal` prints it (`null`, `5`, `{"a":1}` with sorted keys).
 //! - Nested variables resolve innermost first: `{{ a.{{ b }} }}` evaluates `b`, splices it in,
-//!   and scans again. Substituted text that itself contains `{{ }}` is resolved too.
+//!   and scans again; the spliced value must not be able to change the expression: inside
+//!   quotes it may not contain that quote or a backslash, bare it must be a plain name.
+//! - What a variable resolves to is final: `{{ }}` inside a value from the request or the
+//!   context stays text, however many scans run. Kyverno evaluates it (see
+//!   docs/compatibility.md): anyone who can write a resource could run JMESPath of their choice
+//!   over the whole context and read the result in a denial message.
 //! - `\{{ expr }}` is left alone and loses its backslash at the end.
 //! - `{{@}}` stands for the value at the same place in the resource: the JSON pointer of the
 //!   string, minus everything up to `foreach` and minus two more elements (`validate.pattern`,
@@ -28,6 +33,7 @@
 //! Not handled here: `$( )` references to other parts of a pattern.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use regex::Regex;
@@ -66,6 +72,9 @@ pub enum VariableError {
         path: String,
         source: JmespathError,
     },
+    /// A value spliced into a nested variable would change its expression.
+    #[error("failed to resolve {variable} at path {path}: a value substituted into the expression is not a plain name")]
+    Injection { variable: String, path: String },
     /// An object key substituted to something other than a string.
     #[error("expected string after substituting variables in key \"{key}\"")]
     NonStringKey { key: String },
@@ -87,6 +96,7 @@ impl VariableError {
             VariableError::InvalidExpression { .. } => "invalid_expression",
             VariableError::Evaluation { .. } => "evaluation",
             VariableError::NonStringKey { .. } => "non_string_key",
+            VariableError::Injection { .. } => "injection",
             VariableError::Limit(_) => "limit",
         }
     }
@@ -111,6 +121,66 @@ fn internal_error() -> VariableError {
 /// Removes the braces and surrounding spaces of a `{{ … }}` variable.
 fn expression_of(var: &str) -> String {
     var.replace("{{", "").replace("}}", "").trim().to_owned()
+}
+
+/// Whether a value spliced into a nested variable's expression cannot change what the
+/// expression does: inside a string literal (`'…'`), a quoted name (`"…"`) or a JSON literal
+/// (`` `…` ``) it must not contain that quote or a backslash; bare, it must be a plain name
+/// (letters, digits, `-_./:`, as label keys and resource names are).
+fn safe_in_expression(value: &str, before: Option<char>, after: Option<char>) -> bool {
+    match (before, after) {
+        (Some(open @ ('\'' | '"' | '`')), Some(close)) if open == close => {
+            !value.contains(open) && !value.contains('\\')
+        }
+        _ => {
+            !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'))
+        }
+    }
+}
+
+/// The spliced ranges that lie in `from` of the old text, moved to start at `to` in the new.
+fn carry_ranges(
+    spliced: &[Range<usize>],
+    from: Range<usize>,
+    to: usize,
+    into: &mut Vec<Range<usize>>,
+) {
+    for range in spliced {
+        if range.start >= from.start && range.end <= from.end {
+            let shift = |p: usize| p - from.start + to;
+            into.push(shift(range.start)..shift(range.end));
+        }
+    }
+}
+
+/// [`unescape`], except inside resolved values, which are final.
+fn unescape_outside(text: String, spliced: &[Range<usize>]) -> String {
+    let Some(esc) = escaped_regex() else {
+        return text;
+    };
+    if spliced.is_empty() || !esc.is_match(&text) {
+        return unescape(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut cursor = 0;
+    for found in esc.find_iter(&text) {
+        // The backslash and the braces must be policy text; a value inside them is fine.
+        let (start, end) = (found.start(), found.end());
+        let from_value = [start, start + 1, start + 2, end - 2, end - 1]
+            .iter()
+            .any(|&p| spliced.iter().any(|r| r.start <= p && p < r.end));
+        if from_value {
+            continue;
+        }
+        out.push_str(text.get(cursor..found.start()).unwrap_or(""));
+        out.push_str(found.as_str().get(1..).unwrap_or(""));
+        cursor = found.end();
+    }
+    out.push_str(text.get(cursor..).unwrap_or(""));
+    out
 }
 
 /// Drops the backslash of every escaped `\{{ … }}`.
@@ -319,18 +389,11 @@ impl<'a> Substitution<'a> {
         }
     }
 
-    /// A string leaf; a typed result is walked again, as Kyverno's traversal does.
-    fn leaf(&self, s: &str, path: &Path<'_>, depth: usize) -> Result<Value, VariableError> {
-        match self.substitute_text(s, path)? {
-            replaced @ (Value::Array(_) | Value::Object(_)) => {
-                if has_variables(&replaced) {
-                    self.walk(&replaced, path, depth + 1)
-                } else {
-                    Ok(replaced)
-                }
-            }
-            other => Ok(other),
-        }
+    /// A string leaf. What a variable resolved to is final: a typed result is not walked
+    /// again (Kyverno's traversal does, which evaluates `{{ }}` found in request data).
+    fn leaf(&self, s: &str, path: &Path<'_>, _depth: usize) -> Result<Value, VariableError> {
+        crate::deadline::check().map_err(VariableError::Limit)?;
+        self.substitute_text(s, path)
     }
 
     fn substitute_text(&self, s: &str, path: &Path<'_>) -> Result<Value, VariableError> {
@@ -338,6 +401,8 @@ impl<'a> Substitution<'a> {
             return Ok(Value::String(s.to_owned()));
         }
         let template = template(s)?;
+        // Byte ranges of `text` that hold resolved values rather than policy text.
+        let mut spliced: Vec<Range<usize>> = Vec::new();
         let mut text = match template.as_ref() {
             Template::Verbatim(text) => return Ok(Value::String(text.clone())),
             Template::Variables(vars) => {
@@ -349,24 +414,37 @@ impl<'a> Substitution<'a> {
                         return Ok(resolved);
                     }
                     rebuilt.push_str(s.get(cursor..var.start).unwrap_or(""));
+                    let at = rebuilt.len();
                     self.splice(&mut rebuilt, &resolved, &var.text, path)?;
+                    spliced.push(at..rebuilt.len());
                     cursor = var.end;
                 }
                 rebuilt.push_str(s.get(cursor..).unwrap_or(""));
                 rebuilt
             }
         };
-        // Spliced values and nested variables (`{{ a.{{ b }} }}`) can form new variables:
-        // scan again until none is left.
-        if !text.contains("{{") {
-            return Ok(Value::String(text));
-        }
+        // Nested variables (`{{ a.{{ b }} }}`) form a new variable once the inner one is
+        // spliced in: scan again. A variable counts only when its braces are policy text, so a
+        // resolved value that contains `{{ }}` (an annotation, a user name) stays text: values
+        // from the request and the context are never evaluated. A value spliced into an
+        // expression must be a plain name, so it cannot change what the expression does.
         let re = variable_regex().ok_or_else(internal_error)?;
         let mut passes = 1;
         loop {
+            if !text.contains("{{") {
+                break;
+            }
+            let inside = |pos: usize, ranges: &[Range<usize>]| {
+                ranges.iter().any(|r| r.start <= pos && pos < r.end)
+            };
             let matches: Vec<(usize, usize)> = re
                 .captures_iter(&text)
                 .filter_map(|c| c.get(2).map(|var| (var.start(), var.end())))
+                .filter(|&(start, end)| {
+                    ![start, start + 1, end - 2, end - 1]
+                        .iter()
+                        .any(|&p| inside(p, &spliced))
+                })
                 .collect();
             if matches.is_empty() {
                 break;
@@ -378,21 +456,43 @@ impl<'a> Substitution<'a> {
                 )));
             }
             let mut rebuilt = String::with_capacity(text.len());
+            let mut next_spliced = Vec::new();
             let mut cursor = 0;
             for (start, end) in matches {
                 let var = text.get(start..end).unwrap_or("");
+                for range in spliced.iter().filter(|r| r.start >= start && r.end <= end) {
+                    let value = text.get(range.clone()).unwrap_or("");
+                    let before = text.get(..range.start).and_then(|t| t.chars().next_back());
+                    let after = text.get(range.end..).and_then(|t| t.chars().next());
+                    if !safe_in_expression(value, before, after) {
+                        return Err(VariableError::Injection {
+                            variable: var.to_owned(),
+                            path: path.to_string(),
+                        });
+                    }
+                }
                 let resolved = self.resolve(&expression_of(var), None, path)?;
                 if start == 0 && end == text.len() {
                     return Ok(resolved);
                 }
+                carry_ranges(&spliced, cursor..start, rebuilt.len(), &mut next_spliced);
                 rebuilt.push_str(text.get(cursor..start).unwrap_or(""));
+                let at = rebuilt.len();
                 self.splice(&mut rebuilt, &resolved, var, path)?;
+                next_spliced.push(at..rebuilt.len());
                 cursor = end;
             }
+            carry_ranges(
+                &spliced,
+                cursor..text.len(),
+                rebuilt.len(),
+                &mut next_spliced,
+            );
             rebuilt.push_str(text.get(cursor..).unwrap_or(""));
             text = rebuilt;
+            spliced = next_spliced;
         }
-        Ok(Value::String(unescape(text)))
+        Ok(Value::String(unescape_outside(text, &spliced)))
     }
 
     /// Appends a resolved variable to interpolated text: strings as they are, anything else
@@ -746,9 +846,12 @@ mod tests {
 
     #[test]
     fn runaway_self_reference_is_bounded() {
+        // A value that names itself is text, not a variable: nothing loops.
         let ctx = json!({"loop": "{{loop}}"});
-        let err = substitute_str("x {{loop}}", &ctx).unwrap_err();
-        assert_eq!(err.kind(), "limit");
+        assert_eq!(
+            substitute_str("x {{loop}}", &ctx).unwrap(),
+            json!("x {{loop}}")
+        );
         let mut deep = json!("leaf");
         for _ in 0..1000 {
             deep = Value::Array(vec![deep]);
@@ -769,9 +872,6 @@ mod tests {
             fn random_u64(&self) -> u64 {
                 7
             }
-            fn resolve_host(&self, _: &str) -> Result<Vec<std::net::IpAddr>, String> {
-                Err("offline".into())
-            }
         }
         let ctx = json!({});
         let got = Substitution::new(&ctx)
@@ -779,5 +879,100 @@ mod tests {
             .string("at {{ time_now_utc() }}")
             .unwrap();
         assert_eq!(got, json!("at 2022-02-02T02:02:02Z"));
+    }
+}
+
+#[cfg(test)]
+mod final_values {
+    use super::*;
+    use serde_json::json;
+
+    /// The attack: a value the requester controls (an annotation) holds `{{ }}` that reads
+    /// something else in the context. It must come back as the same text, in every position
+    /// a value can be substituted into.
+    #[test]
+    fn values_from_the_request_are_never_evaluated() {
+        let ctx = json!({
+            "request": {"object": {"metadata": {
+                "name": "web",
+                "annotations": {
+                    "note": "{{ secret.token }}",
+                    "escaped": "\\{{ secret.token }}",
+                    "nested": {"deep": "{{ secret.token }}"},
+                    "half": "{{ secret."
+                }
+            }}},
+            "secret": {"token": "hunter2"}
+        });
+        let note = "{{ secret.token }}";
+        let cases = [
+            // Whole-string variable: the value as is.
+            (
+                "{{ request.object.metadata.annotations.note }}",
+                json!(note),
+            ),
+            // Interpolated.
+            (
+                "note: {{ request.object.metadata.annotations.note }}!",
+                json!(format!("note: {note}!")),
+            ),
+            // An escape inside a value keeps its backslash: values are not unescaped either.
+            (
+                "{{ request.object.metadata.annotations.escaped }} and more",
+                json!("\\{{ secret.token }} and more"),
+            ),
+            // An object value holding `{{ }}` is not walked again.
+            (
+                "{{ request.object.metadata.annotations.nested }}",
+                json!({"deep": note}),
+            ),
+            // Two halves from two values do not join into a variable.
+            (
+                "{{ request.object.metadata.annotations.half }}token }}",
+                json!("{{ secret.token }}"),
+            ),
+        ];
+        for (template, want) in cases {
+            let got = substitute_str(template, &ctx).unwrap();
+            assert_eq!(got, want, "{template}");
+            assert!(!got.to_string().contains("hunter2"), "{template}");
+        }
+        // The same through a whole document (a message, a pattern, a patch).
+        let doc = json!({"message": "{{ request.object.metadata.annotations.note }}",
+                         "{{ request.object.metadata.name }}": ["{{ request.object.metadata.annotations.nested }}"]});
+        let got = substitute_all(&doc, &ctx).unwrap();
+        assert_eq!(got, json!({"message": note, "web": [{"deep": note}]}));
+    }
+
+    #[test]
+    fn a_value_spliced_into_a_nested_variable_cannot_change_the_expression() {
+        let ctx = json!({
+            "labels": {"app": "web", "app.kubernetes.io/name": "shop"},
+            "key": "app",
+            "dotted": "app.kubernetes.io/name",
+            "hostile": "app || secret.token",
+            "secret": {"token": "hunter2"}
+        });
+        // Nested variables keep working for names.
+        assert_eq!(
+            substitute_str("{{ labels.{{ key }} }}", &ctx).unwrap(),
+            json!("web")
+        );
+        assert_eq!(
+            substitute_str("{{ labels.\"{{ dotted }}\" }}", &ctx).unwrap(),
+            json!("shop")
+        );
+        // A value that would extend the expression is refused.
+        let err = substitute_str("{{ labels.{{ hostile }} }}", &ctx).unwrap_err();
+        assert_eq!(err.kind(), "injection", "{err}");
+        // Inside a string literal any text is fine, except one that closes the literal.
+        let ctx = json!({"cron": "0 7 * * *", "quote": "x') || secret.token || ('",
+                         "secret": {"token": "hunter2"}});
+        assert_eq!(
+            substitute_str("{{ length('{{ cron }}') }}", &ctx).unwrap(),
+            json!(9)
+        );
+        let err = substitute_str("{{ to_upper('{{ quote }}') }}", &ctx).unwrap_err();
+        assert_eq!(err.kind(), "injection", "{err}");
     }
 }

@@ -132,7 +132,11 @@ impl PolicyEvaluator {
         if !set.policies.iter().any(|p| p.admission && p.has_validate()) {
             return Ok(Verdict::allow());
         }
+        // The engine checks this inside its long loops, so work nobody waits for ends soon
+        // after the deadline and its thread (and concurrency slot) is freed.
+        let _deadline = bylaw_engine::deadline::scope(deadline);
         let request = self.engine_request(review)?;
+        let unknown_namespace = self.unknown_namespace(review);
         // One context document per review, shared by every policy (the engine leaves it as it
         // found it).
         let mut context = set.context_for(&request);
@@ -170,11 +174,20 @@ impl PolicyEvaluator {
                 );
                 allow_existing_violations(policy, &mut response, &before);
             }
+            if let Some(namespace) = unknown_namespace {
+                undecidable_selectors_are_errors(policy, &request, namespace, &mut response, |b| {
+                    matches!(b, RuleBody::Validate(_))
+                });
+            }
             evaluated.push(Evaluated {
                 policy,
                 response,
                 elapsed: started.elapsed(),
             });
+        }
+        // Results cut short by the deadline say nothing about the request.
+        if Instant::now() >= deadline {
+            return Err(EvalError::DeadlineExceeded);
         }
         Ok(decide(
             &evaluated,
@@ -199,7 +212,9 @@ impl PolicyEvaluator {
         if review.operation == Operation::Delete || policies.peek().is_none() {
             return Ok(Verdict::allow());
         }
+        let _deadline = bylaw_engine::deadline::scope(deadline);
         let request = self.engine_request(review)?;
+        let unknown_namespace = self.unknown_namespace(review);
         let mut context = set.context_for(&request);
         let mut current = request.object.clone();
         let mut results = Vec::new();
@@ -212,14 +227,36 @@ impl PolicyEvaluator {
             }
             fail_closed |= policy.failure_policy == FailurePolicy::Fail;
             let started = Instant::now();
-            let (response, patched) = mutate_policy(
-                policy,
-                &request,
-                &current,
-                &mut context,
-                &self.scope(policy, &budget),
-                &set.exceptions,
-            );
+            let mut undecidable = PolicyResponse {
+                policy: policy.name.clone(),
+                policy_namespace: policy.namespace.clone(),
+                rules: Vec::new(),
+            };
+            if let Some(namespace) = unknown_namespace {
+                undecidable_selectors_are_errors(
+                    policy,
+                    &request,
+                    namespace,
+                    &mut undecidable,
+                    |b| matches!(b, RuleBody::Mutate(_)),
+                );
+            }
+            // A policy with a rule that cannot be decided changes nothing and counts as errored.
+            let (response, patched) = if undecidable.rules.is_empty() {
+                mutate_policy(
+                    policy,
+                    &request,
+                    &current,
+                    &mut context,
+                    &self.scope(policy, &budget),
+                    &set.exceptions,
+                )
+            } else {
+                (undecidable, current.clone())
+            };
+            if Instant::now() >= deadline {
+                return Err(EvalError::DeadlineExceeded);
+            }
             let share = per_rule(started.elapsed(), response.rules.len());
             let enforce = policy.validation_failure_action == FailureAction::Enforce;
             let failed = |status| response.rules.iter().any(|r| r.status == status);
@@ -268,6 +305,9 @@ impl PolicyEvaluator {
                 current = patched;
             }
         }
+        if Instant::now() >= deadline {
+            return Err(EvalError::DeadlineExceeded);
+        }
         let operations = bylaw_engine::mutate::diff(&request.object, &current);
         let patch = if operations.is_empty() {
             None
@@ -286,6 +326,19 @@ impl PolicyEvaluator {
             patch,
             results,
         })
+    }
+
+    /// The review's namespace when its labels are unknown to the context source (a namespace
+    /// not yet seen, a source without namespaces): rules that select by them cannot be decided.
+    fn unknown_namespace<'r>(&self, review: &'r ReviewRequest) -> Option<&'r str> {
+        match &review.namespace {
+            Some(namespace) if review.kind.kind != "Namespace" && !namespace.is_empty() => self
+                .context
+                .namespace_labels(namespace)
+                .is_none()
+                .then_some(namespace.as_str()),
+            _ => None,
+        }
     }
 
     /// Builds the engine's request from the review: kind, subresource, user with the roles the
@@ -450,6 +503,41 @@ fn set_namespace_if_missing(object: &mut Value, namespace: &str) -> Result<(), E
         }
     }
     Ok(())
+}
+
+/// Kyverno skipped rules with a `namespaceSelector` when the namespace could not be read
+/// (GHSA-jrr2-x33p-6hvc): a bypass. Here each rule of `policy` (of the kind `of_kind` selects)
+/// that selects by namespace labels, for a request whose namespace's labels are unknown, gets
+/// an error result in place of whatever it produced, so the policy's failurePolicy decides.
+fn undecidable_selectors_are_errors(
+    policy: &CompiledPolicy,
+    request: &Request,
+    namespace: &str,
+    response: &mut PolicyResponse,
+    of_kind: impl Fn(&RuleBody) -> bool,
+) {
+    if !bylaw_engine::validate::policy_applies(policy, request) {
+        return;
+    }
+    for rule in &policy.rules {
+        if !of_kind(&rule.body) || !rule.depends_on_namespace_labels(request) {
+            continue;
+        }
+        let rule_type = match rule.body {
+            RuleBody::Mutate(_) => bylaw_engine::response::RuleType::Mutation,
+            _ => bylaw_engine::response::RuleType::Validation,
+        };
+        response.rules.retain(|r| r.name != rule.name);
+        response.rules.push(RuleResponse::new(
+            &rule.name,
+            rule_type,
+            RuleStatus::Error,
+            format!(
+                "the rule selects by namespace labels and the labels of namespace {namespace} \
+                 are unknown"
+            ),
+        ));
+    }
 }
 
 /// The old object as if it were being created, to see whether it already violated a rule.
@@ -1145,7 +1233,11 @@ spec:
         impl ContextProvider for Labels {}
         impl ContextSource for Labels {
             fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
-                (namespace == "prod").then(|| BTreeMap::from([("env".into(), "prod".into())]))
+                match namespace {
+                    "prod" => Some(BTreeMap::from([("env".into(), "prod".into())])),
+                    "dev" | "kube-system" => Some(BTreeMap::new()),
+                    _ => None,
+                }
             }
         }
         let policy = r#"
@@ -1192,6 +1284,87 @@ spec:
         assert!(!dev.results[0].enforce);
         // The standard name label selects out kube-system: no rule applies.
         assert!(in_namespace("kube-system").results.is_empty());
+    }
+
+    /// GHSA-jrr2-x33p-6hvc: Kyverno skipped namespaceSelector rules when the namespace could not
+    /// be read. Here such a rule is an error, and the policy's failurePolicy decides.
+    #[test]
+    fn a_namespace_selector_rule_for_an_unknown_namespace_is_an_error_not_a_skip() {
+        struct OnlyProd;
+        impl ContextProvider for OnlyProd {}
+        impl ContextSource for OnlyProd {
+            fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+                (namespace == "prod").then(|| BTreeMap::from([("env".into(), "prod".into())]))
+            }
+        }
+        let policy = |kind: &str, failure_policy: &str| {
+            format!(
+                r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: prod-rules-{failure_policy}
+spec:
+  validationFailureAction: Enforce
+  failurePolicy: {failure_policy}
+  rules:
+    - name: check-team
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+              namespaceSelector:
+                matchLabels: {{env: prod}}
+      {kind}
+"#
+            )
+        };
+        let validate_rule = r#"validate:
+        message: "label team is required"
+        pattern: {metadata: {labels: {team: "?*"}}}"#;
+        let mutate_rule = r#"mutate:
+        patchStrategicMerge: {metadata: {labels: {checked: "yes"}}}"#;
+        let in_namespace = |evaluator: &PolicyEvaluator, ns: &str, phase: Phase| {
+            let mut object = pod("nginx:1.27", json!({}));
+            object["metadata"]["namespace"] = json!(ns);
+            let mut review = review(Operation::Create, Some(object), None);
+            review.namespace = Some(ns.to_owned());
+            evaluator
+                .evaluate(phase, &review, Instant::now() + Duration::from_secs(10))
+                .unwrap()
+        };
+
+        let fail = evaluator_with(&[&policy(validate_rule, "Fail")], Arc::new(OnlyProd));
+        // Known labels decide as before.
+        assert!(!in_namespace(&fail, "prod", Phase::Validate).allowed);
+        // Unknown labels: an error, which Fail turns into a denial.
+        let unknown = in_namespace(&fail, "new-namespace", Phase::Validate);
+        assert!(!unknown.allowed, "{unknown:?}");
+        assert_eq!(unknown.results[0].result, RuleResult::Error);
+        assert!(unknown.results[0].message.contains("new-namespace"));
+
+        let ignore = evaluator_with(&[&policy(validate_rule, "Ignore")], Arc::new(OnlyProd));
+        let unknown = in_namespace(&ignore, "new-namespace", Phase::Validate);
+        assert!(unknown.allowed);
+        assert_eq!(unknown.results[0].result, RuleResult::Error);
+
+        // Mutation: the rule errors, nothing is patched, Fail denies.
+        let mutate = evaluator_with(&[&policy(mutate_rule, "Fail")], Arc::new(OnlyProd));
+        let known = in_namespace(&mutate, "prod", Phase::Mutate);
+        assert!(known.allowed && known.patch.is_some());
+        let unknown = in_namespace(&mutate, "new-namespace", Phase::Mutate);
+        assert!(!unknown.allowed, "{unknown:?}");
+        assert!(unknown.patch.is_none());
+        assert_eq!(unknown.results[0].result, RuleResult::Error);
+
+        // A rule without a namespace selector does not depend on the labels.
+        let plain = ENFORCE_LATEST;
+        let evaluator = evaluator_with(&[plain], Arc::new(OnlyProd));
+        let verdict = in_namespace(&evaluator, "new-namespace", Phase::Validate);
+        assert!(verdict
+            .results
+            .iter()
+            .all(|r| r.result != RuleResult::Error));
     }
 
     #[test]
@@ -1245,6 +1418,66 @@ spec:
             "{:?}",
             verdict.warnings
         );
+    }
+
+    /// A rule whose evaluation explodes (a foreach over thousands of elements, each running a
+    /// query over the whole list) stops soon after the deadline instead of running on.
+    #[test]
+    fn an_exploding_evaluation_stops_at_the_deadline() {
+        let policy = |phase: &str| {
+            format!(
+                r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: quadratic-{phase}
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: each
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      {body}
+"#,
+                body = if phase == "validate" {
+                    r#"validate:
+        foreach:
+          - list: request.object.spec.containers
+            deny:
+              conditions:
+                any:
+                  - key: "{{ length(request.object.spec.containers[?name == '{{element.name}}']) }}"
+                    operator: GreaterThan
+                    value: 1"#
+                } else {
+                    r#"mutate:
+        foreach:
+          - list: request.object.spec.containers
+            patchStrategicMerge:
+              metadata:
+                labels:
+                  "{{ element.name }}": "{{ length(request.object.spec.containers[?name == '{{element.name}}']) }}""#
+                }
+            )
+        };
+        let containers: Vec<Value> = (0..4000)
+            .map(|i| json!({"name": format!("c{i}"), "image": "nginx:1.27"}))
+            .collect();
+        let mut object = pod("nginx:1.27", json!({}));
+        object["spec"]["containers"] = Value::Array(containers);
+        let review = review(Operation::Create, Some(object), None);
+        for (phase, kind) in [(Phase::Validate, "validate"), (Phase::Mutate, "mutate")] {
+            let evaluator = evaluator_with(&[&policy(kind)], Arc::new(EmptyContext));
+            let started = Instant::now();
+            let deadline = started + Duration::from_millis(200);
+            let outcome = evaluator.evaluate(phase, &review, deadline);
+            let elapsed = started.elapsed();
+            assert_eq!(outcome, Err(EvalError::DeadlineExceeded), "{kind}");
+            // 4,000 × 4,000 comparisons take many seconds; the deadline ends it after 200 ms.
+            assert!(elapsed < Duration::from_secs(2), "{kind}: {elapsed:?}");
+        }
     }
 
     #[test]

@@ -37,6 +37,12 @@ use crate::tls::{CertReloader, TlsError};
 
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most connections served at once; more wait in the kernel's accept queue. The API server
+/// keeps a few dozen; this bounds what idle or slow clients can hold (memory, descriptors).
+const MAX_CONNECTIONS: usize = 4096;
+/// Request bodies read or held at once, per evaluation slot: memory for bodies stays below
+/// `BODIES_PER_SLOT × slots × --max-body-bytes` however many requests arrive.
+const BODIES_PER_SLOT: usize = 4;
 /// Longest a client may take to send request headers (HTTP/1).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest open connections get to finish after shutdown starts.
@@ -92,6 +98,8 @@ struct AppState {
     results: Option<ResultsSender>,
     filters: Arc<ResourceFilters>,
     permits: Arc<Semaphore>,
+    /// Taken before a body is read and kept until its review is answered.
+    body_permits: Arc<Semaphore>,
     max_body_bytes: usize,
     timeout_margin: Duration,
     default_timeout: Duration,
@@ -156,6 +164,7 @@ impl Server {
                 results: None,
                 filters: Arc::new(filters),
                 permits: Arc::new(Semaphore::new(permits)),
+                body_permits: Arc::new(Semaphore::new(permits.saturating_mul(BODIES_PER_SLOT))),
                 max_body_bytes,
                 timeout_margin,
                 default_timeout,
@@ -255,10 +264,17 @@ impl BoundServer {
             .max_concurrent_streams(256);
 
         let graceful = GracefulShutdown::new();
+        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let stop = shutdown.wait();
         tokio::pin!(stop);
         tracing::info!(%local_addr, "admission webhook listening");
         loop {
+            // A connection slot first: at the cap, new connections wait in the accept queue.
+            let slot = tokio::select! {
+                _ = &mut stop => break,
+                slot = connections.clone().acquire_owned() => slot,
+            };
+            let Ok(slot) = slot else { break };
             let accepted = tokio::select! {
                 _ = &mut stop => break,
                 accepted = listener.accept() => accepted,
@@ -281,6 +297,7 @@ impl BoundServer {
             let watcher = graceful.watcher();
             tokio::spawn(
                 async move {
+                    let _slot = slot;
                     let tls_stream = match tokio::time::timeout(
                         HANDSHAKE_TIMEOUT,
                         acceptor.accept(stream),
@@ -504,7 +521,17 @@ async fn read_review(
             ))
         }
     };
-    match parse_review(&bytes) {
+    // Parsing a large review takes milliseconds of CPU: not on the async threads.
+    let parsed = match tokio::task::spawn_blocking(move || parse_review(&bytes)).await {
+        Ok(parsed) => parsed,
+        Err(_join_error) => {
+            return Err(json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            ))
+        }
+    };
+    match parsed {
         Ok(parsed) => Ok(parsed),
         Err(ParseError::Unanswerable(reason)) => {
             tracing::info!(%reason, "rejecting an unreadable AdmissionReview");
@@ -553,6 +580,22 @@ impl Failure {
             }
             _ => "bylaw could not evaluate policies for this request",
         }
+    }
+}
+
+/// A body slot, taken before the body is read so that bodies in memory stay bounded whatever
+/// arrives; `Err` with an answer (503: the API server applies the webhook's failurePolicy)
+/// when none frees up before the deadline.
+async fn body_slot(
+    state: &AppState,
+    deadline: Instant,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    match tokio::time::timeout_at(deadline, state.body_permits.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bylaw is at its limit of requests in progress",
+        )),
     }
 }
 
@@ -630,6 +673,17 @@ async fn admission(
     let query = request.uri().query().map(str::to_owned);
     let timeout = review_timeout(query.as_deref(), state.default_timeout);
     let deadline = started + evaluation_budget(timeout, state.timeout_margin);
+    let _body_slot = match body_slot(&state, deadline).await {
+        Ok(slot) => slot,
+        Err(response) => {
+            state.metrics.record_admission_failure(
+                phase,
+                failure_policy == FailurePolicy::Fail,
+                Failure::Overloaded.reason(),
+            );
+            return response;
+        }
+    };
     let ParsedReview {
         version,
         request: review,
@@ -793,6 +847,10 @@ fn answer_verdict(
 async fn policies_validate(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let timeout = review_timeout(request.uri().query(), state.default_timeout);
     let deadline = Instant::now() + evaluation_budget(timeout, state.timeout_margin);
+    let _body_slot = match body_slot(&state, deadline).await {
+        Ok(slot) => slot,
+        Err(response) => return response,
+    };
     let ParsedReview {
         version,
         request: review,

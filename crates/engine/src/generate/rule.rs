@@ -188,6 +188,10 @@ impl Scope<'_> {
                 if element.is_null() {
                     continue;
                 }
+                if let Err(expired) = crate::deadline::check() {
+                    out.errors.push(expired);
+                    break;
+                }
                 let mut element_ctx = ctx.clone();
                 for (name, value) in [
                     ("element", element.clone()),

@@ -59,23 +59,6 @@ impl<'a> Val<'a> {
         }
     }
 
-    /// The value as JSON, copying only what is not borrowed from the document.
-    pub(crate) fn into_cow(self) -> Cow<'a, Value> {
-        match self {
-            Val::Ref(v) => Cow::Borrowed(v),
-            Val::Owned(v) => Cow::Owned(v),
-            list @ Val::List(_) => Cow::Owned(list.into_owned()),
-        }
-    }
-
-    pub(crate) fn into_owned(self) -> Value {
-        match self {
-            Val::Ref(v) => v.clone(),
-            Val::Owned(v) => v,
-            Val::List(items) => Value::Array(items.into_iter().map(Val::into_owned).collect()),
-        }
-    }
-
     /// The elements of an array result, keeping borrows; `None` for anything else.
     fn into_elements(self) -> Option<Vec<Val<'a>>> {
         match self {
@@ -145,16 +128,32 @@ pub(crate) fn evaluate_ref<'a>(
     data: &'a Value,
     env: &dyn Env,
 ) -> Result<Cow<'a, Value>, JmespathError> {
-    let mut interp = Interp { env };
-    match interp.eval(ast, Val::Ref(data)) {
-        Ok(v) => Ok(v.into_cow()),
+    let mut interp = Interp::new(env);
+    let result = interp
+        .eval(ast, Val::Ref(data))
+        .and_then(|v| interp.materialize(v));
+    match result {
+        Ok(v) => Ok(v),
         Err(Fail::NotFound(key)) => Err(JmespathError::NotFound { key }),
         Err(Fail::Error(e)) => Err(e),
     }
 }
 
+/// Most units of work one evaluation may do: a node evaluated, an element collected, a value
+/// copied. A policy over a list of thousands of objects needs well under a million; an
+/// expression that doubles a list at every level needs more than this within about 25 levels.
+pub(crate) const MAX_STEPS: u64 = 20_000_000;
+
+/// Deepest the evaluator recurses. An unoptimised build spends about 17 KiB of stack per level,
+/// so this keeps a whole evaluation within a 2 MiB thread stack (Tokio's blocking threads,
+/// test threads) with room for the engine's frames around it.
+pub(crate) const MAX_EVAL_DEPTH: usize = 64;
+
 pub(crate) struct Interp<'e> {
     pub(crate) env: &'e dyn Env,
+    depth: usize,
+    steps: u64,
+    ticker: crate::deadline::Ticker,
 }
 
 /// Reads "not found" as null; other failures stay failures.
@@ -165,17 +164,115 @@ fn or_null(res: Res<'_>) -> Res<'_> {
     }
 }
 
-/// Any failure reads as null (go-jmespath does this for the left side of projections).
-fn any_null(res: Res<'_>) -> Val<'_> {
-    res.unwrap_or(Val::null())
+/// Any failure reads as null (go-jmespath does this for the left side of projections) — but
+/// not a safety limit, which must end the evaluation.
+fn any_null(res: Res<'_>) -> Res<'_> {
+    match res {
+        Err(Fail::Error(limit @ JmespathError::Limit(_))) => Err(Fail::Error(limit)),
+        Err(_) => Ok(Val::null()),
+        ok => ok,
+    }
 }
 
 fn null<'a>() -> Res<'a> {
     Ok(Val::null())
 }
 
-impl Interp<'_> {
+impl<'e> Interp<'e> {
+    pub(crate) fn new(env: &'e dyn Env) -> Self {
+        Interp {
+            env,
+            depth: 0,
+            steps: 0,
+            ticker: crate::deadline::Ticker::default(),
+        }
+    }
+
+    /// Counts `units` of work; an error once the evaluation has done too much or its deadline
+    /// has passed.
+    pub(crate) fn charge(&mut self, units: usize) -> Result<(), JmespathError> {
+        self.steps = self
+            .steps
+            .saturating_add(u64::try_from(units).unwrap_or(u64::MAX));
+        if self.steps > MAX_STEPS {
+            return Err(JmespathError::limit(format!(
+                "the expression did more than {MAX_STEPS} steps of work"
+            )));
+        }
+        if self.ticker.tick() {
+            return Err(JmespathError::limit(crate::deadline::EXPIRED_MESSAGE));
+        }
+        Ok(())
+    }
+
+    /// A copy of a document value, charged per node, so copying a large value many times is
+    /// bounded like any other work.
+    pub(crate) fn copy(&mut self, value: &Value) -> Result<Value, JmespathError> {
+        self.charge(1)?;
+        Ok(match value {
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    out.push(self.copy(item)?);
+                }
+                Value::Array(out)
+            }
+            Value::Object(map) => {
+                let mut out = Map::new();
+                for (key, item) in map {
+                    self.charge(key.len() / 64)?;
+                    out.insert(key.clone(), self.copy(item)?);
+                }
+                Value::Object(out)
+            }
+            Value::String(text) => {
+                self.charge(text.len() / 64)?;
+                value.clone()
+            }
+            other => other.clone(),
+        })
+    }
+
+    /// A result as JSON: borrowed when it is part of the document, else built with every
+    /// copied node charged.
+    pub(crate) fn materialize<'a>(&mut self, v: Val<'a>) -> Result<Cow<'a, Value>, Fail> {
+        Ok(match v {
+            Val::Ref(r) => Cow::Borrowed(r),
+            Val::Owned(o) => Cow::Owned(o),
+            Val::List(items) => Cow::Owned(self.owned(Val::List(items))?),
+        })
+    }
+
+    /// A result as an owned value, every copied node charged.
+    pub(crate) fn owned(&mut self, v: Val<'_>) -> Result<Value, JmespathError> {
+        match v {
+            Val::Ref(r) => self.copy(r),
+            Val::Owned(o) => Ok(o),
+            Val::List(items) => {
+                self.charge(1)?;
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    out.push(self.owned(item)?);
+                }
+                Ok(Value::Array(out))
+            }
+        }
+    }
+
     pub(crate) fn eval<'a>(&mut self, ast: &'a Ast, v: Val<'a>) -> Res<'a> {
+        self.charge(1)?;
+        if self.depth >= MAX_EVAL_DEPTH {
+            return Err(Fail::Error(JmespathError::limit(format!(
+                "the expression nests deeper than {MAX_EVAL_DEPTH} levels when evaluated"
+            ))));
+        }
+        self.depth += 1;
+        let result = self.eval_node(ast, v);
+        self.depth -= 1;
+        result
+    }
+
+    fn eval_node<'a>(&mut self, ast: &'a Ast, v: Val<'a>) -> Res<'a> {
         match ast {
             Ast::Identity => Ok(v),
             Ast::Literal(value) => Ok(Val::Ref(value)),
@@ -194,7 +291,7 @@ impl Interp<'_> {
                 self.project(rhs, items)
             }
             Ast::ValueProjection(lhs, rhs) => {
-                let left = any_null(self.eval(lhs, v));
+                let left = any_null(self.eval(lhs, v))?;
                 let values: Vec<Val<'a>> = match left {
                     Val::Ref(Value::Object(map)) => map.values().map(Val::Ref).collect(),
                     Val::Owned(Value::Object(map)) => {
@@ -205,7 +302,7 @@ impl Interp<'_> {
                 self.project(rhs, values)
             }
             Ast::FilterProjection(lhs, rhs, cond) => {
-                let left = any_null(self.eval(lhs, v));
+                let left = any_null(self.eval(lhs, v))?;
                 let Some(items) = left.into_elements() else {
                     return null();
                 };
@@ -222,12 +319,13 @@ impl Interp<'_> {
                 Ok(Val::List(out))
             }
             Ast::Flatten(inner) => {
-                let left = any_null(self.eval(inner, v));
+                let left = any_null(self.eval(inner, v))?;
                 let Some(items) = left.into_elements() else {
                     return null();
                 };
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
+                    self.charge(item.len_if_array().unwrap_or(1))?;
                     match item {
                         Val::Ref(Value::Array(nested)) => out.extend(nested.iter().map(Val::Ref)),
                         Val::Owned(Value::Array(nested)) => {
@@ -286,7 +384,8 @@ impl Interp<'_> {
                 }
                 let mut out = Map::new();
                 for (key, item) in pairs {
-                    let value = or_null(self.eval(item, v.clone()))?.into_owned();
+                    let value = or_null(self.eval(item, v.clone()))?;
+                    let value = self.owned(value)?;
                     out.insert(key.clone(), value);
                 }
                 Ok(Val::Owned(Value::Object(out)))
@@ -304,11 +403,18 @@ impl Interp<'_> {
                                     return Ok(Val::Owned(Value::from(items.len())));
                                 }
                             }
-                            resolved.push(Arg::Value(value.into_cow()));
+                            resolved.push(Arg::Value(self.materialize(value)?));
                         }
                     }
                 }
                 let result = functions::call(self, name, resolved)?;
+                // What a function built is work done (a string grown by `join`, say).
+                match &result {
+                    Value::String(text) => self.charge(text.len() / 64)?,
+                    Value::Array(items) => self.charge(items.len())?,
+                    Value::Object(map) => self.charge(map.len())?,
+                    _ => {}
+                }
                 Ok(Val::Owned(result))
             }
             Ast::Expref(_) => Err(Fail::Error(JmespathError::function(
@@ -332,7 +438,7 @@ impl Interp<'_> {
     /// Evaluates an `&expr` argument against one value; a missing key reads as null.
     pub(crate) fn eval_expref(&mut self, ast: &Ast, v: &Value) -> Result<Value, JmespathError> {
         match self.eval(ast, Val::Ref(v)) {
-            Ok(r) => Ok(r.into_owned()),
+            Ok(r) => self.owned(r),
             Err(Fail::NotFound(_)) => Ok(Value::Null),
             Err(Fail::Error(e)) => Err(e),
         }

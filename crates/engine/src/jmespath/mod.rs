@@ -23,7 +23,6 @@ mod x509;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, FixedOffset, Local, Utc};
@@ -89,18 +88,17 @@ impl JmespathError {
     }
 }
 
-/// What functions may observe from outside the document: the clock, randomness and name
-/// resolution. Production uses [`SystemEnv`]; tests pass a fixed implementation.
+/// What functions may observe from outside the document: the clock and randomness. There is
+/// no name resolution: the engine does no network I/O (`is_external_url` decides from the URL's
+/// text). Production uses [`SystemEnv`]; tests pass a fixed implementation.
 pub trait Env: Send + Sync {
     /// The current time in the local zone (`time_now`) — `time_now_utc` converts it.
     fn now(&self) -> DateTime<FixedOffset>;
     /// A fresh random number for `random()`.
     fn random_u64(&self) -> u64;
-    /// Resolves a host name for `is_external_url`.
-    fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, String>;
 }
 
-/// The real clock, a process-seeded random source and the system resolver.
+/// The real clock and a process-seeded random source.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemEnv;
 
@@ -120,14 +118,6 @@ impl Env for SystemEnv {
         hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
         hasher.write_i64(Utc::now().timestamp_nanos_opt().unwrap_or(0));
         hasher.finish()
-    }
-
-    fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, String> {
-        use std::net::ToSocketAddrs;
-        (host, 0)
-            .to_socket_addrs()
-            .map(|addrs| addrs.map(|a| a.ip()).collect())
-            .map_err(|e| format!("lookup {host}: {e}"))
     }
 }
 

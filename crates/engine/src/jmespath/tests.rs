@@ -1,8 +1,6 @@
 //! Behaviour tests for the JMESPath dialect and its functions. The case table lives in
 //! `testdata/cases.yaml`; expectations come from Kyverno's documentation and its own tests.
 
-use std::net::IpAddr;
-
 use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -20,14 +18,6 @@ impl Env for FixedEnv {
 
     fn random_u64(&self) -> u64 {
         42
-    }
-
-    fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, String> {
-        match host {
-            "internal.test" => Ok(vec!["10.1.2.3".parse().unwrap()]),
-            "public.test" => Ok(vec!["93.184.216.34".parse().unwrap()]),
-            other => Err(format!("lookup {other}: no such host")),
-        }
     }
 }
 
@@ -296,4 +286,64 @@ fn search_ref_borrows_parts_of_the_document_and_computes_the_rest() {
     );
     let missing = compile("request.object.spec.missing").unwrap();
     assert!(missing.search_ref(&doc).unwrap_err().is_not_found());
+}
+
+#[test]
+fn string_builders_refuse_results_over_the_limit_before_building_them() {
+    let big = json!({"s": "x".repeat(1 << 20), "r": "y".repeat(64)});
+    let kind = |expr: &str| compile(expr).unwrap().search(&big).unwrap_err().kind();
+    // An empty `old` inserts `new` between every character: 1 MiB × 64 bytes.
+    assert_eq!(kind("replace_all(s, '', r)"), "limit");
+    assert_eq!(kind("replace(s, '', r, `-1`)"), "limit");
+    // Each match expands to the whole input again.
+    assert_eq!(
+        kind("regex_replace_all('(x)', s, join('', [r, '$1']))"),
+        "limit"
+    );
+    assert_eq!(kind("join('', [s, s, s, s, s, s, s, s, s])"), "limit");
+    // Below the limit the same functions work.
+    let ok = compile("length(replace_all(s, 'x', 'zz'))")
+        .unwrap()
+        .search(&big);
+    assert_eq!(ok.unwrap(), json!(2 << 20));
+    let ok = compile("length(regex_replace_all('x{1024}', s, '$0-'))")
+        .unwrap()
+        .search(&big);
+    assert_eq!(ok.unwrap(), json!((1 << 20) + 1024));
+}
+
+#[test]
+fn evaluation_work_and_depth_are_bounded() {
+    // 64 copies per level, five levels: 2^30 elements.
+    let copies = vec!["@"; 64].join(",");
+    let mut expr = String::from("`[1]`");
+    for _ in 0..5 {
+        expr = format!("map(&[{copies}], {expr})[]");
+    }
+    let err = compile(&format!("length({expr})"))
+        .unwrap()
+        .search(&json!({}))
+        .unwrap_err();
+    assert_eq!(err.kind(), "limit", "{err}");
+    // Copying the whole document many times counts as work too.
+    let doc = json!({"items": vec![json!({"a": [1, 2, 3, 4, 5, 6, 7, 8]}); 20_000]});
+    let many = vec!["items"; 200].join(",");
+    let err = compile(&format!("length(to_string([{many}]))"))
+        .unwrap()
+        .search(&doc);
+    assert_eq!(err.unwrap_err().kind(), "limit");
+    // Nesting that compiles but would recurse too deep for a small stack.
+    let mut deep = String::from("@");
+    for _ in 0..(super::interp::MAX_EVAL_DEPTH + 1) {
+        deep = format!("not_null({deep})");
+    }
+    let err = compile(&deep).unwrap().search(&json!(1)).unwrap_err();
+    assert_eq!(err.kind(), "limit", "{err}");
+    assert_eq!(
+        compile("not_null(not_null(@))")
+            .unwrap()
+            .search(&json!(1))
+            .unwrap(),
+        json!(1)
+    );
 }

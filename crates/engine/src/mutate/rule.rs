@@ -371,6 +371,9 @@ fn foreach_elements(
         let Some(element) = elements.get(index).filter(|e| !e.is_null()) else {
             continue;
         };
+        if let Err(expired) = crate::deadline::check() {
+            return Step::error(resource, expired);
+        }
         // Each element sees the context with its own variables; they are taken out again
         // afterwards instead of copying the whole context per element.
         let mut saved = SavedKeys::default();

@@ -336,6 +336,10 @@ fn check_array(array: &ArrayNode, items: &[Value], path: &Path<'_>) -> Result<()
         ArrayNode::OfMaps(map) => {
             let mut tally = Tally::default();
             for (i, item) in items.iter().enumerate() {
+                // Long lists of objects are where a pattern walk spends its time.
+                if crate::deadline::expired() {
+                    return Err(fail(path, crate::deadline::EXPIRED_MESSAGE.to_owned()));
+                }
                 let here = path.index(i);
                 let result = match item {
                     Value::Object(object) => check_map(map, object, &here),

@@ -208,6 +208,12 @@ fn contains(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
 fn join(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
     let sep = c.str(0)?;
     let parts: Vec<&str> = c.array(1)?.iter().filter_map(Value::as_str).collect();
+    let len = parts
+        .iter()
+        .fold(sep.len().saturating_mul(parts.len()), |sum, p| {
+            sum.saturating_add(p.len())
+        });
+    super::check_result_len("join", len)?;
     Ok(Value::String(parts.join(sep)))
 }
 
@@ -223,7 +229,7 @@ fn length(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
 
 fn map(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
     let expr = c.expref(0)?;
-    let items = c.take(1);
+    let items = c.take(1)?;
     let Value::Array(items) = items else {
         return Err(c.type_error(1, "Array"));
     };
@@ -254,7 +260,7 @@ fn extreme(c: &mut Call<'_, '_, '_>, want: Ordering) -> Result<Value, JmespathEr
 
 fn extreme_by(c: &mut Call<'_, '_, '_>, want: Ordering) -> Result<Value, JmespathError> {
     let expr = c.expref(1)?;
-    let Value::Array(items) = c.take(0) else {
+    let Value::Array(items) = c.take(0)? else {
         return Err(c.type_error(0, "Array"));
     };
     let mut iter = items.into_iter();
@@ -296,7 +302,7 @@ fn extreme_by(c: &mut Call<'_, '_, '_>, want: Ordering) -> Result<Value, Jmespat
 fn merge(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
     let mut out = Map::new();
     for i in 0..c.len() {
-        match c.take(i) {
+        match c.take(i)? {
             Value::Object(map) => {
                 for (k, v) in map {
                     out.insert(k, v);
@@ -316,14 +322,14 @@ fn merge(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
 fn not_null(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
     for i in 0..c.len() {
         if !c.value(i).is_null() {
-            return Ok(c.take(i));
+            return c.take(i);
         }
     }
     Ok(Value::Null)
 }
 
 fn reverse(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
-    match c.take(0) {
+    match c.take(0)? {
         Value::String(s) => Ok(Value::String(s.chars().rev().collect())),
         Value::Array(mut items) => {
             items.reverse();
@@ -334,7 +340,7 @@ fn reverse(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
 }
 
 fn sort(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
-    let Value::Array(mut items) = c.take(0) else {
+    let Value::Array(mut items) = c.take(0)? else {
         return Err(c.type_error(0, "Array"));
     };
     items.sort_by(|a, b| crate::jmespath::value::compare_scalars(a, b).unwrap_or(Ordering::Equal));
@@ -343,7 +349,7 @@ fn sort(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
 
 fn sort_by(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
     let expr = c.expref(1)?;
-    let Value::Array(items) = c.take(0) else {
+    let Value::Array(items) = c.take(0)? else {
         return Err(c.type_error(0, "Array"));
     };
     if items.len() < 2 {
@@ -380,7 +386,7 @@ fn sort_by(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
 }
 
 fn to_array(c: &mut Call<'_, '_, '_>) -> Result<Value, JmespathError> {
-    match c.take(0) {
+    match c.take(0)? {
         Value::Array(items) => Ok(Value::Array(items)),
         other => Ok(Value::Array(vec![other])),
     }

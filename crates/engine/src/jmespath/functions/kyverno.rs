@@ -35,7 +35,11 @@ pub(super) static DEFS: &[Def] = &[
     def!("compare", [STR, STR], "number", "compares two strings byte by byte: -1, 0 or 1", compare),
     def!("equal_fold", [STR, STR], "boolean", "whether two strings are equal ignoring letter case", equal_fold),
     def!("replace", [STR, STR, STR, NUM], "string", "replaces the first N occurrences of a substring (all when N is negative)", replace),
-    def!("replace_all", [STR, STR, STR], "string", "replaces every occurrence of a substring", |c| Ok(Value::String(c.str(0)?.replace(c.str(1)?, c.str(2)?)))),
+    def!("replace_all", [STR, STR, STR], "string", "replaces every occurrence of a substring", |c| {
+        let (s, old, new) = (c.str(0)?, c.str(1)?, c.str(2)?);
+        replaced_len_ok("replace_all", s, old, new, usize::MAX)?;
+        Ok(Value::String(s.replace(old, new)))
+    }),
     def!("to_upper", [STR], "string", "upper-cases a string", |c| Ok(Value::String(c.str(0)?.to_uppercase()))),
     def!("to_lower", [STR], "string", "lower-cases a string", |c| Ok(Value::String(c.str(0)?.to_lowercase()))),
     def!("trim", [STR, STR], "string", "removes any of the given characters from both ends", trim),
@@ -109,10 +113,39 @@ fn equal_fold(c: &mut Call<'_, '_, '_>) -> Out {
     Ok(Value::Bool(fold(c.str(0)?) == fold(c.str(1)?)))
 }
 
+/// Refuses a replacement whose result would be too long, before building it: an empty `old`
+/// matches between every character, so a long `new` multiplies the input.
+fn replaced_len_ok(
+    function: &str,
+    s: &str,
+    old: &str,
+    new: &str,
+    limit: usize,
+) -> Result<(), JmespathError> {
+    if new.len() <= old.len() {
+        return Ok(());
+    }
+    let matches = if old.is_empty() {
+        s.chars().count().saturating_add(1)
+    } else {
+        s.matches(old).count()
+    }
+    .min(limit);
+    let grown = matches.saturating_mul(new.len() - old.len());
+    super::check_result_len(function, s.len().saturating_add(grown))
+}
+
 /// Go's `strings.Replace(s, old, new, n)`.
 fn replace(c: &mut Call<'_, '_, '_>) -> Out {
     let (s, old, new) = (c.str(0)?, c.str(1)?, c.str(2)?);
     let n = c.f64(3)? as i64;
+    replaced_len_ok(
+        "replace",
+        s,
+        old,
+        new,
+        usize::try_from(n).unwrap_or(usize::MAX),
+    )?;
     if n < 0 {
         return Ok(Value::String(s.replace(old, new)));
     }
@@ -197,11 +230,25 @@ fn regex_replace(c: &mut Call<'_, '_, '_>, expand: bool) -> Out {
     let src = string_or_number(c, 1)?;
     let repl = string_or_number(c, 2)?;
     let re = compiled_regex(c, &pattern)?;
-    let out = if expand {
-        re.replace_all(&src, repl.as_str()).into_owned()
-    } else {
-        re.replace_all(&src, regex::NoExpand(&repl)).into_owned()
-    };
+    // Expansions of `$1` can repeat the input per match: build with a cap instead of
+    // estimating.
+    let mut out = String::new();
+    let mut last = 0;
+    for caps in re.captures_iter(&src) {
+        let Some(whole) = caps.get(0) else {
+            continue;
+        };
+        out.push_str(src.get(last..whole.start()).unwrap_or_default());
+        if expand {
+            caps.expand(&repl, &mut out);
+        } else {
+            out.push_str(&repl);
+        }
+        last = whole.end();
+        super::check_result_len(c.name, out.len())?;
+    }
+    out.push_str(src.get(last..).unwrap_or_default());
+    super::check_result_len(c.name, out.len())?;
     Ok(Value::String(out))
 }
 
@@ -259,7 +306,7 @@ fn arithmetic(
 }
 
 fn sum(c: &mut Call<'_, '_, '_>) -> Out {
-    let Value::Array(items) = c.take(0) else {
+    let Value::Array(items) = c.take(0)? else {
         return Err(c.error("Types mismatch"));
     };
     let mut iter = items.into_iter();
@@ -534,7 +581,7 @@ fn items(c: &mut Call<'_, '_, '_>) -> Out {
         m.insert(value_name.clone(), v);
         Value::Object(m)
     };
-    match c.take(0) {
+    match c.take(0)? {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -794,26 +841,63 @@ fn host_of(url: &str) -> String {
     host_port.split(':').next().unwrap_or("").to_owned()
 }
 
+/// Loopback, private, link-local (cloud metadata at 169.254.169.254) and unspecified
+/// addresses. Kyverno counts only loopback and private ones as internal.
 fn is_internal(ip: &IpAddr) -> bool {
+    let v4_internal = |v4: &std::net::Ipv4Addr| {
+        v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified()
+    };
     match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        IpAddr::V4(v4) => v4_internal(v4),
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
-                return v4.is_loopback() || v4.is_private();
+                return v4_internal(&v4);
             }
-            v6.is_loopback() || (v6.segments().first().is_some_and(|s| s & 0xfe00 == 0xfc00))
+            let first = v6.segments().first().copied().unwrap_or(0);
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || first & 0xfe00 == 0xfc00
+                || first & 0xffc0 == 0xfe80
         }
     }
 }
 
+/// Decides from the URL's text alone, without DNS: the engine runs on the admission path and
+/// does no I/O, and an answer from a lookup would not hold anyway (whoever uses the URL
+/// resolves it again, to whatever the name points to then). IP literals are judged by range;
+/// a name is internal when it is one a cluster or host resolves locally (`localhost`, a single
+/// label, `.local`, `.localhost`, `.internal`, `.svc`, `.cluster.local`, `.home.arpa`), and a
+/// host that is all digits or hex (`2130706433`, `0x7f.1`), which some clients read as an
+/// address, is not external either.
 fn is_external_url(c: &mut Call<'_, '_, '_>) -> Out {
     let host = host_of(c.str(0)?);
+    Ok(Value::Bool(host_is_external(&host)))
+}
+
+fn host_is_external(host: &str) -> bool {
     if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(Value::Bool(!is_internal(&ip)));
+        return !is_internal(&ip);
     }
-    let ips = c
-        .env()
-        .resolve_host(&host)
-        .map_err(JmespathError::function)?;
-    Ok(Value::Bool(!ips.iter().any(is_internal)))
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() || !name.contains('.') {
+        return false;
+    }
+    const LOCAL_SUFFIXES: &[&str] = &[
+        ".localhost",
+        ".local",
+        ".internal",
+        ".svc",
+        ".cluster.local",
+        ".home.arpa",
+        ".localdomain",
+    ];
+    if name == "localhost" || LOCAL_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        return false;
+    }
+    // Numeric forms other than dotted quads (decimal, octal, hex parts).
+    let numeric = name.split('.').all(|part| match part.strip_prefix("0x") {
+        Some(hex) => !hex.is_empty() && hex.chars().all(|ch| ch.is_ascii_hexdigit()),
+        None => !part.is_empty() && part.chars().all(|ch| ch.is_ascii_digit()),
+    });
+    !numeric
 }

@@ -16,6 +16,20 @@ use super::parser::Ast;
 use super::value::go_debug;
 use super::{Env, JmespathError};
 
+/// Longest string a function may build, in bytes: more than any object the API server accepts
+/// (3 MiB), far less than what doubling a string a few dozen times would reach.
+pub(crate) const MAX_RESULT_BYTES: usize = 8 << 20;
+
+/// Refuses a result of `len` bytes before it is built.
+pub(crate) fn check_result_len(function: &str, len: usize) -> Result<(), JmespathError> {
+    if len > MAX_RESULT_BYTES {
+        return Err(JmespathError::limit(format!(
+            "{function}: the result would be {len} bytes, more than the {MAX_RESULT_BYTES} allowed"
+        )));
+    }
+    Ok(())
+}
+
 /// An evaluated argument, or an `&expr` reference for functions that take one.
 pub(crate) enum Arg<'a> {
     Value(Cow<'a, Value>),
@@ -225,11 +239,15 @@ impl<'a> Call<'_, '_, 'a> {
         }
     }
 
-    /// Takes argument `i` out, avoiding a copy when it was computed rather than borrowed.
-    pub(crate) fn take(&mut self, i: usize) -> Value {
+    /// Takes argument `i` out, avoiding a copy when it was computed rather than borrowed; a
+    /// copy is charged to the evaluation's budget.
+    pub(crate) fn take(&mut self, i: usize) -> Result<Value, JmespathError> {
         match self.args.get_mut(i) {
-            Some(Arg::Value(v)) => std::mem::replace(v, Cow::Owned(Value::Null)).into_owned(),
-            _ => Value::Null,
+            Some(Arg::Value(v)) => match std::mem::replace(v, Cow::Owned(Value::Null)) {
+                Cow::Owned(owned) => Ok(owned),
+                Cow::Borrowed(borrowed) => self.interp.copy(borrowed),
+            },
+            _ => Ok(Value::Null),
         }
     }
 

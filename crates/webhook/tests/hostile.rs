@@ -1,0 +1,80 @@
+//! The webhook under hostile clients (loopback only, bounded loops): slow bodies cannot hold
+//! more memory than the body slots allow, and reviews keep being answered.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::{Bytes, Frame};
+use hyper::StatusCode;
+use serde_json::json;
+use support::{pod, review, TestServer};
+
+/// Bodies are read only with a body slot (four per evaluation slot): clients that start a body
+/// and never finish it fill the slots, and further reviews are refused with 503 — which the
+/// API server turns into the webhook's failurePolicy — without their bodies being read. Once
+/// the slow clients go, reviews are served again.
+#[tokio::test]
+async fn slow_bodies_hold_body_slots_not_unbounded_memory() {
+    let server = TestServer::start_with(|config| {
+        config.max_concurrency = std::num::NonZeroUsize::new(1);
+    })
+    .await;
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let mut connection = server.client().connect(false).await.unwrap();
+        let (mut sender, channel) = http_body_util::channel::Channel::<Bytes>::new(1);
+        sender
+            .send(Frame::data(Bytes::from_static(b"{\"apiVersion\":")))
+            .await
+            .unwrap();
+        let request = tokio::spawn(async move {
+            connection
+                .send("POST", "/validate/fail?timeout=30s", channel.boxed(), &[])
+                .await
+        });
+        stalled.push((sender, request));
+    }
+    // Let the four reach the server and take their slots.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = serde_json::to_vec(&review("uid-late", "default", pod(json!({})))).unwrap();
+    let started = std::time::Instant::now();
+    let reply = server
+        .client()
+        .post_bytes("/validate/fail?timeout=2s", body.clone())
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(server.evaluator.evaluations.load(Ordering::SeqCst), 0);
+
+    // The slow clients give up: their slots come back.
+    for (sender, request) in stalled {
+        drop(sender);
+        request.abort();
+    }
+    let mut served = false;
+    for _ in 0..50 {
+        let reply = server
+            .client()
+            .post_bytes("/validate/fail?timeout=2s", body.clone())
+            .await;
+        if reply.status == StatusCode::OK {
+            assert_eq!(reply.json()["response"]["uid"], "uid-late");
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        served,
+        "reviews are served again once the slow clients left"
+    );
+    server.stop().await;
+}

@@ -1,0 +1,54 @@
+#!/bin/sh
+# `make hostile-load`: bylaw serve (release) with the Pod Security policies and a policy whose
+# evaluation explodes, on 127.0.0.1 only, under tests/hostile/load.py's hostile clients; then
+# reviews that make the exploding policy run, timed. Prints JSON and a summary line.
+set -eu
+BYLAW=${BYLAW:-target/release/bylaw}
+PORT=${PORT:-18445}
+SECONDS_PER_PHASE=${SECONDS_PER_PHASE:-10}
+CONNECTIONS=${CONNECTIONS:-1000}
+BODIES=${BODIES:-1000}
+MAX_CONCURRENCY=${MAX_CONCURRENCY:-4}
+
+work=$(mktemp -d)
+"$BYLAW" serve \
+  --policies policies/pod-security/baseline,policies/pod-security/restricted,tests/hostile/exploding \
+  --dev-tls --dev-tls-dir "$work" --listen "127.0.0.1:$PORT" --log-filter error \
+  --max-concurrency "$MAX_CONCURRENCY" >"$work/serve.log" 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT INT TERM
+url="https://localhost:$PORT"
+tries=0
+until curl -fsS --cacert "$work/ca.crt" "$url/readyz" >/dev/null 2>&1; do
+  tries=$((tries + 1))
+  [ "$tries" -le 100 ] && kill -0 "$server" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+  sleep 0.1
+done
+ulimit -n 8192 2>/dev/null || true
+python3 tests/hostile/load.py --port "$PORT" --pid "$server" --seconds "$SECONDS_PER_PHASE" \
+  --connections "$CONNECTIONS" --bodies "$BODIES"
+
+# The exploding policy: 4,000 containers, each element querying all of them.
+python3 - "$work/explode.json" <<'PY'
+import json, sys
+containers = [{"name": f"c{i}", "image": "registry.example.com/app:1"} for i in range(4000)]
+review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+    "uid": "explode", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+    "resource": {"group": "", "version": "v1", "resource": "pods"},
+    "namespace": "default", "operation": "CREATE", "userInfo": {"username": "dev"},
+    "object": {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "big", "namespace": "default", "labels": {"explode": "true"}},
+               "spec": {"containers": containers}}}}
+json.dump(review, open(sys.argv[1], "w"))
+PY
+for i in 1 2 3 4 5 6 7 8; do
+  curl -sS -o "$work/explode.out.$i" -w '%{http_code} %{time_total}\n' --cacert "$work/ca.crt" \
+    -H 'Content-Type: application/json' --data-binary "@$work/explode.json" \
+    "$url/validate/fail?timeout=2s" &
+done | sort | uniq -c | sed 's/^/exploding policy, 8 at once, timeout=2s: /'
+wait
+echo "exploding policy answer: $(head -c 300 "$work/explode.out.1")"
+echo "after: rss_kib=$(grep VmRSS /proc/$server/status | awk '{print $2}') hwm_kib=$(grep VmHWM /proc/$server/status | awk '{print $2}')"
+curl -sS --cacert "$work/ca.crt" -H 'Content-Type: application/json' \
+  --data-binary @examples/admission-reviews/03-create-pod-privileged.json \
+  -o /dev/null -w 'a review after all that: %{http_code} in %{time_total}s\n' "$url/validate/fail?timeout=10s"
