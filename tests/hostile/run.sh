@@ -25,8 +25,39 @@ until curl -fsS --cacert "$work/ca.crt" "$url/readyz" >/dev/null 2>&1; do
   sleep 0.1
 done
 ulimit -n 8192 2>/dev/null || true
+# The prober: one well-formed review after another, from its own process.
+(
+  while [ ! -e "$work/stop" ]; do
+    printf '%s ' "$(date +%s.%N)"
+    curl -sS -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 15 --cacert "$work/ca.crt" \
+      -H 'Content-Type: application/json' \
+      --data-binary @examples/admission-reviews/03-create-pod-privileged.json \
+      "$url/validate/fail?timeout=10s" 2>/dev/null || echo "000 15"
+    sleep 0.1
+  done
+) >"$work/probes" &
+prober=$!
 python3 tests/hostile/load.py --port "$PORT" --pid "$server" --seconds "$SECONDS_PER_PHASE" \
-  --connections "$CONNECTIONS" --bodies "$BODIES"
+  --connections "$CONNECTIONS" --bodies "$BODIES" >"$work/phases.json"
+touch "$work/stop"
+wait "$prober" 2>/dev/null || true
+python3 - "$work/phases.json" "$work/probes" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+probes = []
+for line in open(sys.argv[2]):
+    parts = line.split()
+    if len(parts) == 3:
+        probes.append((float(parts[0]), parts[1], float(parts[2])))
+for phase in report["phases"]:
+    mine = [p for p in probes if phase["start"] <= p[0] <= phase["end"]]
+    phase["probes"] = len(mine)
+    phase["probes_200"] = sum(1 for p in mine if p[1] == "200")
+    phase["probe_max_seconds"] = max((p[2] for p in mine), default=None)
+    times = sorted(p[2] for p in mine)
+    phase["probe_p50_seconds"] = times[len(times) // 2] if times else None
+print(json.dumps(report, indent=2))
+PY
 
 # The exploding policy: 4,000 containers, each element querying all of them.
 python3 - "$work/explode.json" <<'PY'
