@@ -332,7 +332,7 @@ results:
   rule: check-team
   category: Best Practices
   severity: medium
-  timestamp: {seconds: 1700000000, nanos: 0}
+  timestamp: {seconds: 1700000000, nanos: 5}
   result: fail
   scored: true
   message: "validation error: label `team` is required"
