@@ -282,14 +282,25 @@ async fn evaluation_errors_follow_the_failure_policy_with_opaque_messages() {
 
 /// Moves paused time forward in small steps until `task` finishes. Tokio does not auto-advance
 /// paused time while a `spawn_blocking` task runs, so the test advances it by hand.
+/// On a loaded machine the blocking task may need real time too: once 40 s of paused time have
+/// passed, the test waits (up to a minute of real time) without moving the clock further.
 async fn advance_until_finished<T>(task: tokio::task::JoinHandle<T>) -> T {
-    for _ in 0..400 {
-        if task.is_finished() {
-            return task.await.unwrap();
+    let started = std::time::Instant::now();
+    let mut advanced = 0;
+    while !task.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "request did not finish within 40s of paused time"
+        );
+        if advanced < 400 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            advanced += 1;
+        } else {
+            std::thread::sleep(Duration::from_millis(5));
+            tokio::task::yield_now().await;
         }
-        tokio::time::advance(Duration::from_millis(100)).await;
     }
-    panic!("request did not finish within 40s of paused time");
+    task.await.unwrap()
 }
 
 /// The evaluator blocks past the deadline; paused time lets the test move the clock past it.
