@@ -120,27 +120,15 @@ async fn policies_applied_in_a_real_cluster_get_their_status() {
     let kubeconfig = std::env::var("KUBECONFIG").expect("make e2e sets KUBECONFIG");
     let client = Client::try_default().await.unwrap();
     install_crds(&client).await;
-    let serve = Serve::start(&[
+    let serve = support::start_ready(&[
         "--kubeconfig".into(),
         kubeconfig.into(),
         "--namespace".into(),
         "bylaw-e2e".into(),
         "--register-webhooks".into(),
         "false".into(),
-    ]);
-    let serve = std::sync::Arc::new(serve);
-    let started = Instant::now();
-    loop {
-        let probe = serve.clone();
-        let status = tokio::task::spawn_blocking(move || probe.request("GET", "/readyz", b"").0)
-            .await
-            .unwrap();
-        if status == 200 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    ])
+    .await;
 
     let resource = ApiResource::erase::<bylaw_api::ClusterPolicy>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
@@ -462,27 +450,15 @@ async fn existing_objects_are_reported(kind: &str, plural: &str, body: impl Fn(&
             .unwrap();
     }
 
-    let serve = Serve::start(&[
+    let serve = support::start_ready(&[
         "--kubeconfig".into(),
         kubeconfig.into(),
         "--namespace".into(),
         "bylaw-e2e".into(),
         "--register-webhooks".into(),
         "false".into(),
-    ]);
-    let serve = std::sync::Arc::new(serve);
-    let started = Instant::now();
-    loop {
-        let probe = serve.clone();
-        let status = tokio::task::spawn_blocking(move || probe.request("GET", "/readyz", b"").0)
-            .await
-            .unwrap();
-        if status == 200 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    ])
+    .await;
 
     let policy_name = format!("e2e-team-{}-{run}", plural);
     let policy: DynamicObject = serde_json::from_value(json!({

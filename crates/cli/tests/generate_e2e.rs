@@ -14,7 +14,6 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use kube::discovery::ApiResource;
 use kube::Client;
 use serde_json::{json, Value};
-use support::Serve;
 
 const MANAGER: &str = "bylaw-e2e";
 /// bylaw's own namespace for this test (its Lease lives there).
@@ -80,28 +79,15 @@ async fn a_new_namespace_gets_its_network_policy_within_two_seconds() {
     let client = Client::try_default().await.unwrap();
     ensure_namespace(&client, HOME).await;
     install_crds(&client).await;
-    let serve = Serve::start(&[
+    let serve = support::start_ready(&[
         "--kubeconfig".into(),
         kubeconfig.into(),
         "--namespace".into(),
         HOME.into(),
         "--register-webhooks".into(),
         "false".into(),
-    ]);
-
-    let serve = std::sync::Arc::new(serve);
-    let started = Instant::now();
-    loop {
-        let probe = serve.clone();
-        let status = tokio::task::spawn_blocking(move || probe.request("GET", "/readyz", b"").0)
-            .await
-            .unwrap();
-        if status == 200 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    ])
+    .await;
 
     let run = std::process::id();
     let policy_name = format!("e2e-default-deny-{run}");

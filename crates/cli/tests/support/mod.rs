@@ -17,6 +17,33 @@ pub struct Serve {
     _dir: tempfile::TempDir,
 }
 
+/// Starts `bylaw serve ARGS…` from an async test and waits (up to 30 s) until `/readyz` answers
+/// 200: in-cluster mode is ready once its policies and context are listed.
+#[allow(dead_code)]
+pub async fn start_ready(args: &[OsString]) -> Arc<Serve> {
+    let args = args.to_vec();
+    let serve = Arc::new(
+        tokio::task::spawn_blocking(move || Serve::start(&args))
+            .await
+            .unwrap(),
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let probe = serve.clone();
+        let status = tokio::task::spawn_blocking(move || probe.request("GET", "/readyz", b"").0)
+            .await
+            .unwrap();
+        if status == 200 {
+            return serve;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "never ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 impl Serve {
     /// Starts `bylaw serve ARGS… --dev-tls --listen 127.0.0.1:0` and waits until it listens.
     pub fn start(args: &[OsString]) -> Serve {
