@@ -34,6 +34,10 @@ pub struct WebhookConfig {
     #[arg(long, env = "BYLAW_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 
+    /// Longest a request body may take to arrive; a slower client gets 408 and frees its slot.
+    #[arg(long, env = "BYLAW_BODY_READ_TIMEOUT", default_value = "2s", value_parser = parse_go_duration)]
+    pub body_read_timeout: Duration,
+
     /// Evaluations running at once; more requests wait (until their deadline). Default: 2 × CPUs.
     #[arg(long, env = "BYLAW_MAX_CONCURRENCY")]
     pub max_concurrency: Option<NonZeroUsize>,
@@ -98,6 +102,7 @@ impl WebhookConfig {
             tls_key_file: Some(key.into()),
             tls_reload_interval: Duration::from_secs(5),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: Duration::from_secs(2),
             max_concurrency: None,
             timeout_margin: Duration::from_secs(1),
             default_timeout: Duration::from_secs(10),

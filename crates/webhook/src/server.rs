@@ -40,6 +40,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most connections served at once; more wait in the kernel's accept queue. The API server
 /// keeps a few dozen; this bounds what idle or slow clients can hold (memory, descriptors).
 const MAX_CONNECTIONS: usize = 4096;
+/// Reviews up to this size are parsed on the async thread (tens of microseconds); larger ones
+/// on the blocking pool.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
 /// Request bodies read or held at once, per evaluation slot: memory for bodies stays below
 /// `BODIES_PER_SLOT × slots × --max-body-bytes` however many requests arrive.
 const BODIES_PER_SLOT: usize = 4;
@@ -101,6 +104,9 @@ struct AppState {
     /// Taken before a body is read and kept until its review is answered.
     body_permits: Arc<Semaphore>,
     max_body_bytes: usize,
+    /// The API server sends a review in one go; a client that trickles holds a body slot for at
+    /// most this long, not for the whole review deadline.
+    body_read_timeout: Duration,
     timeout_margin: Duration,
     default_timeout: Duration,
 }
@@ -135,6 +141,7 @@ impl Server {
             tls_key_file,
             tls_reload_interval,
             max_body_bytes,
+            body_read_timeout,
             max_concurrency,
             timeout_margin,
             default_timeout,
@@ -166,6 +173,7 @@ impl Server {
                 permits: Arc::new(Semaphore::new(permits)),
                 body_permits: Arc::new(Semaphore::new(permits.saturating_mul(BODIES_PER_SLOT))),
                 max_body_bytes,
+                body_read_timeout,
                 timeout_margin,
                 default_timeout,
             },
@@ -503,7 +511,8 @@ async fn read_review(
         return Err(too_large());
     }
     let body = Limited::new(request.into_body(), state.max_body_bytes);
-    let bytes = match tokio::time::timeout_at(deadline, body.collect()).await {
+    let read_by = deadline.min(Instant::now() + state.body_read_timeout);
+    let bytes = match tokio::time::timeout_at(read_by, body.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
             return Err(too_large())
@@ -517,18 +526,23 @@ async fn read_review(
         Err(_) => {
             return Err(json_error(
                 StatusCode::REQUEST_TIMEOUT,
-                "request body did not arrive before the review deadline",
+                "request body did not arrive in time",
             ))
         }
     };
-    // Parsing a large review takes milliseconds of CPU: not on the async threads.
-    let parsed = match tokio::task::spawn_blocking(move || parse_review(&bytes)).await {
-        Ok(parsed) => parsed,
-        Err(_join_error) => {
-            return Err(json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
-            ))
+    // Parsing a large review takes milliseconds of CPU: not on the async threads. A small one
+    // costs less than the hand-off.
+    let parsed = if bytes.len() <= INLINE_PARSE_BYTES {
+        parse_review(&bytes)
+    } else {
+        match tokio::task::spawn_blocking(move || parse_review(&bytes)).await {
+            Ok(parsed) => parsed,
+            Err(_join_error) => {
+                return Err(json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                ))
+            }
         }
     };
     match parsed {

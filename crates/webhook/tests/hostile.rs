@@ -78,3 +78,38 @@ async fn slow_bodies_hold_body_slots_not_unbounded_memory() {
     );
     server.stop().await;
 }
+
+/// A body that trickles holds its slot for at most two seconds, not the review's deadline: a
+/// slow client gets 408 and the slot goes to the next review.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_two_seconds_frees_its_slot() {
+    let server = TestServer::start_with(|config| {
+        config.max_concurrency = std::num::NonZeroUsize::new(1);
+        config.body_read_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let mut connection = server.client().connect(false).await.unwrap();
+    let (mut sender, channel) = http_body_util::channel::Channel::<Bytes>::new(1);
+    sender
+        .send(Frame::data(Bytes::from_static(b"{\"apiVersion\":")))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let reply = connection
+        .send("POST", "/validate/fail?timeout=30s", channel.boxed(), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status,
+        StatusCode::REQUEST_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    drop(sender);
+    server.stop().await;
+}

@@ -253,6 +253,9 @@ impl TestServer {
         let (cert_file, key_file) = first_cert.write_files(cert_dir.path()).unwrap();
         let mut config = WebhookConfig::with_tls_files(&cert_file, &key_file);
         config.listen = "127.0.0.1:0".parse().unwrap();
+        // Tests with paused time advance the clock whenever the runtime waits, even for bytes
+        // in flight on loopback: a short body timeout would fire before the body arrives.
+        config.body_read_timeout = Duration::from_secs(60);
         configure(&mut config);
         let evaluator = Arc::new(FakeEvaluator::default());
         evaluator.ready.store(true, Ordering::SeqCst);
