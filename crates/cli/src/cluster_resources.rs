@@ -5,16 +5,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bylaw_controller::reports::{kinds_selected, scannable_kinds};
+use bylaw_controller::kinds::KindCatalog;
+use bylaw_controller::reports::{kinds_selected, list_all, with_type};
 use kube::api::{DynamicObject, ListParams};
 use kube::discovery::Discovery;
 use kube::Api;
-use serde_json::Value;
 
 use crate::load::{Document, PolicyBundle};
-
-/// Objects read per list request.
-const PAGE: u32 = 500;
 
 /// Every object of the kinds some rule of `bundle` selects, in `namespace` when given.
 pub fn read(
@@ -29,15 +26,18 @@ pub fn read(
     runtime.block_on(read_async(bundle, kubeconfig, namespace))
 }
 
+/// The client configuration of a `--kubeconfig` file, with the flag named in errors.
+pub async fn config_from_file(path: &std::path::Path) -> Result<kube::Config> {
+    let file = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
+    kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("using --kubeconfig {}", path.display()))
+}
+
 async fn client(kubeconfig: Option<PathBuf>) -> Result<kube::Client> {
     let config = match &kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using --kubeconfig {}", path.display()))?
-        }
+        Some(path) => config_from_file(path).await?,
         None => kube::Config::infer()
             .await
             .context("--cluster: no kubeconfig found (pass --kubeconfig or set KUBECONFIG)")?,
@@ -55,7 +55,7 @@ async fn read_async(
         .run()
         .await
         .context("--cluster: API discovery failed (is the cluster reachable?)")?;
-    let catalog = scannable_kinds(&discovery);
+    let catalog = KindCatalog::from_discovery(&discovery);
     let mut kinds = std::collections::BTreeSet::new();
     for policy in &bundle.policies {
         kinds.extend(kinds_selected(policy, &catalog, |_| true));
@@ -63,51 +63,23 @@ async fn read_async(
     let source = PathBuf::from("<cluster>");
     let mut documents = Vec::new();
     for kind in kinds {
-        let resource = kube::discovery::ApiResource {
-            group: kind.group.clone(),
-            version: kind.version.clone(),
-            api_version: if kind.group.is_empty() {
-                kind.version.clone()
-            } else {
-                format!("{}/{}", kind.group, kind.version)
-            },
-            kind: kind.kind.clone(),
-            plural: kind.plural.clone(),
-        };
+        let resource = kind.api_resource();
         let api: Api<DynamicObject> = match (namespace, kind.namespaced) {
             (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &resource),
             _ => Api::all_with(client.clone(), &resource),
         };
-        let mut params = ListParams::default().limit(PAGE);
-        loop {
-            let page = api.list(&params).await.with_context(|| {
+        let objects = list_all(&api, ListParams::default())
+            .await
+            .with_context(|| {
                 format!(
                     "--cluster: cannot list {} (check your permissions: list {})",
                     kind.kind, kind.plural
                 )
             })?;
-            for object in page.items {
-                let mut value = serde_json::to_value(object)?;
-                if let Value::Object(map) = &mut value {
-                    map.insert(
-                        "apiVersion".into(),
-                        Value::String(resource.api_version.clone()),
-                    );
-                    map.insert("kind".into(), Value::String(kind.kind.clone()));
-                    if let Some(Value::Object(meta)) = map.get_mut("metadata") {
-                        meta.remove("managedFields");
-                    }
-                }
-                documents.push(Document {
-                    value,
-                    source: source.clone(),
-                });
-            }
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => break,
-            }
-        }
+        documents.extend(objects.into_iter().map(|object| Document {
+            value: with_type(object, &resource.api_version, &kind.kind),
+            source: source.clone(),
+        }));
     }
     Ok(documents)
 }

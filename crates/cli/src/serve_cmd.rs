@@ -414,13 +414,7 @@ async fn serve_files(
 /// The API server client: from `--kubeconfig`, else the Pod's service account.
 async fn kube_client(kubeconfig: Option<PathBuf>) -> Result<kube::Client> {
     let config = match kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(&path)
-                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using --kubeconfig {}", path.display()))?
-        }
+        Some(path) => crate::cluster_resources::config_from_file(&path).await?,
         None => kube::Config::incluster().context(
             "no --policies and no --kubeconfig, and not running in a Pod: pass --policies DIR \
              (standalone) or --kubeconfig FILE (a cluster)",

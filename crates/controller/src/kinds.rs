@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bylaw_engine::matching::KindSelector;
 use kube::api::{Api, DynamicObject};
-use kube::discovery::{ApiResource, Discovery, Scope};
+use kube::discovery::{verbs, ApiResource, Discovery, Scope};
 use kube::Client;
 use tokio::sync::Mutex;
 
@@ -23,6 +23,8 @@ pub struct ServedKind {
     pub namespaced: bool,
     /// The group's preferred version serves it (a bare kind resolves to this one).
     pub preferred: bool,
+    /// It can be listed and watched (what the background scan needs).
+    pub listable: bool,
 }
 
 impl ServedKind {
@@ -47,7 +49,7 @@ impl ServedKind {
 }
 
 /// Every resource of every version discovery found (subresources are not kinds here).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct KindCatalog {
     kinds: Vec<ServedKind>,
 }
@@ -64,6 +66,8 @@ impl KindCatalog {
                         resource,
                         namespaced: capabilities.scope == Scope::Namespaced,
                         preferred: version == preferred,
+                        listable: capabilities.supports_operation(verbs::LIST)
+                            && capabilities.supports_operation(verbs::WATCH),
                     });
                 }
             }
@@ -74,6 +78,11 @@ impl KindCatalog {
     /// A catalog of the given kinds (tests, and callers that know their resources).
     pub fn new(kinds: Vec<ServedKind>) -> Self {
         KindCatalog { kinds }
+    }
+
+    /// Every resource of every version.
+    pub fn kinds(&self) -> &[ServedKind] {
+        &self.kinds
     }
 
     /// The resource of `kind` in `api_version` (`v1`, `apps/v1`); an empty `api_version` means
@@ -195,6 +204,7 @@ mod tests {
             },
             namespaced: true,
             preferred,
+            listable: true,
         }
     }
 

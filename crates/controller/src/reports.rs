@@ -34,7 +34,7 @@ use bylaw_runtime::sources::ContextSource;
 use bylaw_runtime::{Metrics, PolicyCache, ShutdownSignal};
 use futures::StreamExt;
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use kube::discovery::{verbs, ApiResource, Discovery, Scope};
+use kube::discovery::{ApiResource, Discovery};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
@@ -45,6 +45,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::kinds::{KindCatalog, ServedKind};
 use crate::leader::Leadership;
 use crate::webhooks::FIELD_MANAGER;
 
@@ -219,7 +220,7 @@ pub struct ScannedKind {
 }
 
 impl ScannedKind {
-    fn api_version(&self) -> String {
+    pub fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.clone()
         } else {
@@ -227,7 +228,7 @@ impl ScannedKind {
         }
     }
 
-    fn api_resource(&self) -> ApiResource {
+    pub fn api_resource(&self) -> ApiResource {
         ApiResource {
             group: self.group.clone(),
             version: self.version.clone(),
@@ -238,88 +239,69 @@ impl ScannedKind {
     }
 }
 
-/// The listable, watchable resources the API server serves, preferred version first.
-pub fn scannable_kinds(discovery: &Discovery) -> Vec<ScannedKind> {
-    let mut kinds = Vec::new();
-    for group in discovery.groups() {
-        for version in group.versions() {
-            for (resource, capabilities) in group.versioned_resources(version) {
-                if !capabilities.supports_operation(verbs::LIST)
-                    || !capabilities.supports_operation(verbs::WATCH)
-                {
-                    continue;
-                }
-                kinds.push(ScannedKind {
-                    group: resource.group.clone(),
-                    version: resource.version.clone(),
-                    kind: resource.kind.clone(),
-                    plural: resource.plural.clone(),
-                    namespaced: capabilities.scope == Scope::Namespaced,
-                });
-            }
+impl From<&ServedKind> for ScannedKind {
+    fn from(served: &ServedKind) -> Self {
+        ScannedKind {
+            group: served.resource.group.clone(),
+            version: served.resource.version.clone(),
+            kind: served.resource.kind.clone(),
+            plural: served.resource.plural.clone(),
+            namespaced: served.namespaced,
         }
     }
-    kinds
 }
 
 /// The kinds the scanned rules of `policy` (validate, verifyImages) select among `catalog`.
-pub fn kinds_of(policy: &CompiledPolicy, catalog: &[ScannedKind]) -> BTreeSet<ScannedKind> {
+pub fn kinds_of(policy: &CompiledPolicy, catalog: &KindCatalog) -> BTreeSet<ScannedKind> {
     kinds_selected(policy, catalog, |body| {
         matches!(body, RuleBody::Validate(_) | RuleBody::VerifyImages(_))
     })
 }
 
-/// The kinds the rules `wanted` accepts select among `catalog`, one version per group and
-/// kind, never the resources no scan should read (events, leases, reports, Secrets).
+/// The listable kinds the rules `wanted` accepts select among `catalog` (the preferred version
+/// unless a selector names one, as generate resolves them), never the resources no scan should
+/// read (events, leases, reports, Secrets).
 pub fn kinds_selected(
     policy: &CompiledPolicy,
-    catalog: &[ScannedKind],
+    catalog: &KindCatalog,
     wanted: impl Fn(&RuleBody) -> bool,
 ) -> BTreeSet<ScannedKind> {
-    let mut selected: Vec<&ScannedKind> = Vec::new();
+    let mut selected: Vec<&ServedKind> = Vec::new();
     if policy.kind.is_ruleless() {
         let rules = policy
             .source
             .pointer("/spec/matchConstraints/resourceRules")
             .and_then(Value::as_array)
-            .cloned()
+            .map(Vec::as_slice)
             .unwrap_or_default();
         let listed = |rule: &Value, field: &str, value: &str| {
             rule.get(field)
                 .and_then(Value::as_array)
                 .is_some_and(|items| items.iter().any(|i| i == "*" || i == value))
         };
-        for kind in catalog {
-            if rules.iter().any(|rule| {
-                listed(rule, "apiGroups", &kind.group) && listed(rule, "resources", &kind.plural)
-            }) {
-                selected.push(kind);
-            }
-        }
+        selected.extend(catalog.kinds().iter().filter(|kind| {
+            kind.preferred
+                && rules.iter().any(|rule| {
+                    listed(rule, "apiGroups", &kind.resource.group)
+                        && listed(rule, "resources", &kind.resource.plural)
+                })
+        }));
     } else {
-        for rule in &policy.rules {
-            if !wanted(&rule.body) {
-                continue;
-            }
+        for rule in policy.rules.iter().filter(|rule| wanted(&rule.body)) {
             for selector in rule.match_block.kinds() {
-                for kind in catalog {
-                    if selector.matches(&kind.group, &kind.version, &kind.kind, "") {
-                        selected.push(kind);
-                    }
-                }
+                selected.extend(catalog.select(selector));
             }
         }
     }
-    let mut seen = HashSet::new();
     selected
         .into_iter()
+        .filter(|k| k.listable)
         .filter(|k| {
             !NEVER_SCANNED
                 .iter()
-                .any(|(g, r)| *g == k.group && *r == k.plural)
+                .any(|(g, r)| *g == k.resource.group && *r == k.resource.plural)
         })
-        .filter(|k| seen.insert((k.group.clone(), k.kind.clone())))
-        .cloned()
+        .map(ScannedKind::from)
         .collect()
 }
 
@@ -397,13 +379,13 @@ pub struct Scanner {
 }
 
 struct ScanState {
-    catalog: Vec<ScannedKind>,
+    catalog: KindCatalog,
     policies: Arc<ScanPolicies>,
     /// Every loaded policy's report facts (admission results need them too).
     facts: HashMap<PolicyKey, (PolicyFacts, bool)>,
     policy_kinds: HashMap<PolicyKey, BTreeSet<ScannedKind>>,
     /// Fingerprint of each scanned policy, to tell which ones changed.
-    versions: HashMap<PolicyKey, usize>,
+    versions: HashMap<PolicyKey, u64>,
     kinds: HashMap<ScannedKind, KindState>,
     events_tx: mpsc::Sender<(ScannedKind, WatchEvent)>,
 }
@@ -415,15 +397,34 @@ fn without_managed_fields(mut object: Value) -> Value {
     object
 }
 
-fn with_type(object: DynamicObject, kind: &ScannedKind) -> Value {
+/// An object as evaluated and kept: typed (list items may come without `apiVersion` and
+/// `kind`) and without `managedFields`.
+pub fn with_type(object: DynamicObject, api_version: &str, kind: &str) -> Value {
     let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
         map.entry("apiVersion")
-            .or_insert_with(|| Value::String(kind.api_version()));
+            .or_insert_with(|| Value::String(api_version.to_owned()));
         map.entry("kind")
-            .or_insert_with(|| Value::String(kind.kind.clone()));
+            .or_insert_with(|| Value::String(kind.to_owned()));
     }
     without_managed_fields(value)
+}
+
+/// Every object `api` lists with `params`, page by page.
+pub async fn list_all(
+    api: &Api<DynamicObject>,
+    params: ListParams,
+) -> Result<Vec<DynamicObject>, kube::Error> {
+    let mut params = params.limit(500);
+    let mut items = Vec::new();
+    loop {
+        let page = api.list(&params).await?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(items),
+        }
+    }
 }
 
 async fn watch_kind(
@@ -450,9 +451,11 @@ async fn watch_kind(
         failing = false;
         let event = match event {
             watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                WatchEvent::Applied(with_type(o, &kind))
+                WatchEvent::Applied(with_type(o, &kind.api_version(), &kind.kind))
             }
-            watcher::Event::Delete(o) => WatchEvent::Deleted(with_type(o, &kind)),
+            watcher::Event::Delete(o) => {
+                WatchEvent::Deleted(with_type(o, &kind.api_version(), &kind.kind))
+            }
             watcher::Event::Init => WatchEvent::Relist,
             watcher::Event::InitDone => WatchEvent::RelistDone,
         };
@@ -479,18 +482,19 @@ fn evaluate_batch(
     let at = timestamp(SystemTime::now());
     let mut out = Vec::with_capacity(objects.len());
     for (identity, object) in objects {
-        let scans = scan_object(policies, &object, context, filter, messages, at);
+        let scans = scan_object(policies, object, context, filter, messages, at);
         metrics.scanned(&identity.kind);
         let mut results = Vec::with_capacity(scans.len());
         for scan in scans {
+            let policy = scan.scanned.policy.as_ref();
             let share = scan.elapsed / u32::try_from(scan.response.rules.len().max(1)).unwrap_or(1);
             for rule in &scan.response.rules {
                 let outcome = RuleOutcome {
-                    policy: scan.policy.name.clone(),
-                    policy_namespace: scan.policy.namespace.clone(),
+                    policy: policy.name.clone(),
+                    policy_namespace: policy.namespace.clone(),
                     rule: rule.name.clone(),
                     rule_type: RuleType::Validate,
-                    result: match bylaw_engine::engine::report_status(scan.policy, rule) {
+                    result: match bylaw_engine::engine::report_status(policy, rule) {
                         RuleStatus::Pass => RuleResult::Pass,
                         RuleStatus::Fail => RuleResult::Fail,
                         RuleStatus::Warn => RuleResult::Warn,
@@ -498,7 +502,7 @@ fn evaluate_batch(
                         RuleStatus::Skip => RuleResult::Skip,
                     },
                     message: String::new(),
-                    enforce: scan.policy.validation_failure_action
+                    enforce: policy.validation_failure_action
                         == bylaw_engine::response::FailureAction::Enforce,
                     background: true,
                     duration: share,
@@ -509,16 +513,21 @@ fn evaluate_batch(
                     identity.namespace.as_deref(),
                 );
             }
-            results.push((scan.key, scan.results));
+            results.push((scan.scanned.facts.key.clone(), scan.results));
         }
         out.push(Evaluated { identity, results });
     }
     out
 }
 
-/// A fingerprint of a compiled policy's source, to tell changed policies apart.
-fn version_of(policy: &CompiledPolicy) -> usize {
-    Arc::as_ptr(&policy.source) as usize
+/// What a policy's results depend on: its spec and annotations (category, severity,
+/// reporting), not its status or resourceVersion, so status writes never cause a rescan.
+fn version_of(policy: &CompiledPolicy) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let part = |pointer: &str| policy.source.pointer(pointer).map(Value::to_string);
+    (part("/spec"), part("/metadata/annotations")).hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Scanner {
@@ -527,7 +536,7 @@ impl Scanner {
     pub async fn run(self, mut outcomes: mpsc::Receiver<ReviewOutcomes>) {
         let (events_tx, mut events_rx) = mpsc::channel::<(ScannedKind, WatchEvent)>(256);
         let mut state = ScanState {
-            catalog: Vec::new(),
+            catalog: KindCatalog::default(),
             policies: Arc::new(ScanPolicies::default()),
             facts: HashMap::new(),
             policy_kinds: HashMap::new(),
@@ -586,7 +595,7 @@ impl Scanner {
     async fn refresh_catalog(&self, state: &mut ScanState) {
         match Discovery::new(self.client.clone()).run().await {
             Ok(discovery) => {
-                let catalog = scannable_kinds(&discovery);
+                let catalog = KindCatalog::from_discovery(&discovery);
                 if catalog != state.catalog {
                     state.catalog = catalog;
                     state.versions.clear();
@@ -605,7 +614,7 @@ impl Scanner {
         let Some(set) = self.cache.current() else {
             return;
         };
-        if state.catalog.is_empty() {
+        if state.catalog.kinds().is_empty() {
             // The first discovery runs on the first tick; it calls back here.
             return;
         }
@@ -622,10 +631,14 @@ impl Scanner {
         let mut changed = Vec::new();
         let mut versions = HashMap::new();
         let mut policy_kinds = HashMap::new();
-        for policy in &scanned.set.policies {
-            let key = PolicyKey::of_policy(policy);
+        for entry in &scanned.policies {
+            let policy = entry.policy.as_ref();
+            let key = entry.facts.key.clone();
             let version = version_of(policy);
             if state.versions.get(&key) != Some(&version) {
+                if let Some(value) = &entry.facts.unknown_severity {
+                    tracing::warn!(policy = %key.0, severity = %value, "policies.kyverno.io/severity is not one of critical, high, medium, low, info; its results are reported without a severity");
+                }
                 changed.push(key.clone());
             }
             versions.insert(key.clone(), version);
@@ -735,7 +748,7 @@ impl Scanner {
     }
 
     async fn evaluate(&self, policies: Arc<ScanPolicies>, objects: Vec<(ResourceIdentity, Value)>) {
-        if policies.set.policies.is_empty() || objects.is_empty() {
+        if policies.is_empty() || objects.is_empty() {
             return;
         }
         let count = objects.len() as u64;
@@ -900,34 +913,17 @@ pub struct ReportWriter {
     pub shutdown: ShutdownSignal,
 }
 
+/// The API of PolicyReports in `namespace`, or of ClusterPolicyReports for `None`.
 fn report_api(client: &Client, namespace: Option<&str>) -> Api<DynamicObject> {
-    let (kind, plural) = if namespace.is_some() {
-        (PolicyReport::KIND, PolicyReport::PLURAL)
-    } else {
-        (ClusterPolicyReport::KIND, ClusterPolicyReport::PLURAL)
-    };
-    let resource = ApiResource {
-        group: bylaw_api::policyreport::GROUP.into(),
-        version: bylaw_api::policyreport::VERSION.into(),
-        api_version: bylaw_api::policyreport::API_VERSION.into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    };
     match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
+        Some(ns) => {
+            Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<PolicyReport>(&()))
+        }
+        None => Api::all_with(
+            client.clone(),
+            &ApiResource::erase::<ClusterPolicyReport>(&()),
+        ),
     }
-}
-
-fn all_reports_api(client: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let resource = ApiResource {
-        group: bylaw_api::policyreport::GROUP.into(),
-        version: bylaw_api::policyreport::VERSION.into(),
-        api_version: bylaw_api::policyreport::API_VERSION.into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    };
-    Api::all_with(client.clone(), &resource)
 }
 
 impl ReportWriter {
@@ -1040,26 +1036,21 @@ impl ReportWriter {
         let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY}");
         let mut found = Vec::new();
         let mut existing = Vec::new();
-        for (kind, plural) in [
-            (PolicyReport::KIND, PolicyReport::PLURAL),
-            (ClusterPolicyReport::KIND, ClusterPolicyReport::PLURAL),
+        // Every namespace's PolicyReports, then the ClusterPolicyReports.
+        for api in [
+            Api::<DynamicObject>::all_with(
+                self.client.clone(),
+                &ApiResource::erase::<PolicyReport>(&()),
+            ),
+            report_api(&self.client, None),
         ] {
-            let api = all_reports_api(&self.client, kind, plural);
-            let mut params = ListParams::default().labels(&selector).limit(500);
-            loop {
-                let page = api.list(&params).await?;
-                for object in page.items {
-                    let namespace = object.metadata.namespace.clone();
-                    let Some(name) = object.metadata.name.clone() else {
-                        continue;
-                    };
-                    let value = serde_json::to_value(&object).unwrap_or(Value::Null);
-                    existing.push((name, namespace, value));
-                }
-                match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                    Some(token) => params = params.continue_token(&token),
-                    None => break,
-                }
+            for object in list_all(&api, ListParams::default().labels(&selector)).await? {
+                let namespace = object.metadata.namespace.clone();
+                let Some(name) = object.metadata.name.clone() else {
+                    continue;
+                };
+                let value = serde_json::to_value(&object).unwrap_or(Value::Null);
+                existing.push((name, namespace, value));
             }
         }
         let mut book = lock(&self.book);
@@ -1101,5 +1092,127 @@ async fn write_change(client: &Client, change: &ReportChange) -> Result<(), kube
                 Err(error) => Err(error),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bylaw_engine::engine::{compile_document, CompiledDocument};
+    use serde_json::json;
+
+    fn served(
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+        preferred: bool,
+        listable: bool,
+    ) -> ServedKind {
+        ServedKind {
+            resource: ApiResource {
+                group: group.into(),
+                version: version.into(),
+                api_version: if group.is_empty() {
+                    version.into()
+                } else {
+                    format!("{group}/{version}")
+                },
+                kind: kind.into(),
+                plural: plural.into(),
+            },
+            namespaced: true,
+            preferred,
+            listable,
+        }
+    }
+
+    fn policy(kinds: Value) -> CompiledPolicy {
+        let document = json!({
+            "apiVersion": "kyverno.io/v1",
+            "kind": "ClusterPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"rules": [{
+                "name": "r",
+                "match": {"any": [{"resources": {"kinds": kinds}}]},
+                "validate": {"message": "m", "pattern": {"metadata": {"name": "?*"}}}
+            }]}
+        });
+        match compile_document(&document).unwrap() {
+            CompiledDocument::Policy(policy) => *policy,
+            _ => panic!("a policy"),
+        }
+    }
+
+    #[test]
+    fn a_policy_is_scanned_in_the_preferred_version_of_listable_kinds_only() {
+        let catalog = KindCatalog::new(vec![
+            served(
+                "autoscaling",
+                "v1",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+                false,
+                true,
+            ),
+            served(
+                "autoscaling",
+                "v2",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+                true,
+                true,
+            ),
+            served("", "v1", "Secret", "secrets", true, true),
+            served("", "v1", "Binding", "bindings", true, false),
+            served("", "v1", "ConfigMap", "configmaps", true, true),
+        ]);
+        let kinds: BTreeSet<(String, String)> = kinds_of(
+            &policy(json!([
+                "HorizontalPodAutoscaler",
+                "Secret",
+                "Binding",
+                "ConfigMap"
+            ])),
+            &catalog,
+        )
+        .into_iter()
+        .map(|k| (k.api_version(), k.kind))
+        .collect();
+        let want: BTreeSet<(String, String)> = [
+            ("autoscaling/v2", "HorizontalPodAutoscaler"),
+            ("v1", "ConfigMap"),
+        ]
+        .into_iter()
+        .map(|(v, k)| (v.to_owned(), k.to_owned()))
+        .collect();
+        assert_eq!(kinds, want);
+        // A selector that names a version gets that version.
+        let named = kinds_of(
+            &policy(json!(["autoscaling/v1/HorizontalPodAutoscaler"])),
+            &catalog,
+        );
+        assert_eq!(
+            named.iter().map(|k| k.version.as_str()).collect::<Vec<_>>(),
+            ["v1"]
+        );
+    }
+
+    #[test]
+    fn status_changes_do_not_make_a_policy_look_changed() {
+        let mut a = policy(json!(["Pod"]));
+        let before = version_of(&a);
+        let mut source = (*a.source).clone();
+        source["status"] = json!({"ready": true});
+        source["metadata"]["resourceVersion"] = json!("42");
+        a.source = Arc::new(source.clone());
+        assert_eq!(version_of(&a), before, "status and resourceVersion");
+        source["metadata"]["annotations"] = json!({"policies.kyverno.io/severity": "high"});
+        a.source = Arc::new(source.clone());
+        assert_ne!(version_of(&a), before, "annotations feed the results");
+        source["spec"]["rules"][0]["validate"]["message"] = json!("other");
+        let with_annotation = version_of(&a);
+        a.source = Arc::new(source);
+        assert_ne!(version_of(&a), with_annotation, "spec");
     }
 }

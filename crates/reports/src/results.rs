@@ -124,6 +124,9 @@ pub struct PolicyFacts {
     /// False for `policies.kyverno.io/scored: "false"`: failures are reported as warnings.
     pub scored: bool,
     pub reported: bool,
+    /// A `policies.kyverno.io/severity` value that is none of the report severities; the
+    /// results carry no severity and the scanner says so.
+    pub unknown_severity: Option<String>,
 }
 
 impl PolicyFacts {
@@ -139,6 +142,11 @@ impl PolicyFacts {
                 .annotations
                 .get(SEVERITY_ANNOTATION)
                 .and_then(|s| parse_severity(s)),
+            unknown_severity: policy
+                .annotations
+                .get(SEVERITY_ANNOTATION)
+                .filter(|s| parse_severity(s).is_none())
+                .cloned(),
             scored: policy.scored,
             reported: reports_enabled(policy),
         }
@@ -280,5 +288,47 @@ mod tests {
         assert_eq!(&*PolicyKey::of("p", None).0, "p");
         assert_eq!(parse_severity("High"), Some(Severity::High));
         assert_eq!(parse_severity("severe"), None);
+    }
+}
+
+#[cfg(test)]
+mod facts_tests {
+    use super::*;
+    use bylaw_engine::engine::{compile_document, CompiledDocument};
+    use serde_json::json;
+
+    fn facts(annotations: serde_json::Value) -> PolicyFacts {
+        let document = json!({
+            "apiVersion": "kyverno.io/v1",
+            "kind": "Policy",
+            "metadata": {"name": "p", "namespace": "team", "annotations": annotations},
+            "spec": {"rules": [{
+                "name": "r",
+                "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "validate": {"message": "m", "pattern": {"metadata": {"name": "?*"}}}
+            }]}
+        });
+        match compile_document(&document).unwrap() {
+            CompiledDocument::Policy(policy) => PolicyFacts::of(&policy),
+            _ => panic!("a policy"),
+        }
+    }
+
+    #[test]
+    fn facts_come_from_the_annotations_and_an_unknown_severity_is_named() {
+        let known = facts(json!({
+            "policies.kyverno.io/category": "Pod Security",
+            "policies.kyverno.io/severity": "High",
+            "bylaw.dev/report": "false",
+        }));
+        assert_eq!(&*known.key.0, "team/p");
+        assert_eq!(known.category.as_deref(), Some("Pod Security"));
+        assert_eq!(known.severity, Some(Severity::High));
+        assert_eq!(known.unknown_severity, None);
+        assert!(!known.reported);
+        let unknown = facts(json!({"policies.kyverno.io/severity": "severe"}));
+        assert_eq!(unknown.severity, None);
+        assert_eq!(unknown.unknown_severity.as_deref(), Some("severe"));
+        assert!(unknown.reported);
     }
 }

@@ -3,13 +3,14 @@
 //! (rules that select by user, group or role do not match), the resource evaluated as it is
 //! stored, exceptions applied. Pure: lookups go through the given [`ContextSource`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bylaw_api::policyreport::{PolicyReportResult, Timestamp};
 use bylaw_engine::compile::CompiledPolicy;
+use bylaw_engine::context::request_context_with;
 use bylaw_engine::engine::{unevaluated_rules, validate_with_context_mut, PolicySet};
+use bylaw_engine::exceptions::CompiledException;
 use bylaw_engine::request::{metadata_str, Request};
 use bylaw_engine::response::{MessageFormat, PolicyResponse};
 use bylaw_runtime::context_scope::{ContextBudget, PolicyScope, DEFAULT_MAX_CONTEXT_BYTES};
@@ -18,11 +19,24 @@ use serde_json::Value;
 
 use crate::results::{background_results, PolicyFacts, PolicyKey, ResultFilter};
 
-/// The policies a background scan evaluates, with their report facts.
+/// One scanned policy with what reports need of it, computed once per policy set rather than
+/// once per scanned object.
+#[derive(Debug, Clone)]
+pub struct ScannedPolicy {
+    pub policy: Arc<CompiledPolicy>,
+    pub facts: PolicyFacts,
+    /// It has rules bylaw reports as errors without evaluating (verifyImages).
+    pub has_unsupported: bool,
+}
+
+/// The policies a background scan evaluates.
 #[derive(Debug, Default, Clone)]
 pub struct ScanPolicies {
-    pub set: Arc<PolicySet>,
-    pub facts: HashMap<PolicyKey, PolicyFacts>,
+    pub policies: Vec<ScannedPolicy>,
+    /// Exceptions apply to every policy.
+    pub exceptions: Arc<Vec<CompiledException>>,
+    /// Whether some policy or exception reads `images` (the context must hold it then).
+    uses_images: bool,
 }
 
 /// Whether `policy` has rules a background scan evaluates.
@@ -35,54 +49,45 @@ pub fn is_scanned(policy: &CompiledPolicy) -> bool {
 impl ScanPolicies {
     /// The scanned part of `set` (exceptions kept whole).
     pub fn of(set: &PolicySet) -> ScanPolicies {
-        let policies: Vec<Arc<CompiledPolicy>> = set
-            .policies
-            .iter()
-            .filter(|p| is_scanned(p))
-            .cloned()
-            .collect();
-        let facts = policies
-            .iter()
-            .map(|p| (PolicyKey::of_policy(p), PolicyFacts::of(p)))
-            .collect();
         ScanPolicies {
-            set: Arc::new(PolicySet {
-                policies,
-                exceptions: set.exceptions.clone(),
-            }),
-            facts,
+            policies: set
+                .policies
+                .iter()
+                .filter(|p| is_scanned(p))
+                .map(|p| ScannedPolicy {
+                    policy: Arc::clone(p),
+                    facts: PolicyFacts::of(p),
+                    has_unsupported: !p.unsupported_rules().is_empty(),
+                })
+                .collect(),
+            exceptions: Arc::new(set.exceptions.clone()),
+            uses_images: set.uses_images(),
         }
     }
 
     /// Only the policies `wanted` names.
     pub fn only(&self, wanted: impl Fn(&PolicyKey) -> bool) -> ScanPolicies {
-        let policies: Vec<Arc<CompiledPolicy>> = self
-            .set
-            .policies
-            .iter()
-            .filter(|p| wanted(&PolicyKey::of_policy(p)))
-            .cloned()
-            .collect();
         ScanPolicies {
-            facts: self
-                .facts
+            policies: self
+                .policies
                 .iter()
-                .filter(|(k, _)| wanted(k))
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .filter(|p| wanted(&p.facts.key))
+                .cloned()
                 .collect(),
-            set: Arc::new(PolicySet {
-                policies,
-                exceptions: self.set.exceptions.clone(),
-            }),
+            exceptions: Arc::clone(&self.exceptions),
+            uses_images: self.uses_images,
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
     }
 }
 
 /// One policy's verdict on one resource.
 #[derive(Debug, Clone)]
 pub struct PolicyScan<'p> {
-    pub policy: &'p CompiledPolicy,
-    pub key: PolicyKey,
+    pub scanned: &'p ScannedPolicy,
     /// The engine's rule responses (for metrics).
     pub response: PolicyResponse,
     /// What the report records (after the result filter).
@@ -94,31 +99,36 @@ pub struct PolicyScan<'p> {
 /// resource yields an empty result list (so stale results are removed).
 pub fn scan_object<'p>(
     policies: &'p ScanPolicies,
-    object: &Value,
+    object: Value,
     context: &dyn ContextSource,
     filter: ResultFilter,
     messages: MessageFormat,
     at: Timestamp,
 ) -> Vec<PolicyScan<'p>> {
-    let mut request = Request::create(object.clone());
+    let mut request = Request::create(object);
     let labels_of = if request.kind.kind == "Namespace" && request.kind.group.is_empty() {
-        metadata_str(object, "name")
+        metadata_str(&request.object, "name")
     } else {
-        metadata_str(object, "namespace")
+        metadata_str(&request.object, "namespace")
     };
     if !labels_of.is_empty() {
         request.namespace_labels = context.namespace_labels(labels_of);
     }
-    let set = &policies.set;
-    let mut document = set.context_for(&request);
+    let mut document = request_context_with(&request, policies.uses_images);
     let budget = ContextBudget::new(DEFAULT_MAX_CONTEXT_BYTES);
-    let mut scans = Vec::with_capacity(set.policies.len());
-    for policy in &set.policies {
+    let mut scans = Vec::with_capacity(policies.policies.len());
+    for scanned in &policies.policies {
         let started = Instant::now();
-        let key = PolicyKey::of_policy(policy);
+        let policy = scanned.policy.as_ref();
         let scope = PolicyScope::new(context, policy.namespace.as_deref(), &budget);
         let mut response = if policy.has_validate() {
-            validate_with_context_mut(policy, &request, &mut document, &scope, &set.exceptions)
+            validate_with_context_mut(
+                policy,
+                &request,
+                &mut document,
+                &scope,
+                &policies.exceptions,
+            )
         } else {
             PolicyResponse {
                 policy: policy.name.clone(),
@@ -126,20 +136,14 @@ pub fn scan_object<'p>(
                 rules: Vec::new(),
             }
         };
-        if !policy.unsupported_rules().is_empty() {
+        if scanned.has_unsupported {
             response
                 .rules
                 .extend(unevaluated_rules(policy, &request).rules);
         }
-        let facts = policies
-            .facts
-            .get(&key)
-            .cloned()
-            .unwrap_or_else(|| PolicyFacts::of(policy));
-        let results = background_results(policy, &facts, &response, at, filter, messages);
+        let results = background_results(policy, &scanned.facts, &response, at, filter, messages);
         scans.push(PolicyScan {
-            policy,
-            key,
+            scanned,
             response,
             results,
             elapsed: started.elapsed(),

@@ -243,8 +243,20 @@ async fn a_policy_change_rescans_only_its_kinds() {
     h.apply(config_maps_need_team("ConfigMaps need a team"));
     summary_becomes(&h, "shop", &uid(&web), summary(0, 1)).await;
     summary_becomes(&h, "shop", &uid(&settings), summary(0, 1)).await;
+    // Both policies' status is written; status writes are not policy changes.
+    h.ready_condition("ClusterPolicy", None, "require-team", "True")
+        .await;
+    h.ready_condition("ClusterPolicy", None, "config-maps-need-team", "True")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let pods = scanned_of(&h, "Pod");
     let maps = scanned_of(&h, "ConfigMap");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        (scanned_of(&h, "Pod"), scanned_of(&h, "ConfigMap")),
+        (pods, maps),
+        "nothing is rescanned without a change"
+    );
 
     h.apply(config_maps_need_team("every ConfigMap names its team"));
     eventually("the new message in the ConfigMap's report", || {
