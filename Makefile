@@ -34,6 +34,7 @@ crds: ## regenerate crds/ and helm/bylaw/crds/ from the Rust types
 ci: fmt-check lint test ## what CI runs: format check, clippy, tests (the tests include the CRD drift check)
 
 e2e: ## tests that need a real cluster (KUBECONFIG)
+	@test -n "$$KUBECONFIG" || { echo "make e2e: set KUBECONFIG to a kubeconfig of a real cluster (these tests create and delete objects in it)" >&2; exit 2; }
 	$(CARGO) test --workspace -- --ignored
 
 conformance: ## score bylaw against Kyverno's policy library (prints `N passed, N failed`)

@@ -117,7 +117,8 @@ async fn ready_condition(api: &Api<DynamicObject>, name: &str) -> Value {
 #[ignore = "needs cluster: KUBECONFIG pointing at a real API server (make e2e)"]
 async fn policies_applied_in_a_real_cluster_get_their_status() {
     let _cluster = CLUSTER.lock().await;
-    let kubeconfig = std::env::var("KUBECONFIG").expect("make e2e sets KUBECONFIG");
+    let kubeconfig = std::env::var("KUBECONFIG")
+        .expect("KUBECONFIG must name a real cluster: run `make e2e` with KUBECONFIG set");
     let client = Client::try_default().await.unwrap();
     install_crds(&client).await;
     let serve = support::start_ready(&[
@@ -217,7 +218,8 @@ async fn the_api_server_enforces_a_policy_through_the_webhooks_bylaw_registers()
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::PostParams;
 
-    let kubeconfig = std::env::var("KUBECONFIG").expect("make e2e sets KUBECONFIG");
+    let kubeconfig = std::env::var("KUBECONFIG")
+        .expect("KUBECONFIG must name a real cluster: run `make e2e` with KUBECONFIG set");
     let client = Client::try_default().await.unwrap();
     install_crds(&client).await;
     let run = std::process::id();
@@ -414,7 +416,8 @@ async fn existing_objects_are_reported(kind: &str, plural: &str, body: impl Fn(&
     let _cluster = CLUSTER.lock().await;
     use kube::api::{ListParams, PostParams};
 
-    let kubeconfig = std::env::var("KUBECONFIG").expect("make e2e sets KUBECONFIG");
+    let kubeconfig = std::env::var("KUBECONFIG")
+        .expect("KUBECONFIG must name a real cluster: run `make e2e` with KUBECONFIG set");
     let client = Client::try_default().await.unwrap();
     install_crds(&client).await;
     let run = std::process::id();
@@ -449,6 +452,16 @@ async fn existing_objects_are_reported(kind: &str, plural: &str, body: impl Fn(&
             .await
             .unwrap();
     }
+    // The scan sees what LIST returns: check the API server's side first, so that a server
+    // that does not list what it stores fails here, named, rather than as missing reports.
+    let listed = objects.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        listed.items.len(),
+        3,
+        "the API server lists {} of the 3 {kind}s just created (list resourceVersion {:?})",
+        listed.items.len(),
+        listed.metadata.resource_version
+    );
 
     let serve = support::start_ready(&[
         "--kubeconfig".into(),

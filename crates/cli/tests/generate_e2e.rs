@@ -75,7 +75,8 @@ fn default_deny(name: &str, prefix: &str) -> Value {
 #[tokio::test]
 #[ignore = "needs cluster: KUBECONFIG pointing at a real API server (make e2e)"]
 async fn a_new_namespace_gets_its_network_policy_within_two_seconds() {
-    let kubeconfig = std::env::var("KUBECONFIG").expect("make e2e sets KUBECONFIG");
+    let kubeconfig = std::env::var("KUBECONFIG")
+        .expect("KUBECONFIG must name a real cluster: run `make e2e` with KUBECONFIG set");
     let client = Client::try_default().await.unwrap();
     ensure_namespace(&client, HOME).await;
     install_crds(&client).await;
