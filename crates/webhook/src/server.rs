@@ -46,6 +46,10 @@ const INLINE_PARSE_BYTES: usize = 64 * 1024;
 /// Request bodies read or held at once, per evaluation slot: memory for bodies stays below
 /// `BODIES_PER_SLOT × slots × --max-body-bytes` however many requests arrive.
 const BODIES_PER_SLOT: usize = 4;
+/// Streams an HTTP/2 client may reset before the server has accepted them (h2's default).
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams the server may reset on one HTTP/2 connection because the client misbehaved.
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// Longest a client may take to send request headers (HTTP/1).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest open connections get to finish after shutdown starts.
@@ -269,7 +273,13 @@ impl BoundServer {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(256);
+            .max_concurrent_streams(256)
+            // HTTP/2 rapid reset (CVE-2023-44487) and its mirror image: a client that resets
+            // streams before they are served, or makes the server reset them, gets GOAWAY
+            // past these counts. Set here, not left to hyper's defaults, so a dependency
+            // update cannot lift them.
+            .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+            .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS);
 
         let graceful = GracefulShutdown::new();
         let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
