@@ -98,6 +98,8 @@ deny: ## cargo deny: advisories, licenses, bans (duplicates warn), sources — n
 	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install cargo-deny --locked
 	$(CARGO) deny check
 
-hostile-load: ## bylaw serve (release) under hostile clients on 127.0.0.1: idle/slow connections, oversized headers, 1,000 concurrent 3 MiB bodies, an exploding policy
+hostile-load: ## bylaw serve (release) under hostile clients on 127.0.0.1: idle/slow connections, oversized headers, 1,000 concurrent 3 MiB bodies, HTTP/2 rapid reset, TLS handshake floods, an exploding policy; then a 60 s soak (oha)
 	$(CARGO) build -q --release -p bylaw-cli
-	BYLAW=$(TARGET_DIR)/release/bylaw sh tests/hostile/run.sh
+	$(CARGO) build -q --release -p bylaw-test-support --example hostile_client
+	@command -v oha >/dev/null 2>&1 || $(CARGO) install oha --locked
+	BYLAW=$(TARGET_DIR)/release/bylaw HOSTILE_CLIENT=$(TARGET_DIR)/release/examples/hostile_client sh tests/hostile/run.sh
