@@ -113,3 +113,70 @@ async fn a_body_that_does_not_arrive_in_two_seconds_frees_its_slot() {
     drop(sender);
     server.stop().await;
 }
+
+/// HTTP/2 rapid reset (CVE-2023-44487): a client that opens streams and resets them at once,
+/// faster than they are served, has its connection closed (GOAWAY ENHANCE_YOUR_CALM) long before
+/// it has sent 10,000; a new connection is served as usual. Without the server's limit the
+/// 10,000 streams go through and the connection stays open.
+#[tokio::test]
+async fn a_client_resetting_http2_streams_in_a_loop_is_sent_away() {
+    let server = TestServer::start().await;
+    let tls = server.client().tls(b"h2").await.unwrap();
+    let (sender, connection) = h2::client::handshake(tls).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .method("POST")
+        .uri("https://localhost/validate/fail?timeout=10s")
+        .body(())
+        .unwrap();
+    let mut streams = 0;
+    // The block owns the sender: dropping it lets the connection task finish.
+    {
+        let mut sender = sender;
+        while streams < 10_000 {
+            sender = match sender.ready().await {
+                Ok(ready) => ready,
+                Err(_) => break,
+            };
+            let Ok((_response, mut body)) = sender.send_request(request.clone(), false) else {
+                break;
+            };
+            // HEADERS without END_STREAM, then RST_STREAM: queued together, written together.
+            body.send_reset(h2::Reason::CANCEL);
+            streams += 1;
+            if streams % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("the server ends the connection")
+        .unwrap();
+    assert!(
+        streams < 10_000,
+        "{streams} streams before the server reacted"
+    );
+    // The server sends GOAWAY ENHANCE_YOUR_CALM and closes; a client still writing its queued
+    // frames may see the closed socket before it reads the GOAWAY.
+    let error = ended.expect_err("the server ends the connection, the client did not");
+    let sent_away = error.is_go_away()
+        && error.is_remote()
+        && error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
+    assert!(sent_away || error.is_io(), "{error:?}");
+
+    let body = serde_json::to_vec(&review("uid-after", "default", pod(json!({})))).unwrap();
+    let mut connection = server.client().connect(true).await.unwrap();
+    let reply = connection
+        .send(
+            "POST",
+            "/validate/fail?timeout=10s",
+            http_body_util::Full::new(Bytes::from(body)).boxed(),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["response"]["uid"], "uid-after");
+    server.stop().await;
+}
