@@ -23,3 +23,4 @@ for n in 100 1000 10000; do
   read -r user sys wall rss < "$work/time"
   printf '%8d  %10.2f  %10.2f  %9d KiB\n' "$n" "$(awk "BEGIN{print $user + $sys}")" "$wall" "$rss"
 done
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

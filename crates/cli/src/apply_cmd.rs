@@ -175,15 +175,21 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     }
     // Every input resource exists as far as generate rules are concerned, so clone sources
     // can be given with `-r`.
-    let existing: Vec<Value> = objects.iter().map(|d| d.value.clone()).collect();
+    let existing: Vec<Value> = objects.into_iter().map(|d| d.value).collect();
     // Offline: configMap and apiCall context entries are left unloaded, as in Kyverno's CLI
     // without a cluster.
     let offline = ClusterData::default();
-    let mut results = Vec::new();
+    // A table without `--detailed-results` shows only the results that did not pass and
+    // counts the rest: those are counted, not kept, so memory follows the failures.
+    let table_only = !policy_report && format == ApplyFormat::Table;
+    let mut results = Results {
+        kept: Vec::new(),
+        counts: StatusCounts::default(),
+        keep_all: !table_only || detailed_results,
+    };
     let mut outputs = Outputs::default();
     let mut blocked = false;
-    for doc in &objects {
-        let object = &doc.value;
+    for object in &existing {
         if !object.is_object() {
             continue;
         }
@@ -234,9 +240,9 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
             }
             match run.phase {
                 Phase::Mutate => {
-                    if run.resource != current {
+                    if *run.resource != current {
                         mutated_by.push(policy.key());
-                        current = run.resource;
+                        current = std::rc::Rc::unwrap_or_clone(run.resource);
                     }
                 }
                 Phase::Generate => {
@@ -263,26 +269,26 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         outputs.write(dir)?;
     }
     if policy_report {
-        let report = cluster_policy_report(&results);
+        let report = cluster_policy_report(&results.kept);
         match format {
             ApplyFormat::Json => output::json(&report)?,
             _ => output::text(&bylaw_api::yaml::to_yaml_string(&report)),
         }
     } else {
         match format {
-            ApplyFormat::Json => output::json(&results)?,
+            ApplyFormat::Json => output::json(&results.kept)?,
             ApplyFormat::Yaml => output::text(&bylaw_api::yaml::to_yaml_string(
-                &serde_json::to_value(&results)?,
+                &serde_json::to_value(&results.kept)?,
             )),
             ApplyFormat::Table => {
                 outputs.print();
-                print_results(&results, detailed_results)
+                print_results(&results.kept, &results.counts, detailed_results)
             }
         }
     }
     // As in Kyverno's CLI, a rule that could not be evaluated (unsupported feature, bad
     // variable, …) makes the run fail like a blocking violation.
-    let errors = results.iter().any(|r| r.status == RuleStatus::Error);
+    let errors = results.counts.error > 0;
     Ok(if blocked || errors {
         ExitCode::FAILURE
     } else {
@@ -359,7 +365,46 @@ impl Outputs {
     }
 }
 
-fn print_results(results: &[ApplyResult], detailed: bool) {
+/// Rule results of a run: every one, or (for the plain table) only those it prints.
+struct Results {
+    kept: Vec<ApplyResult>,
+    counts: StatusCounts,
+    keep_all: bool,
+}
+
+impl Results {
+    fn push(&mut self, result: ApplyResult) {
+        self.counts.add(result.status);
+        if self.keep_all || !matches!(result.status, RuleStatus::Pass | RuleStatus::Skip) {
+            self.kept.push(result);
+        }
+    }
+}
+
+/// Results per status, for the summary line.
+#[derive(Default)]
+struct StatusCounts {
+    pass: usize,
+    fail: usize,
+    warn: usize,
+    error: usize,
+    skip: usize,
+}
+
+impl StatusCounts {
+    fn add(&mut self, status: RuleStatus) {
+        let count = match status {
+            RuleStatus::Pass => &mut self.pass,
+            RuleStatus::Fail => &mut self.fail,
+            RuleStatus::Warn => &mut self.warn,
+            RuleStatus::Error => &mut self.error,
+            RuleStatus::Skip => &mut self.skip,
+        };
+        *count += 1;
+    }
+}
+
+fn print_results(results: &[ApplyResult], counts: &StatusCounts, detailed: bool) {
     let mut table = vec![vec![
         "POLICY".to_owned(),
         "RULE".to_owned(),
@@ -385,14 +430,9 @@ fn print_results(results: &[ApplyResult], detailed: bool) {
         output::print_table(&table, "");
         output::line("");
     }
-    let count = |s: RuleStatus| results.iter().filter(|r| r.status == s).count();
     output::line(&format!(
         "pass: {}, fail: {}, warn: {}, error: {}, skip: {}",
-        count(RuleStatus::Pass),
-        count(RuleStatus::Fail),
-        count(RuleStatus::Warn),
-        count(RuleStatus::Error),
-        count(RuleStatus::Skip)
+        counts.pass, counts.fail, counts.warn, counts.error, counts.skip
     ));
 }
 

@@ -6,13 +6,14 @@ use bylaw_engine::compile::CompiledPolicy;
 use bylaw_engine::context::{add_variable, request_context};
 use bylaw_engine::engine::{
     generate_policy, mutate_existing_policy, mutate_policy, unevaluated_rules,
-    validate_with_variables,
+    validate_with_context_mut,
 };
 use bylaw_engine::generate::{has_generate, ObjectStore};
 use bylaw_engine::request::{metadata_str, Operation, Request, UserInfo};
 use bylaw_engine::response::{PolicyResponse, RuleResponse};
 use bylaw_engine::validate::apply_variables;
-use serde_json::Value;
+use serde_json::{Map, Value};
+use std::rc::Rc;
 
 use crate::cluster::{Cluster, ClusterData};
 use crate::load::{PolicyBundle, Values};
@@ -34,8 +35,9 @@ pub struct PolicyRun<'p> {
     pub policy: &'p CompiledPolicy,
     pub phase: Phase,
     pub response: PolicyResponse,
-    /// The resource after this run (after this policy's mutations, for `Mutate`).
-    pub resource: Value,
+    /// The resource after this run (after this policy's mutations, for `Mutate`); shared by
+    /// the runs that left it unchanged.
+    pub resource: Rc<Value>,
     /// `(rule, object)` for each object a generate rule produced.
     pub generated: Vec<(String, Value)>,
     /// The response and the result for every existing object a mutate-existing rule changed.
@@ -86,7 +88,7 @@ pub fn run_resource<'p>(
         vars
     };
     let mut runs = Vec::new();
-    let mut current = object.clone();
+    let mut current = Rc::new(object.clone());
     for policy in bundle.policies.iter().filter(|p| p.has_mutate()) {
         let vars = variables(policy);
         let request = build_request(&current, &vars, user, values);
@@ -104,30 +106,42 @@ pub fn run_resource<'p>(
             &provider,
             &bundle.exceptions,
         );
-        current = patched;
+        current = Rc::new(patched);
         runs.push(PolicyRun {
             policy,
             phase: Phase::Mutate,
             response,
-            resource: current.clone(),
+            resource: Rc::clone(&current),
             generated: Vec::new(),
             patched_targets: Vec::new(),
             namespace_labels: request.namespace_labels,
         });
     }
+    // The request and its context are built once and shared by every policy whose variables
+    // are the same (all of them, without a values file naming policies): the engine leaves
+    // the context as it found it.
+    let mut prepared: Option<(Map<String, Value>, Request, Value)> = None;
     for policy in bundle.policies.iter().filter(|p| p.has_validate()) {
         let vars = variables(policy);
-        let request = build_request(&current, &vars, user, values);
+        let (_, request, context) = match prepared {
+            Some(ref mut same) if same.0 == vars => same,
+            _ => {
+                let request = build_request(&current, &vars, user, values);
+                let mut context = request_context(&request);
+                apply_variables(&mut context, &vars);
+                prepared.insert((vars, request, context))
+            }
+        };
         let response =
-            validate_with_variables(policy, &request, &vars, &provider, &bundle.exceptions);
+            validate_with_context_mut(policy, request, context, &provider, &bundle.exceptions);
         runs.push(PolicyRun {
             policy,
             phase: Phase::Validate,
             response,
-            resource: current.clone(),
+            resource: Rc::clone(&current),
             generated: Vec::new(),
             patched_targets: Vec::new(),
-            namespace_labels: request.namespace_labels,
+            namespace_labels: request.namespace_labels.clone(),
         });
     }
     for policy in bundle
@@ -143,7 +157,7 @@ pub fn run_resource<'p>(
                 policy,
                 phase: Phase::Unevaluated,
                 response,
-                resource: current.clone(),
+                resource: Rc::clone(&current),
                 generated: Vec::new(),
                 patched_targets: Vec::new(),
                 namespace_labels: request.namespace_labels,
@@ -155,7 +169,7 @@ pub fn run_resource<'p>(
     let mut generate_provider = None;
     for policy in bundle.policies.iter().filter(|p| has_generate(p)) {
         let generate_provider = generate_provider.get_or_insert_with(|| {
-            let mut objects = vec![current.clone()];
+            let mut objects = vec![Value::clone(&current)];
             objects.extend(existing.iter().filter(|o| o.is_object()).cloned());
             Cluster {
                 values,
@@ -188,7 +202,7 @@ pub fn run_resource<'p>(
                 .collect(),
             response: generation.response,
             patched_targets: Vec::new(),
-            resource: current.clone(),
+            resource: Rc::clone(&current),
             namespace_labels: request.namespace_labels,
         });
     }
@@ -226,7 +240,7 @@ pub fn run_resource<'p>(
             policy,
             phase: Phase::MutateExisting,
             response,
-            resource: current.clone(),
+            resource: Rc::clone(&current),
             generated: Vec::new(),
             patched_targets,
             namespace_labels: request.namespace_labels,
@@ -252,17 +266,29 @@ pub fn build_request(
         .and_then(Value::as_str)
         .and_then(Operation::parse)
         .unwrap_or(Operation::Create);
-    let (new_object, old_object) = request_objects(object, vars);
     let mut request = Request::create(Value::Null);
     (request.kind, request.subresource) = values.resource_kind(object);
     request.operation = operation;
-    match operation {
-        Operation::Delete => request.old_object = Some(old_object),
-        Operation::Update => {
-            request.object = new_object;
-            request.old_object = Some(old_object);
+    if vars.keys().any(|k| addresses_objects(k)) {
+        let (new_object, old_object) = request_objects(object, vars);
+        match operation {
+            Operation::Delete => request.old_object = Some(old_object),
+            Operation::Update => {
+                request.object = new_object;
+                request.old_object = Some(old_object);
+            }
+            Operation::Create | Operation::Connect => request.object = new_object,
         }
-        Operation::Create | Operation::Connect => request.object = new_object,
+    } else {
+        // Copied only where the operation puts the resource.
+        match operation {
+            Operation::Delete => request.old_object = Some(object.clone()),
+            Operation::Update => {
+                request.object = object.clone();
+                request.old_object = Some(object.clone());
+            }
+            Operation::Create | Operation::Connect => request.object = object.clone(),
+        }
     }
     request.user = user.clone();
     let ns_key = if request.kind.kind == "Namespace" {
@@ -274,16 +300,16 @@ pub fn build_request(
     request
 }
 
+/// Whether a variable sets a field of the request's new or old object.
+fn addresses_objects(key: &str) -> bool {
+    key.starts_with("request.object") || key.starts_with("request.oldObject")
+}
+
 /// The new and old object of a request for `object`, with the variables that address them
 /// (`request.object.…`, `request.oldObject.…`) applied.
 fn request_objects(object: &Value, vars: &serde_json::Map<String, Value>) -> (Value, Value) {
-    let addressing =
-        |key: &str| key.starts_with("request.object") || key.starts_with("request.oldObject");
-    if !vars.keys().any(|k| addressing(k)) {
-        return (object.clone(), object.clone());
-    }
     let mut doc = serde_json::json!({"request": {"object": object, "oldObject": object}});
-    for (key, value) in vars.iter().filter(|(k, _)| addressing(k)) {
+    for (key, value) in vars.iter().filter(|(k, _)| addresses_objects(k)) {
         add_variable(&mut doc, key, value.clone());
     }
     let mut take = |field: &str| {

@@ -441,7 +441,7 @@ fn run_suite(
                     resource_name: name.clone(),
                     resource_namespace: namespace.clone(),
                     rules: statuses(run.policy, &run.response, format),
-                    patched: run.resource,
+                    patched: std::rc::Rc::unwrap_or_clone(run.resource),
                     generated: run.generated,
                 });
             }

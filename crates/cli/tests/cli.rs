@@ -576,6 +576,92 @@ results:
 }
 
 #[test]
+fn apply_clones_from_another_input_resource() {
+    // Every `-r` document exists for generate rules: the Secret given after the Namespaces is
+    // the clone source of each of them, and the Pods in between do not disturb it.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        r#"apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata: {name: sync-secrets}
+spec:
+  rules:
+    - name: sync-image-pull-secret
+      match: {any: [{resources: {kinds: [Namespace]}}]}
+      generate:
+        apiVersion: v1
+        kind: Secret
+        name: regcred
+        namespace: "{{request.object.metadata.name}}"
+        synchronize: true
+        clone: {namespace: default, name: regcred}
+"#,
+    )
+    .unwrap();
+    let resources = dir.path().join("resources.yaml");
+    std::fs::write(
+        &resources,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: team-a}\n\
+         spec: {containers: [{name: c, image: nginx}]}\n---\n\
+         apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n---\n\
+         apiVersion: v1\nkind: Secret\ntype: kubernetes.io/dockerconfigjson\n\
+         metadata: {name: regcred, namespace: default}\n\
+         data: {.dockerconfigjson: e30=}\n",
+    )
+    .unwrap();
+    let out = bylaw(&[
+        "apply",
+        policy.to_str().unwrap(),
+        "-r",
+        resources.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    for namespace in ["team-a", "team-b"] {
+        let header = format!(
+            "Generated Secret {namespace}/regcred (policy sync-secrets, rule \
+             sync-image-pull-secret, for Namespace/{namespace}):"
+        );
+        let generated = text
+            .split_once(&header)
+            .unwrap_or_else(|| panic!("no {header:?} in {text}"))
+            .1;
+        let document = generated.split("\n\n").next().unwrap();
+        assert!(document.contains(".dockerconfigjson: e30="), "{text}");
+        assert!(
+            document.contains(&format!("namespace: {namespace}")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("pass: 2, fail: 0, warn: 0, error: 0, skip: 0"),
+        "{text}"
+    );
+
+    // Without the Secret among the inputs there is nothing to clone: an error per Namespace.
+    std::fs::write(
+        &resources,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n",
+    )
+    .unwrap();
+    let out = bylaw(&[
+        "apply",
+        policy.to_str().unwrap(),
+        "-r",
+        resources.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("clone source Secret default/regcred not found"),
+        "{text}"
+    );
+}
+
+#[test]
 fn apply_reads_a_policy_directory_as_serve_does() {
     // One walker: hidden directories (test fixtures in a policy repository) are skipped by
     // `bylaw apply DIR` as by `bylaw serve --policies DIR`.

@@ -387,6 +387,23 @@ pub trait AdmissionEvaluator: Send + Sync + 'static {
         self.evaluate(phase, request, deadline)
     }
 
+    /// Evaluates a review the caller gives up, so that an implementation can move its objects
+    /// into the evaluation instead of copying them; with `failure_policy`, only the policies
+    /// with that `failurePolicy`, as [`AdmissionEvaluator::evaluate_only`]. The default
+    /// evaluates the borrowed review.
+    fn evaluate_owned(
+        &self,
+        phase: Phase,
+        request: ReviewRequest,
+        deadline: Instant,
+        failure_policy: Option<FailurePolicy>,
+    ) -> Result<Verdict, EvalError> {
+        match failure_policy {
+            Some(failure_policy) => self.evaluate_only(phase, &request, deadline, failure_policy),
+            None => self.evaluate(phase, &request, deadline),
+        }
+    }
+
     /// True once policies are loaded and admission can be served.
     fn is_ready(&self) -> bool;
 

@@ -127,6 +127,7 @@ impl PolicyEvaluator {
         &self,
         set: &PolicySet,
         review: &ReviewRequest,
+        objects: ReviewObjects<'_>,
         deadline: Instant,
     ) -> Result<Verdict, EvalError> {
         if !set.policies.iter().any(|p| p.admission && p.has_validate()) {
@@ -135,7 +136,7 @@ impl PolicyEvaluator {
         // The engine checks this inside its long loops, so work nobody waits for ends soon
         // after the deadline and its thread (and concurrency slot) is freed.
         let _deadline = bylaw_engine::deadline::scope(deadline);
-        let request = self.engine_request(review)?;
+        let request = self.engine_request(review, objects)?;
         let unknown_namespace = self.unknown_namespace(review);
         // One context document per review, shared by every policy (the engine leaves it as it
         // found it).
@@ -189,18 +190,14 @@ impl PolicyEvaluator {
         if Instant::now() >= deadline {
             return Err(EvalError::DeadlineExceeded);
         }
-        Ok(decide(
-            &evaluated,
-            review,
-            &namespace,
-            request.namespace_labels.as_ref(),
-        ))
+        Ok(decide(&evaluated, review, &request, &namespace))
     }
 
     fn mutate(
         &self,
         set: &PolicySet,
         review: &ReviewRequest,
+        objects: ReviewObjects<'_>,
         deadline: Instant,
     ) -> Result<Verdict, EvalError> {
         let mut policies = set
@@ -213,7 +210,7 @@ impl PolicyEvaluator {
             return Ok(Verdict::allow());
         }
         let _deadline = bylaw_engine::deadline::scope(deadline);
-        let request = self.engine_request(review)?;
+        let request = self.engine_request(review, objects)?;
         let unknown_namespace = self.unknown_namespace(review);
         let mut context = set.context_for(&request);
         let mut current = request.object.clone();
@@ -343,29 +340,23 @@ impl PolicyEvaluator {
 
     /// Builds the engine's request from the review: kind, subresource, user with the roles the
     /// context source knows, namespace labels from the context source.
-    fn engine_request(&self, review: &ReviewRequest) -> Result<Request, EvalError> {
-        let present = |v: &Option<Value>| v.as_ref().filter(|v| !v.is_null()).cloned();
-        let (operation, object, old_object) = match review.operation {
-            Operation::Create => (
-                engine_request::Operation::Create,
-                present(&review.object),
-                None,
-            ),
-            Operation::Update => (
-                engine_request::Operation::Update,
-                present(&review.object),
-                present(&review.old_object),
-            ),
-            Operation::Delete => (
-                engine_request::Operation::Delete,
-                Some(Value::Null),
-                present(&review.old_object),
-            ),
-            Operation::Connect => (
-                engine_request::Operation::Connect,
-                present(&review.object),
-                None,
-            ),
+    fn engine_request(
+        &self,
+        review: &ReviewRequest,
+        objects: ReviewObjects<'_>,
+    ) -> Result<Request, EvalError> {
+        let (object, old_object) = objects.into_values(review);
+        let present = |v: Option<Value>| v.filter(|v| !v.is_null());
+        let operation = match review.operation {
+            Operation::Create => engine_request::Operation::Create,
+            Operation::Update => engine_request::Operation::Update,
+            Operation::Delete => engine_request::Operation::Delete,
+            Operation::Connect => engine_request::Operation::Connect,
+        };
+        let (object, old_object) = match review.operation {
+            Operation::Create | Operation::Connect => (present(object), None),
+            Operation::Update => (present(object), present(old_object)),
+            Operation::Delete => (Some(Value::Null), present(old_object)),
         };
         let mut object = object.ok_or_else(|| {
             EvalError::InvalidRequest(format!("{} request carries no object", review.operation))
@@ -417,6 +408,53 @@ impl PolicyEvaluator {
             namespace_labels,
             dry_run: review.dry_run,
         })
+    }
+}
+
+/// Where the engine request's objects come from: copied out of a review the caller keeps, or
+/// moved out of one it gave up (no copy of what can be a large object).
+enum ReviewObjects<'r> {
+    Copied(&'r ReviewRequest),
+    Moved {
+        object: Option<Value>,
+        old_object: Option<Value>,
+    },
+}
+
+impl ReviewObjects<'_> {
+    /// `object` and `oldObject`, each only when the operation reads it.
+    fn into_values(self, review: &ReviewRequest) -> (Option<Value>, Option<Value>) {
+        let (wants_object, wants_old) = match review.operation {
+            Operation::Create | Operation::Connect => (true, false),
+            Operation::Update => (true, true),
+            Operation::Delete => (false, true),
+        };
+        match self {
+            ReviewObjects::Copied(review) => (
+                if wants_object {
+                    review.object.clone()
+                } else {
+                    None
+                },
+                if wants_old {
+                    review.old_object.clone()
+                } else {
+                    None
+                },
+            ),
+            ReviewObjects::Moved { object, old_object } => (
+                object.filter(|_| wants_object),
+                old_object.filter(|_| wants_old),
+            ),
+        }
+    }
+
+    /// Takes the objects out of `review`, leaving `None` in their place.
+    fn take(review: &mut ReviewRequest) -> ReviewObjects<'static> {
+        ReviewObjects::Moved {
+            object: review.object.take(),
+            old_object: review.old_object.take(),
+        }
     }
 }
 
@@ -653,9 +691,10 @@ fn message_with_path(rule: &RuleResponse) -> String {
 fn decide(
     evaluated: &[Evaluated<'_>],
     review: &ReviewRequest,
+    request: &Request,
     namespace: &str,
-    namespace_labels: Option<&BTreeMap<String, String>>,
 ) -> Verdict {
+    let namespace_labels = request.namespace_labels.as_ref();
     let mut results = Vec::new();
     let mut blocked = false;
     let mut fail_closed = false;
@@ -699,7 +738,7 @@ fn decide(
     if blocked {
         return Verdict {
             allowed: false,
-            message: Some(blocked_message(review, enforce_responses())),
+            message: Some(blocked_message(review, request, enforce_responses())),
             results,
             ..Verdict::default()
         };
@@ -735,6 +774,7 @@ fn decide(
 /// Kyverno's denial text: the resource, then a YAML map of policy → rule → message.
 fn blocked_message<'a>(
     review: &ReviewRequest,
+    request: &Request,
     responses: impl Iterator<Item = &'a Evaluated<'a>>,
 ) -> String {
     let mut failures: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
@@ -764,7 +804,13 @@ fn blocked_message<'a>(
             })
             .collect(),
     );
-    let subject = review.subject();
+    // The review's own objects may have been moved into the request; the request holds the
+    // same object (`oldObject` for DELETE), at most with the review's namespace filled in,
+    // which is only read when the review has none.
+    let subject = match request.operation {
+        engine_request::Operation::Delete => request.old_object.as_ref(),
+        _ => Some(&request.object),
+    };
     let meta = |field: &str| {
         subject
             .and_then(|o| o.pointer(&format!("/metadata/{field}")))
@@ -815,9 +861,30 @@ impl AdmissionEvaluator for PolicyEvaluator {
             return Err(EvalError::NotReady);
         };
         let half = self.half_of(&set, failure_policy);
+        let objects = ReviewObjects::Copied(request);
         match phase {
-            Phase::Mutate => self.mutate(&half, request, deadline),
-            Phase::Validate => self.validate(&half, request, deadline),
+            Phase::Mutate => self.mutate(&half, request, objects, deadline),
+            Phase::Validate => self.validate(&half, request, objects, deadline),
+        }
+    }
+
+    fn evaluate_owned(
+        &self,
+        phase: Phase,
+        mut request: ReviewRequest,
+        deadline: Instant,
+        failure_policy: Option<FailurePolicy>,
+    ) -> Result<Verdict, EvalError> {
+        let Some(mut set) = self.cache.current() else {
+            return Err(EvalError::NotReady);
+        };
+        if let Some(failure_policy) = failure_policy {
+            set = self.half_of(&set, failure_policy);
+        }
+        let objects = ReviewObjects::take(&mut request);
+        match phase {
+            Phase::Mutate => self.mutate(&set, &request, objects, deadline),
+            Phase::Validate => self.validate(&set, &request, objects, deadline),
         }
     }
 
@@ -830,9 +897,10 @@ impl AdmissionEvaluator for PolicyEvaluator {
         let Some(set) = self.cache.current() else {
             return Err(EvalError::NotReady);
         };
+        let objects = ReviewObjects::Copied(request);
         match phase {
-            Phase::Mutate => self.mutate(&set, request, deadline),
-            Phase::Validate => self.validate(&set, request, deadline),
+            Phase::Mutate => self.mutate(&set, request, objects, deadline),
+            Phase::Validate => self.validate(&set, request, objects, deadline),
         }
     }
 

@@ -3,7 +3,8 @@
 //! Names and labels mirror Kyverno's (`kyverno_*` → `bylaw_*`) so its dashboards translate. Labels
 //! are bounded: kinds, namespaces, policy and rule names, never a resource name, uid or error text.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{text, EncodeLabelSet};
@@ -244,7 +245,13 @@ pub struct Metrics {
     policies_not_loaded: Family<LoadErrorLabels, Gauge>,
     policy_evaluations: Family<PolicyCostLabels, Counter>,
     policy_evaluation_seconds: Family<PolicyCostLabels, Counter<f64, AtomicU64>>,
+    /// The rule-outcome series admission has used, each found with one quick lookup rather
+    /// than one SipHash lookup per family: a review records a few dozen outcomes.
+    rule_series: Arc<RwLock<RuleSeriesMap>>,
 }
+
+/// `bylaw_policy_results_total` and `bylaw_policy_execution_duration_seconds` of one label set.
+type RuleSeriesMap = HashMap<PolicyResultLabels, (Counter, Histogram), foldhash::fast::RandomState>;
 
 /// Reasons a policy document is not loaded, as `reason` label values.
 pub const LOAD_ERROR_REASONS: [&str; 4] = ["unreadable", "invalid", "unsupported", "duplicate"];
@@ -389,6 +396,7 @@ impl Metrics {
             policies_not_loaded,
             policy_evaluations,
             policy_evaluation_seconds,
+            rule_series: Arc::default(),
         }
     }
 
@@ -459,6 +467,70 @@ impl Metrics {
         self.policy_execution_duration
             .get_or_create(&labels)
             .observe(outcome.duration.as_secs_f64());
+    }
+
+    /// Counts every rule outcome of one review and observes their durations, like
+    /// [`Metrics::record_rule_outcome`] for each: the labels are built once per review and
+    /// only the policy and rule parts change between outcomes (their buffers are reused).
+    pub fn record_rule_outcomes(
+        &self,
+        outcomes: &[RuleOutcome],
+        cause: ExecutionCause,
+        resource: ResourceLabels<'_>,
+    ) {
+        let Some(first) = outcomes.first() else {
+            return;
+        };
+        let mut labels = PolicyResultLabels {
+            policy_name: String::new(),
+            policy_namespace: String::new(),
+            policy_type: policy_type(None),
+            policy_validation_mode: validation_mode(first.enforce),
+            policy_background_mode: bool_label(first.background),
+            rule_name: String::new(),
+            rule_type: first.rule_type.metric_label(),
+            rule_result: first.result.as_str(),
+            rule_execution_cause: cause.label(),
+            resource_kind: resource.kind.to_owned(),
+            resource_namespace: dash(resource.namespace),
+            resource_request_operation: resource.operation.metric_label(),
+        };
+        for outcome in outcomes {
+            let namespace = outcome.policy_namespace.as_deref();
+            labels.policy_name.clone_from(&outcome.policy);
+            labels.policy_namespace.clear();
+            labels.policy_namespace.push_str(match namespace {
+                Some(namespace) if !namespace.is_empty() => namespace,
+                _ => "-",
+            });
+            labels.policy_type = policy_type(namespace);
+            labels.policy_validation_mode = validation_mode(outcome.enforce);
+            labels.policy_background_mode = bool_label(outcome.background);
+            labels.rule_name.clone_from(&outcome.rule);
+            labels.rule_type = outcome.rule_type.metric_label();
+            labels.rule_result = outcome.result.as_str();
+            let seconds = outcome.duration.as_secs_f64();
+            {
+                let known = self
+                    .rule_series
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some((count, duration)) = known.get(&labels) {
+                    count.inc();
+                    duration.observe(seconds);
+                    continue;
+                }
+            }
+            // Series are never removed from these families, so a kept handle stays exposed.
+            let count = self.policy_results.get_or_create_owned(&labels);
+            let duration = self.policy_execution_duration.get_or_create_owned(&labels);
+            count.inc();
+            duration.observe(seconds);
+            self.rule_series
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(labels.clone(), (count, duration));
+        }
     }
 
     /// Counts one rule outcome of the background scan (`rule_execution_cause="background_scan"`,
@@ -727,6 +799,75 @@ mod tests {
         namespace: Some("default"),
         operation: Operation::Create,
     };
+
+    #[test]
+    fn outcomes_of_a_review_count_as_one_by_one() {
+        let mut outcomes = Vec::new();
+        for (policy, namespace, rule, result, enforce, background, micros) in [
+            ("a", None, "r1", RuleResult::Pass, true, true, 40),
+            ("a", None, "r2", RuleResult::Fail, true, true, 5),
+            ("b", Some("team"), "r1", RuleResult::Skip, false, false, 700),
+            (
+                "c",
+                Some(""),
+                "a-much-longer-rule-name",
+                RuleResult::Error,
+                false,
+                true,
+                1,
+            ),
+            ("a", None, "r1", RuleResult::Pass, true, true, 12),
+        ] {
+            outcomes.push(RuleOutcome {
+                policy: policy.into(),
+                policy_namespace: namespace.map(str::to_owned),
+                rule: rule.into(),
+                rule_type: if enforce {
+                    RuleType::Validate
+                } else {
+                    RuleType::Mutate
+                },
+                result,
+                message: String::new(),
+                enforce,
+                background,
+                duration: Duration::from_micros(micros),
+            });
+        }
+        let cluster_scoped = ResourceLabels {
+            kind: "Namespace",
+            namespace: None,
+            operation: Operation::Update,
+        };
+        for resource in [POD_CREATE, cluster_scoped] {
+            let batched = Metrics::new("1");
+            batched.record_rule_outcomes(&outcomes, ExecutionCause::AdmissionRequest, resource);
+            let one_by_one = Metrics::new("1");
+            for outcome in &outcomes {
+                one_by_one.record_rule_outcome(outcome, ExecutionCause::AdmissionRequest, resource);
+            }
+            // Series come out in hash order: compare them sorted.
+            let sorted = |metrics: &Metrics| {
+                let text = metrics.encode_openmetrics().unwrap();
+                let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+                lines.sort();
+                lines
+            };
+            assert_eq!(sorted(&batched), sorted(&one_by_one));
+            let text = batched.encode_openmetrics().unwrap();
+            assert!(text.contains("policy_namespace=\"team\""), "{text}");
+            assert!(
+                text.contains("rule_name=\"a-much-longer-rule-name\""),
+                "{text}"
+            );
+        }
+        let nothing = Metrics::new("1");
+        nothing.record_rule_outcomes(&[], ExecutionCause::AdmissionRequest, POD_CREATE);
+        assert!(!nothing
+            .encode_openmetrics()
+            .unwrap()
+            .contains("bylaw_policy_results_total{"));
+    }
 
     #[test]
     fn exposition_has_every_family_with_kyverno_labels() {

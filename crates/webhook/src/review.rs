@@ -7,7 +7,7 @@
 
 use base64::Engine as _;
 use bylaw_runtime::ReviewRequest;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// `apiVersion` of an AdmissionReview.
@@ -58,8 +58,49 @@ fn string_field<'a>(object: &'a serde_json::Map<String, Value>, key: &str) -> Op
     object.get(key).and_then(Value::as_str)
 }
 
+/// The envelope of a well-formed review, decoded in one pass straight into [`ReviewRequest`]
+/// (its objects built once, not first as a generic document and then copied out of it).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    api_version: Option<Value>,
+    /// `Some(Value::Null)` for `"kind": null`, which is not an AdmissionReview.
+    #[serde(default, deserialize_with = "present")]
+    kind: Option<Value>,
+    request: Option<ReviewRequest>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
+}
+
 /// Decodes an AdmissionReview body.
 pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ParseError> {
+    // Any body the direct decoding does not take (bad JSON, a duplicate field, a malformed
+    // request, a missing uid) goes through the step-by-step path, which says what is wrong.
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(Envelope {
+            api_version,
+            kind,
+            request: Some(request),
+        }) if !request.uid.is_empty() => {
+            let api_version = api_version.as_ref().and_then(Value::as_str);
+            let version = match api_version {
+                None | Some("admission.k8s.io/v1") => ReviewVersion::V1,
+                Some("admission.k8s.io/v1beta1") => ReviewVersion::V1Beta1,
+                Some(_) => return parse_review_in_steps(body),
+            };
+            if kind.is_some_and(|kind| kind.as_str() != Some("AdmissionReview")) {
+                return parse_review_in_steps(body);
+            }
+            Ok(ParsedReview { version, request })
+        }
+        _ => parse_review_in_steps(body),
+    }
+}
+
+/// Decodes an AdmissionReview body field by field, to name what is wrong with it.
+fn parse_review_in_steps(body: &[u8]) -> Result<ParsedReview, ParseError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ParseError::Unanswerable(format!("request body is not valid JSON: {e}")))?;
     let Value::Object(mut review) = value else {
@@ -306,6 +347,61 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn direct_decoding_answers_as_the_step_by_step_path() {
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        let mut push = |value: &Value| cases.push(serde_json::to_vec(value).unwrap());
+        let valid = review("admission.k8s.io/v1");
+        push(&valid);
+        push(&review("admission.k8s.io/v1beta1"));
+        push(&review("admission.k8s.io/v2"));
+        for (pointer, replacement) in [
+            ("/kind", Value::Null),
+            ("/kind", json!("Pod")),
+            ("/apiVersion", Value::Null),
+            ("/apiVersion", json!(1)),
+            ("/request", Value::Null),
+            ("/request/uid", json!("")),
+            ("/request/operation", json!("PATCH")),
+            ("/request/object", Value::Null),
+            ("/request/namespace", json!("")),
+        ] {
+            let mut changed = valid.clone();
+            *changed.pointer_mut(pointer).unwrap() = replacement;
+            push(&changed);
+        }
+        let mut without_kind = valid.clone();
+        without_kind.as_object_mut().unwrap().remove("kind");
+        push(&without_kind);
+        let text = String::from_utf8(serde_json::to_vec(&valid).unwrap()).unwrap();
+        // Duplicate fields: a generic document keeps the last one.
+        cases.push(
+            text.replacen("{", "{\"request\":{\"uid\":\"first\"},", 1)
+                .into_bytes(),
+        );
+        cases.push(
+            text.replacen("\"uid\":\"abc\"", "\"uid\":\"abc\",\"uid\":\"def\"", 1)
+                .into_bytes(),
+        );
+        cases.push(format!("{text} trailing").into_bytes());
+        for body in &cases {
+            let direct = parse_review(body);
+            let in_steps = parse_review_in_steps(body);
+            let shown = String::from_utf8_lossy(body);
+            match (direct, in_steps) {
+                (Ok(direct), Ok(in_steps)) => {
+                    assert_eq!(direct.version, in_steps.version, "{shown}");
+                    assert_eq!(direct.request, in_steps.request, "{shown}");
+                }
+                (Err(direct), Err(in_steps)) => assert_eq!(direct, in_steps, "{shown}"),
+                (direct, in_steps) => panic!("{shown}: {direct:?} but {in_steps:?}"),
+            }
+        }
+        // The duplicate uid is read as the generic document reads it.
+        let last = parse_review(cases[cases.len() - 2].as_slice()).unwrap();
+        assert_eq!(last.request.uid, "def");
     }
 
     #[test]

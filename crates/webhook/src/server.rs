@@ -724,6 +724,9 @@ async fn admission(
     }
 
     let labels = RequestLabels::of(&review);
+    // What the answer and the results need of the review, so the review itself (its objects)
+    // can be handed to the evaluator whole.
+    let reviewed = Reviewed::of(&review);
     let evaluator = state.evaluator.clone();
     let std_deadline = deadline.into_std();
     let only = only.then_some(match failure_policy {
@@ -731,21 +734,15 @@ async fn admission(
         FailurePolicy::Ignore => PolicyFailure::Ignore,
     });
     let outcome = run_bounded(&state, deadline, move || {
-        let verdict = match only {
-            Some(failure_policy) => {
-                evaluator.evaluate_only(phase, &review, std_deadline, failure_policy)
-            }
-            None => evaluator.evaluate(phase, &review, std_deadline),
-        };
-        (review, verdict)
+        evaluator.evaluate_owned(phase, review, std_deadline, only)
     })
     .await;
 
     let failure = match outcome {
-        Ok((review, Ok(verdict))) => {
-            return answer_verdict(&state, phase, version, review, verdict, &labels, started);
+        Ok(Ok(verdict)) => {
+            return answer_verdict(&state, phase, version, reviewed, verdict, &labels, started);
         }
-        Ok((_, Err(error))) => {
+        Ok(Err(error)) => {
             tracing::warn!(error = %error, kind = error.kind(), "policy evaluation failed");
             Failure::Eval(error.kind())
         }
@@ -783,11 +780,40 @@ async fn admission(
     review_response(&response, version)
 }
 
+/// The parts of a review its answer and its results need once the evaluator has the review.
+struct Reviewed {
+    uid: String,
+    resource: ResourceRef,
+    operation: Operation,
+    dry_run: bool,
+}
+
+impl Reviewed {
+    fn of(review: &ReviewRequest) -> Self {
+        let object_uid = review
+            .subject()
+            .and_then(|object| object.pointer("/metadata/uid"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        Reviewed {
+            uid: review.uid.clone(),
+            resource: ResourceRef {
+                kind: review.kind.clone(),
+                namespace: review.namespace.clone(),
+                name: review.name.clone(),
+                uid: object_uid,
+            },
+            operation: review.operation,
+            dry_run: review.dry_run,
+        }
+    }
+}
+
 fn answer_verdict(
     state: &AppState,
     phase: Phase,
     version: ReviewVersion,
-    review: ReviewRequest,
+    review: Reviewed,
     verdict: Verdict,
     labels: &RequestLabels,
     started: Instant,
@@ -822,13 +848,11 @@ fn answer_verdict(
         }
     }
 
-    for outcome in &results {
-        state.metrics.record_rule_outcome(
-            outcome,
-            ExecutionCause::AdmissionRequest,
-            labels.resource(),
-        );
-    }
+    state.metrics.record_rule_outcomes(
+        &results,
+        ExecutionCause::AdmissionRequest,
+        labels.resource(),
+    );
     state.metrics.record_policy_evaluations(&results);
     state
         .metrics
@@ -839,20 +863,10 @@ fn answer_verdict(
         tracing::info!(rules = results.len(), "denied");
     }
     if let Some(sender) = &state.results {
-        let object_uid = review
-            .subject()
-            .and_then(|object| object.pointer("/metadata/uid"))
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned);
         sender.send(ReviewOutcomes {
             phase,
-            request_uid: review.uid.clone(),
-            resource: ResourceRef {
-                kind: review.kind.clone(),
-                namespace: review.namespace.clone(),
-                name: review.name.clone(),
-                uid: object_uid,
-            },
+            request_uid: review.uid,
+            resource: review.resource,
             operation: review.operation,
             dry_run: review.dry_run,
             allowed,

@@ -1,8 +1,11 @@
 #!/bin/sh
 # Load test of the admission webhook (`make bench-webhook`): `bylaw serve` with the Pod Security
-# policies of Kyverno's library, driven by oha over HTTPS keep-alive connections on 127.0.0.1,
-# posting the Pod CREATE review in this directory to /validate/fail for a fixed time. Prints
-# throughput, latency percentiles, the server's CPU time per review and its peak RSS (VmHWM).
+# policies of Kyverno's library, then the same server with no policies (the framework's
+# ceiling), each driven by oha over HTTPS keep-alive connections on 127.0.0.1 posting the Pod
+# CREATE review in this directory to /validate/fail for a fixed time. Prints, per run,
+# throughput, latency percentiles, the server's CPU time per review and its peak RSS (VmHWM),
+# then the policies' share: throughput with the policies ÷ throughput without, same command.
+# POLICIES=… (comma-separated paths) measures only that set.
 set -eu
 
 BYLAW=${BYLAW:-target/release/bylaw}
@@ -12,8 +15,6 @@ CONNECTIONS=${CONNECTIONS:-32}
 WARMUP=${WARMUP:-2}
 PORT=${PORT:-18444}
 REVIEW=${REVIEW:-examples/admission-reviews/bench/pod-create.json}
-# Comma-separated policy paths; an empty directory measures the server without the engine.
-POLICIES=${POLICIES:-$POLICY_DIR/baseline,$POLICY_DIR/restricted,$POLICY_DIR/subrule}
 
 for tool in oha curl; do
   command -v "$tool" >/dev/null 2>&1 || {
@@ -21,37 +22,19 @@ for tool in oha curl; do
     exit 1
   }
 done
-[ -e "${POLICIES%%,*}" ] || {
-  echo "no policies at ${POLICIES%%,*} (set CONFORMANCE_DIR or POLICIES)" >&2
-  exit 1
-}
 
 work=$(mktemp -d)
-"$BYLAW" serve \
-  --policies "$POLICIES" \
-  --dev-tls --dev-tls-dir "$work" --listen "127.0.0.1:$PORT" --log-filter warn \
-  >"$work/serve.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT INT TERM
-
-url="https://localhost:$PORT"
-tries=0
-until curl -fsS --cacert "$work/ca.crt" "$url/readyz" >/dev/null 2>&1; do
-  tries=$((tries + 1))
-  if [ "$tries" -gt 100 ] || ! kill -0 "$server" 2>/dev/null; then
-    echo "bylaw serve did not become ready:" >&2
-    cat "$work/serve.log" >&2
-    exit 1
+mkdir "$work/none"
+server=
+stop_server() {
+  if [ -n "$server" ]; then
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    server=
   fi
-  sleep 0.1
-done
-
-answer=$(curl -fsS --cacert "$work/ca.crt" -H 'Content-Type: application/json' \
-  --data-binary "@$REVIEW" "$url/validate/fail?timeout=10s")
-policies=$(curl -fsS --cacert "$work/ca.crt" "$url/metrics" |
-  grep -c '^bylaw_policy_rule_info_total{.*} 1$' || true)
-echo "server: $BYLAW (pid $server), $policies rules (autogen included) from $POLICIES"
-echo "review: $REVIEW ($(wc -c <"$REVIEW") bytes) -> $answer"
+}
+trap 'stop_server; rm -rf "$work"' EXIT INT TERM
+url="https://localhost:$PORT"
 
 load() {
   oha -z "$1s" -c "$CONNECTIONS" --no-tui --cacert "$work/ca.crt" -m POST \
@@ -64,18 +47,62 @@ cpu_ticks() {
   sed 's/.*) //' "/proc/$server/stat" | awk '{print $12 + $13}'
 }
 
-load "$WARMUP" >/dev/null
-before=$(cpu_ticks)
-load "$DURATION" >"$work/oha.json"
-after=$(cpu_ticks)
-hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$server/status")
+# bench NAME POLICIES: one run; leaves "NAME reviews/s" in $work/throughput.
+bench() {
+  name=$1
+  policies=$2
+  [ -e "${policies%%,*}" ] || {
+    echo "no policies at ${policies%%,*} (set CONFORMANCE_DIR or POLICIES)" >&2
+    exit 1
+  }
+  "$BYLAW" serve \
+    --policies "$policies" \
+    --dev-tls --dev-tls-dir "$work" --listen "127.0.0.1:$PORT" --log-filter warn \
+    >"$work/serve.log" 2>&1 &
+  server=$!
+  tries=0
+  until curl -fsS --cacert "$work/ca.crt" "$url/readyz" >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if [ "$tries" -gt 100 ] || ! kill -0 "$server" 2>/dev/null; then
+      echo "bylaw serve did not become ready:" >&2
+      cat "$work/serve.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
 
-"$BYLAW" jp query -u -i "$work/oha.json" \
-  "join('', ['connections: $CONNECTIONS, duration: ${DURATION}s, reviews: ', to_string(sum(values(statusCodeDistribution))), ' (status ', to_string(keys(statusCodeDistribution)), ')'])" \
-  "join('', ['throughput: ', to_string(round(summary.requestsPerSec, \`0\`)), ' reviews/s'])" \
-  "join('', ['latency ms: p50 ', to_string(round(multiply(latencyPercentiles.p50, \`1000\`), \`3\`)), ', p99 ', to_string(round(multiply(latencyPercentiles.p99, \`1000\`), \`3\`)), ', p99.9 ', to_string(round(multiply(latencyPercentiles.\"p99.9\", \`1000\`), \`3\`)), ', max ', to_string(round(multiply(summary.slowest, \`1000\`), \`3\`))])"
-reviews=$("$BYLAW" jp query -u -i "$work/oha.json" "sum(values(statusCodeDistribution))")
-ticks=$(getconf CLK_TCK)
-awk -v t="$((after - before))" -v hz="$ticks" -v n="$reviews" -v d="$DURATION" \
-  'BEGIN { per = (n > 0) ? t / hz / n * 1e6 : 0; printf "server CPU: %.2f cores, %.0f µs per review\n", t / hz / d, per }'
-awk -v kb="$hwm" 'BEGIN { printf "server peak RSS (VmHWM): %.1f MiB\n", kb / 1024 }'
+  answer=$(curl -fsS --cacert "$work/ca.crt" -H 'Content-Type: application/json' \
+    --data-binary "@$REVIEW" "$url/validate/fail?timeout=10s")
+  rules=$(curl -fsS --cacert "$work/ca.crt" "$url/metrics" |
+    grep -c '^bylaw_policy_rule_info_total{.*} 1$' || true)
+  echo "== $name: $BYLAW (pid $server), $rules rules (autogen included) from $policies"
+  echo "review: $REVIEW ($(wc -c <"$REVIEW") bytes) -> $answer"
+
+  load "$WARMUP" >/dev/null
+  before=$(cpu_ticks)
+  load "$DURATION" >"$work/oha.json"
+  after=$(cpu_ticks)
+  hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$server/status")
+  stop_server
+
+  "$BYLAW" jp query -u -i "$work/oha.json" \
+    "join('', ['connections: $CONNECTIONS, duration: ${DURATION}s, reviews: ', to_string(sum(values(statusCodeDistribution))), ' (status ', to_string(keys(statusCodeDistribution)), ')'])" \
+    "join('', ['throughput: ', to_string(round(summary.requestsPerSec, \`0\`)), ' reviews/s'])" \
+    "join('', ['latency ms: p50 ', to_string(round(multiply(latencyPercentiles.p50, \`1000\`), \`3\`)), ', p99 ', to_string(round(multiply(latencyPercentiles.p99, \`1000\`), \`3\`)), ', p99.9 ', to_string(round(multiply(latencyPercentiles.\"p99.9\", \`1000\`), \`3\`)), ', max ', to_string(round(multiply(summary.slowest, \`1000\`), \`3\`))])"
+  reviews=$("$BYLAW" jp query -u -i "$work/oha.json" "sum(values(statusCodeDistribution))")
+  rate=$("$BYLAW" jp query -u -i "$work/oha.json" "summary.requestsPerSec")
+  echo "$name $rate" >>"$work/throughput"
+  ticks=$(getconf CLK_TCK)
+  awk -v t="$((after - before))" -v hz="$ticks" -v n="$reviews" -v d="$DURATION" \
+    'BEGIN { per = (n > 0) ? t / hz / n * 1e6 : 0; printf "server CPU: %.2f cores, %.0f µs per review\n", t / hz / d, per }'
+  awk -v kb="$hwm" 'BEGIN { printf "server peak RSS (VmHWM): %.1f MiB\n", kb / 1024 }'
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+if [ -n "${POLICIES:-}" ]; then
+  bench policies "$POLICIES"
+  exit 0
+fi
+bench "Pod Security" "$POLICY_DIR/baseline,$POLICY_DIR/restricted,$POLICY_DIR/subrule"
+bench "no policies" "$work/none"
+awk '{ rate[NR] = $NF } END { printf "== policies'"'"' share: %.0f%% (Pod Security throughput ÷ no-policy throughput)\n", rate[1] / rate[2] * 100 }' "$work/throughput"
