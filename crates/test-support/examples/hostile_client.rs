@@ -181,7 +181,7 @@ async fn rapid_reset_connection(
                 }
                 Err(error) => break describe(&error),
             }
-            if streams % 32 == 0 {
+            if streams.is_multiple_of(32) {
                 // Let the connection task write what is queued and read the server's frames.
                 tokio::task::yield_now().await;
             }

@@ -129,7 +129,7 @@ async fn a_client_resetting_http2_streams_in_a_loop_is_sent_away() {
         .uri("https://localhost/validate/fail?timeout=10s")
         .body(())
         .unwrap();
-    let mut streams = 0;
+    let mut streams = 0u32;
     // The block owns the sender: dropping it lets the connection task finish.
     {
         let mut sender = sender;
@@ -144,7 +144,7 @@ async fn a_client_resetting_http2_streams_in_a_loop_is_sent_away() {
             // HEADERS without END_STREAM, then RST_STREAM: queued together, written together.
             body.send_reset(h2::Reason::CANCEL);
             streams += 1;
-            if streams % 100 == 0 {
+            if streams.is_multiple_of(100) {
                 tokio::task::yield_now().await;
             }
         }
