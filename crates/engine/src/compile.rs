@@ -321,14 +321,16 @@ pub struct ConditionBlock {
 }
 
 /// Whether a document mentions the `images` context variable anywhere (in `{{ }}`, a foreach
-/// list or a JMESPath). Erring towards true only costs the image parsing it saves.
+/// list or a JMESPath). Erring towards true only costs the image parsing it saves. A key is
+/// only read for variables when it holds `{{`: a field named `images` (a podSecurity
+/// exclusion's image list) is data, not a reference.
 pub fn refers_to_images(doc: &Value) -> bool {
     match doc {
         Value::String(s) => s.contains("images"),
         Value::Array(items) => items.iter().any(refers_to_images),
         Value::Object(map) => map
             .iter()
-            .any(|(k, v)| k.contains("images") || refers_to_images(v)),
+            .any(|(k, v)| (k.contains("images") && k.contains("{{")) || refers_to_images(v)),
         _ => false,
     }
 }
@@ -504,7 +506,8 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         webhook_timeout_seconds,
         scored,
         rules,
-        uses_images: refers_to_images(doc),
+        // Only the spec is evaluated; metadata (descriptions) often says "images" in prose.
+        uses_images: refers_to_images(doc.get("spec").unwrap_or(doc)),
         uses_nested_elements: refers_to_nested_elements(doc),
         source: Arc::new(doc.clone()),
     })

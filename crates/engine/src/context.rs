@@ -2,6 +2,7 @@
 //! `serviceAccountName`, context entries, …) and the [`ContextProvider`] trait through which
 //! anything from outside the engine arrives.
 
+use crate::json::Lookup;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
@@ -192,8 +193,8 @@ fn service_account(username: &str) -> (String, String) {
 /// `images.containers.<name>`, `images.initContainers.<name>`, `images.ephemeralContainers.<name>`
 /// for a Pod or a pod template of a controller, as Kyverno's default image extractors see them.
 pub fn images_of(resource: &Value) -> Value {
-    let spec = match resource.get("kind").and_then(Value::as_str) {
-        Some("Pod") => resource.get("spec"),
+    let spec = match resource.field("kind").and_then(Value::as_str) {
+        Some("Pod") => resource.field("spec"),
         Some("CronJob") => resource.pointer("/spec/jobTemplate/spec/template/spec"),
         _ => resource.pointer("/spec/template/spec"),
     };
@@ -206,8 +207,8 @@ pub fn images_of(resource: &Value) -> Value {
             let mut by_name = Map::new();
             for container in containers {
                 let (Some(name), Some(image)) = (
-                    container.get("name").and_then(Value::as_str),
-                    container.get("image").and_then(Value::as_str),
+                    container.field("name").and_then(Value::as_str),
+                    container.field("image").and_then(Value::as_str),
                 ) else {
                     continue;
                 };
@@ -374,7 +375,7 @@ pub fn load_entries(
     let mut variable_bytes = 0usize;
     for entry in entries {
         crate::deadline::check()?;
-        let Some(name) = entry.get("name").and_then(Value::as_str) else {
+        let Some(name) = entry.field("name").and_then(Value::as_str) else {
             continue;
         };
         let present = |k: &str| entry.get(k).filter(|v| !v.is_null());
@@ -412,13 +413,16 @@ pub fn load_entries(
                 url_path: text("urlPath"),
                 method: text("method").unwrap_or_else(|| "GET".to_owned()),
                 data: call
-                    .get("data")
+                    .field("data")
                     .and_then(Value::as_array)
                     .map(|items| {
                         items
                             .iter()
                             .filter_map(|d| {
-                                Some((d.get("key")?.as_str()?.to_owned(), d.get("value")?.clone()))
+                                Some((
+                                    d.field("key")?.as_str()?.to_owned(),
+                                    d.field("value")?.clone(),
+                                ))
                             })
                             .collect()
                     })
@@ -440,8 +444,8 @@ pub fn load_entries(
                             .iter()
                             .filter_map(|h| {
                                 Some((
-                                    h.get("key")?.as_str()?.to_owned(),
-                                    h.get("value")?.as_str()?.to_owned(),
+                                    h.field("key")?.as_str()?.to_owned(),
+                                    h.field("value")?.as_str()?.to_owned(),
                                 ))
                             })
                             .collect()
@@ -452,14 +456,14 @@ pub fn load_entries(
                 Ok(Some(data)) => Some(apply_jmespath(&call, data)?),
                 Ok(None) => None,
                 // Kyverno answers a failed call with the entry's `default` when there is one.
-                Err(error) => match call.get("default").filter(|d| !d.is_null()) {
+                Err(error) => match call.field("default").filter(|d| !d.is_null()) {
                     Some(default) => Some(default.clone()),
                     None => return Err(error.to_string()),
                 },
             }
         } else if let Some(global) = present("globalReference") {
             let global = substitute(global, ctx)?;
-            let gname = global.get("name").and_then(Value::as_str).unwrap_or("");
+            let gname = global.field("name").and_then(Value::as_str).unwrap_or("");
             match provider
                 .global_reference(gname)
                 .map_err(|e| e.to_string())?
@@ -470,7 +474,7 @@ pub fn load_entries(
         } else if let Some(registry) = present("imageRegistry") {
             let registry = substitute(registry, ctx)?;
             let reference = registry
-                .get("reference")
+                .field("reference")
                 .and_then(Value::as_str)
                 .unwrap_or("");
             match provider.image_data(reference).map_err(|e| e.to_string())? {
@@ -518,9 +522,9 @@ pub fn approximate_size(value: &Value) -> usize {
 /// `jmesPath`, falling back to `default` when the result is null or the query fails.
 fn load_variable(name: &str, variable: &Value, ctx: &Value) -> Result<Option<Value>, String> {
     use crate::{jmespath, variables};
-    let default = variable.get("default").filter(|v| !v.is_null());
-    let jmes_path = variable.get("jmesPath").and_then(Value::as_str);
-    let value = variable.get("value").filter(|v| !v.is_null());
+    let default = variable.field("default").filter(|v| !v.is_null());
+    let jmes_path = variable.field("jmesPath").and_then(Value::as_str);
+    let value = variable.field("value").filter(|v| !v.is_null());
     let result = match (value, jmes_path) {
         (Some(value), path) => {
             let value = variables::substitute_all(value, ctx).map_err(|e| e.to_string())?;
@@ -557,14 +561,14 @@ fn load_variable(name: &str, variable: &Value, ctx: &Value) -> Result<Option<Val
 /// result is null or the query fails.
 fn apply_jmespath(entry: &Value, data: Value) -> Result<Value, String> {
     match entry
-        .get("jmesPath")
+        .field("jmesPath")
         .and_then(Value::as_str)
         .filter(|p| !p.is_empty())
     {
         Some(path) => {
             let expr = crate::jmespath::compile(path).map_err(|e| e.to_string())?;
             match expr.search(&data) {
-                Ok(Value::Null) | Err(_) => match entry.get("default") {
+                Ok(Value::Null) | Err(_) => match entry.field("default") {
                     Some(d) if !d.is_null() => Ok(d.clone()),
                     _ => Ok(Value::Null),
                 },

@@ -813,6 +813,18 @@ mod context_tests {
         );
         assert!(!plain.uses_images);
         assert!(tagged.uses_images);
+        // A podSecurity exclusion's `images` field and a description are not references.
+        let excluding = compile_policy(&json!({
+            "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+            "metadata": {"name": "excluding", "annotations": {
+                "policies.kyverno.io/description": "exempts some container images"}},
+            "spec": {"rules": [{"name": "r",
+                "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "validate": {"podSecurity": {"level": "restricted", "version": "latest",
+                    "exclude": [{"controlName": "Capabilities", "images": ["nginx*"]}]}}}]}
+        }))
+        .unwrap();
+        assert!(!excluding.uses_images);
         let pod = Request::create(json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"},
             "spec": {"containers": [{"name": "web", "image": "nginx"}]}

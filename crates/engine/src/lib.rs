@@ -23,6 +23,7 @@ pub mod engine;
 pub mod exceptions;
 pub mod generate;
 pub mod jmespath;
+mod json;
 pub mod matching;
 pub mod mutate;
 pub mod pattern;

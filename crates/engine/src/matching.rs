@@ -4,6 +4,7 @@
 //! inside a list attribute one entry is enough (OR); `any` ORs filters, `all` ANDs them; the
 //! legacy form is a single filter. An exclude block excludes when its filter matches.
 
+use crate::json::Lookup;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -118,7 +119,7 @@ pub enum SelectorOperator {
 impl LabelSelector {
     pub fn compile(value: &Value, path: &str) -> Result<LabelSelector, CompileError> {
         let mut selector = LabelSelector::default();
-        if let Some(labels) = value.get("matchLabels").and_then(Value::as_object) {
+        if let Some(labels) = value.field("matchLabels").and_then(Value::as_object) {
             for (k, v) in labels {
                 let v = scalar_string(v).ok_or_else(|| {
                     CompileError::new(
@@ -129,14 +130,14 @@ impl LabelSelector {
                 selector.match_labels.insert(k.clone(), v);
             }
         }
-        if let Some(exprs) = value.get("matchExpressions").and_then(Value::as_array) {
+        if let Some(exprs) = value.field("matchExpressions").and_then(Value::as_array) {
             for (i, expr) in exprs.iter().enumerate() {
                 let at = format!("{path}.matchExpressions[{i}]");
                 let key = expr
-                    .get("key")
+                    .field("key")
                     .and_then(Value::as_str)
                     .ok_or_else(|| CompileError::new(format!("{at}.key"), "key is required"))?;
-                let op = expr.get("operator").and_then(Value::as_str).unwrap_or("");
+                let op = expr.field("operator").and_then(Value::as_str).unwrap_or("");
                 let operator = match op {
                     "In" => SelectorOperator::In,
                     "NotIn" => SelectorOperator::NotIn,
@@ -149,7 +150,7 @@ impl LabelSelector {
                         ))
                     }
                 };
-                let values = string_list(expr.get("values"));
+                let values = string_list(expr.field("values"));
                 if matches!(operator, SelectorOperator::In | SelectorOperator::NotIn)
                     && values.is_empty()
                 {
@@ -267,7 +268,7 @@ impl MatchBlock {
             return Err(CompileError::new(path, "must be an object"));
         }
         let list = |key: &str| -> Result<Option<Vec<ResourceFilter>>, CompileError> {
-            match value.get(key).and_then(Value::as_array) {
+            match value.field(key).and_then(Value::as_array) {
                 Some(items) if !items.is_empty() => items
                     .iter()
                     .enumerate()
@@ -367,24 +368,24 @@ fn selects(filter: &ResourceFilter, request: &Request, user_known: bool) -> bool
 
 fn compile_filter(value: &Value, path: &str) -> Result<ResourceFilter, CompileError> {
     let mut filter = ResourceFilter::default();
-    if let Some(res) = value.get("resources").filter(|v| !v.is_null()) {
+    if let Some(res) = value.field("resources").filter(|v| !v.is_null()) {
         let at = format!("{path}.resources");
         let desc = &mut filter.resources;
-        desc.raw_kinds = string_list(res.get("kinds"));
+        desc.raw_kinds = string_list(res.field("kinds"));
         desc.kinds = desc
             .raw_kinds
             .iter()
             .map(|k| KindSelector::parse(k))
             .collect();
         desc.name = res
-            .get("name")
+            .field("name")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
-        desc.names = string_list(res.get("names"));
-        desc.namespaces = string_list(res.get("namespaces"));
-        desc.operations = string_list(res.get("operations"));
-        if let Some(annotations) = res.get("annotations").and_then(Value::as_object) {
+        desc.names = string_list(res.field("names"));
+        desc.namespaces = string_list(res.field("namespaces"));
+        desc.operations = string_list(res.field("operations"));
+        if let Some(annotations) = res.field("annotations").and_then(Value::as_object) {
             for (k, v) in annotations {
                 let v = scalar_string(v).ok_or_else(|| {
                     CompileError::new(format!("{at}.annotations.{k}"), "must be a string")
@@ -392,17 +393,17 @@ fn compile_filter(value: &Value, path: &str) -> Result<ResourceFilter, CompileEr
                 desc.annotations.insert(k.clone(), v);
             }
         }
-        if let Some(sel) = res.get("selector").filter(|v| !v.is_null()) {
+        if let Some(sel) = res.field("selector").filter(|v| !v.is_null()) {
             desc.selector = Some(LabelSelector::compile(sel, &format!("{at}.selector"))?);
         }
-        if let Some(sel) = res.get("namespaceSelector").filter(|v| !v.is_null()) {
+        if let Some(sel) = res.field("namespaceSelector").filter(|v| !v.is_null()) {
             desc.namespace_selector = Some(LabelSelector::compile(
                 sel,
                 &format!("{at}.namespaceSelector"),
             )?);
         }
     }
-    if let Some(subjects) = value.get("subjects").and_then(Value::as_array) {
+    if let Some(subjects) = value.field("subjects").and_then(Value::as_array) {
         for (i, s) in subjects.iter().enumerate() {
             let field = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
             let subject = Subject {
@@ -422,8 +423,8 @@ fn compile_filter(value: &Value, path: &str) -> Result<ResourceFilter, CompileEr
             filter.subjects.push(subject);
         }
     }
-    filter.roles = string_list(value.get("roles"));
-    filter.cluster_roles = string_list(value.get("clusterRoles"));
+    filter.roles = string_list(value.field("roles"));
+    filter.cluster_roles = string_list(value.field("clusterRoles"));
     Ok(filter)
 }
 

@@ -1,5 +1,6 @@
 //! What the engine evaluates: one resource operation, with who asked and where it lives.
 
+use crate::json::Lookup;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -48,11 +49,11 @@ impl GroupVersionKind {
     /// Reads `apiVersion` and `kind` of an object (`apps/v1` → group `apps`, version `v1`).
     pub fn of(object: &Value) -> GroupVersionKind {
         let api_version = object
-            .get("apiVersion")
+            .field("apiVersion")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let kind = object
-            .get("kind")
+            .field("kind")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let (group, version) = match api_version.split_once('/') {
@@ -142,8 +143,8 @@ impl Request {
 /// A string field of `metadata`, or "" when absent.
 pub fn metadata_str<'a>(object: &'a Value, field: &str) -> &'a str {
     object
-        .get("metadata")
-        .and_then(|m| m.get(field))
+        .field("metadata")
+        .and_then(|m| m.field(field))
         .and_then(Value::as_str)
         .unwrap_or_default()
 }
@@ -151,8 +152,8 @@ pub fn metadata_str<'a>(object: &'a Value, field: &str) -> &'a str {
 /// A string map of `metadata` (labels or annotations); non-string values are skipped.
 pub fn metadata_map(object: &Value, field: &str) -> BTreeMap<String, String> {
     object
-        .get("metadata")
-        .and_then(|m| m.get(field))
+        .field("metadata")
+        .and_then(|m| m.field(field))
         .and_then(Value::as_object)
         .map(|map| {
             map.iter()

@@ -1,6 +1,7 @@
 //! Evaluation of validate rules: match/exclude, exceptions, context entries, preconditions and
 //! the rule's check (pattern, anyPattern, deny, foreach, podSecurity), with Kyverno's outcomes.
 
+use crate::json::Lookup;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -185,6 +186,19 @@ impl RuleScope<'_, '_, '_> {
 
     /// Sets a (dotted) variable, remembering what it replaces at the scope level `mark`.
     fn set_var(&mut self, dotted: &str, value: Value, mark: usize) {
+        let top_level = !dotted.contains(['.', '"']);
+        if let (true, Value::Object(map)) = (top_level, &mut *self.ctx) {
+            // A top-level name: what it replaces is moved out rather than copied.
+            let known = self
+                .saved
+                .get(mark..)
+                .is_some_and(|level| level.iter().any(|(k, _)| k == dotted));
+            let old = map.insert(dotted.to_owned(), value);
+            if !known {
+                self.saved.push((dotted.to_owned(), old));
+            }
+            return;
+        }
         self.remember(dotted, mark);
         add_variable(self.ctx, dotted, value);
     }
@@ -346,7 +360,7 @@ impl RuleScope<'_, '_, '_> {
     /// remembered at scope level `mark`.
     fn load_context(&mut self, entries: &[Value], mark: usize) -> Result<(), String> {
         for entry in entries {
-            if let Some(name) = entry.get("name").and_then(Value::as_str) {
+            if let Some(name) = entry.field("name").and_then(Value::as_str) {
                 self.remember(name, mark);
             }
         }
@@ -359,6 +373,14 @@ impl RuleScope<'_, '_, '_> {
         target: &Value,
         depth: usize,
     ) -> Result<CheckResult, String> {
+        match check {
+            ValidateCheck::Foreach(entries) => self.foreach(entries, depth),
+            other => self.check_target(other, target),
+        }
+    }
+
+    /// The checks that read the context but do not change it (all but foreach).
+    fn check_target(&self, check: &ValidateCheck, target: &Value) -> Result<CheckResult, String> {
         match check {
             ValidateCheck::Pattern(source) => {
                 let pattern = self.pattern(source)?;
@@ -416,7 +438,9 @@ impl RuleScope<'_, '_, '_> {
                     Ok(CheckResult::Pass)
                 }
             }
-            ValidateCheck::Foreach(entries) => self.foreach(entries, depth),
+            ValidateCheck::Foreach(_) => {
+                Err("foreach is evaluated by check, not check_target".to_owned())
+            }
             ValidateCheck::PodSecurity(_) => {
                 Err("podSecurity is only allowed at the top of a validate rule".to_owned())
             }
@@ -543,7 +567,7 @@ impl RuleScope<'_, '_, '_> {
                 .provider
                 .foreach_values(&self.policy.name, &self.rule.name)
                 .cloned();
-            for (index, element) in elements.iter().enumerate() {
+            for (index, element) in elements.into_iter().enumerate() {
                 if element.is_null() {
                     continue;
                 }
@@ -615,7 +639,7 @@ impl RuleScope<'_, '_, '_> {
     fn foreach_element(
         &mut self,
         entry: &ForeachValidate,
-        element: &Value,
+        element: Value,
         index: usize,
         depth: usize,
         foreach_values: Option<&Map<String, Value>>,
@@ -633,13 +657,23 @@ impl RuleScope<'_, '_, '_> {
             Some(scope) => scope,
             None => is_map,
         };
-        self.set_var("element", element.clone(), mark);
-        self.set_var("elementIndex", Value::from(index), mark);
+        // The element moves into the context and a scoped check reads it back from there;
+        // only when something else may replace `element` (values files, context entries) is a
+        // copy kept as the target.
+        let own_target = (scoped
+            && !matches!(entry.check, ValidateCheck::Foreach(_))
+            && (foreach_values.is_some() || !entry.context.is_empty()))
+        .then(|| element.clone());
         // The per-level names cost a second copy of the element; only set them when a rule of
         // the policy reads them (decided at compile time).
         if self.policy.uses_nested_elements {
-            self.set_var(&format!("element{depth}"), element.clone(), mark);
+            self.set_var("element", element.clone(), mark);
+            self.set_var("elementIndex", Value::from(index), mark);
+            self.set_var(&format!("element{depth}"), element, mark);
             self.set_var(&format!("elementIndex{depth}"), Value::from(index), mark);
+        } else {
+            self.set_var("element", element, mark);
+            self.set_var("elementIndex", Value::from(index), mark);
         }
         if let Some(values) = foreach_values {
             for (key, list) in values {
@@ -657,9 +691,19 @@ impl RuleScope<'_, '_, '_> {
                 return Ok(CheckResult::Skip("preconditions not met".to_owned()));
             }
         }
-        let request = self.eval.request;
-        let target = if scoped { element } else { request.resource() };
-        self.check(&entry.check, target, depth + 1)
+        if let ValidateCheck::Foreach(_) = &entry.check {
+            // A nested foreach reads its list from the context, not from a target.
+            let request = self.eval.request;
+            return self
+                .check(&entry.check, request.resource(), depth + 1)
+                .map_err(ElementError::Check);
+        }
+        let target = match (&own_target, scoped) {
+            (Some(copy), _) => copy,
+            (None, true) => self.ctx().field("element").unwrap_or(&Value::Null),
+            (None, false) => self.eval.request.resource(),
+        };
+        self.check_target(&entry.check, target)
             .map_err(ElementError::Check)
     }
 }

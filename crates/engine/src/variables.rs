@@ -32,6 +32,7 @@
 //!
 //! Not handled here: `$( )` references to other parts of a pattern.
 
+use crate::json::Lookup;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -528,8 +529,8 @@ impl<'a> Substitution<'a> {
     ) -> Result<Value, VariableError> {
         let is_delete = self
             .ctx
-            .get("request")
-            .and_then(|r| r.get("operation"))
+            .field("request")
+            .and_then(|r| r.field("operation"))
             .and_then(Value::as_str)
             == Some("DELETE");
         let rewritten;
@@ -584,7 +585,7 @@ impl<'a> Substitution<'a> {
         } else {
             &[]
         };
-        let prefix: &[&str] = if self.ctx.get("target").is_some() {
+        let prefix: &[&str] = if self.ctx.field("target").is_some() {
             &["target"]
         } else {
             &["request", "object"]

@@ -14,6 +14,7 @@ use super::functions::{self, Arg};
 use super::parser::{Ast, Cmp};
 use super::value::{compare_scalars, is_truthy, json_equal_at, MAX_VALUE_DEPTH};
 use super::{Env, JmespathError};
+use crate::json::Lookup;
 
 /// Why a sub-expression produced no value.
 #[derive(Debug)]
@@ -206,31 +207,11 @@ impl<'e> Interp<'e> {
     }
 
     /// A copy of a document value, charged per node, so copying a large value many times is
-    /// bounded like any other work.
+    /// bounded like any other work. The charge is counted first and the copy is one `clone`,
+    /// which keeps each object's hash table instead of hashing every key again.
     pub(crate) fn copy(&mut self, value: &Value) -> Result<Value, JmespathError> {
-        self.charge(1)?;
-        Ok(match value {
-            Value::Array(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                for item in items {
-                    out.push(self.copy(item)?);
-                }
-                Value::Array(out)
-            }
-            Value::Object(map) => {
-                let mut out = Map::new();
-                for (key, item) in map {
-                    self.charge(key.len() / 64)?;
-                    out.insert(key.clone(), self.copy(item)?);
-                }
-                Value::Object(out)
-            }
-            Value::String(text) => {
-                self.charge(text.len() / 64)?;
-                value.clone()
-            }
-            other => other.clone(),
-        })
+        self.charge(copy_cost(value))?;
+        Ok(value.clone())
     }
 
     /// A result as JSON: borrowed when it is part of the document, else built with every
@@ -445,10 +426,32 @@ impl<'e> Interp<'e> {
     }
 }
 
+/// What copying `value` costs in steps: one per node, plus one per 64 bytes of every key and
+/// string.
+fn copy_cost(value: &Value) -> usize {
+    let mut units = 0usize;
+    let mut stack = vec![value];
+    while let Some(node) = stack.pop() {
+        units = units.saturating_add(1);
+        match node {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                for (key, item) in map {
+                    units = units.saturating_add(key.len() / 64);
+                    stack.push(item);
+                }
+            }
+            Value::String(text) => units = units.saturating_add(text.len() / 64),
+            _ => {}
+        }
+    }
+    units
+}
+
 fn field<'a>(v: Val<'a>, name: &str) -> Res<'a> {
     match v {
         Val::Ref(Value::Object(map)) => map
-            .get(name)
+            .field(name)
             .map(Val::Ref)
             .ok_or_else(|| Fail::NotFound(name.to_owned())),
         Val::Owned(Value::Object(mut map)) => map

@@ -369,11 +369,46 @@ fn needs_normalizing(value: &Value, schema: Option<Schema>, depth: usize) -> boo
                         .iter()
                         .any(|item| needs_normalizing(item, element_schema, depth + 1)),
                 },
-                _ => true,
+                // Several keys (ports): every element has a value for every key and no two
+                // elements share all of them, so no tuples unify and each element is taken
+                // out and put back in its place — the list stays as it is.
+                keys => {
+                    !all_keyed_and_distinct(items, keys)
+                        || items
+                            .iter()
+                            .any(|item| needs_normalizing(item, element_schema, depth + 1))
+                }
             }
         }
         _ => false,
     }
+}
+
+/// Whether every element is a map with a non-empty scalar value for each of `keys` and no two
+/// elements have the same values for all of them.
+fn all_keyed_and_distinct(items: &[Value], keys: &[&str]) -> bool {
+    let mut tuples: Vec<Vec<String>> = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(map) = item.as_object() else {
+            return false;
+        };
+        let mut tuple = Vec::with_capacity(keys.len());
+        for key in keys {
+            let text = match field(map, key) {
+                None | Some(Value::Null | Value::Array(_) | Value::Object(_)) => return false,
+                Some(scalar) => scalar_text(scalar),
+            };
+            if text.is_empty() {
+                return false;
+            }
+            tuple.push(text);
+        }
+        if tuples.contains(&tuple) {
+            return false;
+        }
+        tuples.push(tuple);
+    }
+    true
 }
 
 /// The key texts of a list whose elements are all maps with a distinct, non-empty scalar
@@ -776,6 +811,46 @@ mod tests {
 
     fn merge(resource: Value, patch: Value) -> Value {
         merge_document(&resource, &patch).unwrap()
+    }
+
+    /// Where the shortcut says a multi-key list needs no tidying, the full associative merge
+    /// against no patch must give the list back unchanged; where it does not, the merge is run.
+    #[test]
+    fn keyed_lists_with_distinct_full_keys_are_left_as_they_are() {
+        let keys = ["containerPort", "protocol"];
+        let lists = [
+            json!([{"containerPort": 8080, "protocol": "TCP"}]),
+            json!([{"containerPort": 53, "protocol": "UDP"}, {"containerPort": 53, "protocol": "TCP"},
+                   {"name": "x", "containerPort": 80, "protocol": "TCP"}]),
+            json!([{"protocol": "TCP", "containerPort": 443}, {"containerPort": 80, "protocol": "TCP"}]),
+        ];
+        for list in lists {
+            let Value::Array(items) = list else {
+                unreachable!()
+            };
+            assert!(all_keyed_and_distinct(&items, &keys), "{items:?}");
+            let merged =
+                merge_associative(items.clone(), None, &keys, None, &mut Vec::new(), 0).unwrap();
+            assert_eq!(merged, items);
+        }
+        // A missing key, a duplicate tuple or a non-map element needs the full merge.
+        for list in [
+            json!([{"containerPort": 8080}]),
+            json!([{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 80, "protocol": "TCP"}]),
+            json!([{"containerPort": 80, "protocol": ""}]),
+            json!(["80"]),
+        ] {
+            let Value::Array(items) = list else {
+                unreachable!()
+            };
+            assert!(!all_keyed_and_distinct(&items, &keys), "{items:?}");
+        }
+        // Through a whole merge: a container's ports survive an unrelated patch unchanged.
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [
+            {"name": "a", "ports": [{"containerPort": 9090, "protocol": "TCP"},
+                                    {"containerPort": 8080, "protocol": "TCP"}]}]}});
+        let got = merge(pod.clone(), json!({"metadata": {"labels": {"x": "1"}}}));
+        assert_eq!(got["spec"], pod["spec"]);
     }
 
     #[test]

@@ -303,7 +303,7 @@ fn foreach(
         };
         let step = foreach_elements(
             entry,
-            &elements,
+            elements,
             current.as_ref().unwrap_or(resource),
             ctx,
             nesting,
@@ -349,7 +349,7 @@ fn descending(entry: &Value) -> bool {
 
 fn foreach_elements(
     entry: &Value,
-    elements: &[Value],
+    mut elements: Vec<Value>,
     resource: &Value,
     ctx: &mut Value,
     nesting: usize,
@@ -366,9 +366,17 @@ fn foreach_elements(
         .and_then(Value::as_array)
         .unwrap_or(&no_entries);
     let nested = entry.get("foreach").and_then(Value::as_array);
+    // `element<N>` costs a second copy of every element: set only when the entry (or a foreach
+    // nested in it) names it.
+    let names_nested_element = crate::compile::refers_to_nested_elements(entry);
     let mut current: Option<Value> = None;
     for index in order {
-        let Some(element) = elements.get(index).filter(|e| !e.is_null()) else {
+        // Each element is visited once: it moves into the context.
+        let Some(element) = elements
+            .get_mut(index)
+            .filter(|e| !e.is_null())
+            .map(std::mem::take)
+        else {
             continue;
         };
         if let Err(expired) = crate::deadline::check() {
@@ -396,8 +404,12 @@ fn foreach_elements(
             saved.remember(ctx, "request");
         }
         let [element_name, element_nested, index_name, index_nested] = names;
-        add_variable(ctx, &element_name, element.clone());
-        add_variable(ctx, &element_nested, element.clone());
+        if names_nested_element {
+            add_variable(ctx, &element_name, element.clone());
+            add_variable(ctx, &element_nested, element);
+        } else {
+            add_variable(ctx, &element_name, element);
+        }
         add_variable(ctx, &index_name, Value::from(index));
         add_variable(ctx, &index_nested, Value::from(index));
         let step = element_step(

@@ -13,6 +13,7 @@
 //! 4. In a list of objects each element is checked (a global skip only skips its element); the
 //!    list fails on the first failing element and is skipped only if every element was skipped.
 
+use crate::json::Lookup;
 use serde_json::{Map, Value};
 
 use super::tree::{ArrayNode, Entry, EntryKind, MapNode, Node};
@@ -206,7 +207,7 @@ fn check_map(map: &MapNode, object: &Map<String, Value>, path: &Path<'_>) -> Res
             entry.key.as_str()
         };
         let here = path.key(key);
-        let value = object.get(key);
+        let value = object.field(key);
         match entry.kind {
             EntryKind::Conditional => {
                 let result = match value {

@@ -5,6 +5,7 @@
 //! needs for `restrictedField`/`values` exclusions and prints in its message). Reasons and
 //! details keep the upstream wording because users compare them with `kubectl` output.
 
+use crate::json::Lookup;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
@@ -501,7 +502,7 @@ fn host_namespaces_v1_0(pod: &PodView<'_>) -> Option<Failure> {
     let mut data = Vec::new();
     let mut errors = Vec::new();
     for field in ["hostNetwork", "hostPID", "hostIPC"] {
-        if pod.spec.get(field).and_then(Value::as_bool) == Some(true) {
+        if pod.spec.field(field).and_then(Value::as_bool) == Some(true) {
             data.push(format!("{field}=true"));
             errors.push(forbidden(format!("spec.{field}"), BadValue::Bool(true)));
         }
@@ -516,7 +517,7 @@ fn volumes<'a>(
     pod: &PodView<'a>,
 ) -> impl Iterator<Item = (usize, &'a serde_json::Map<String, Value>)> {
     pod.spec
-        .get("volumes")
+        .field("volumes")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -525,7 +526,7 @@ fn volumes<'a>(
 }
 
 fn present(map: &serde_json::Map<String, Value>, key: &str) -> bool {
-    map.get(key).is_some_and(|v| !v.is_null())
+    map.field(key).is_some_and(|v| !v.is_null())
 }
 
 fn host_path_volumes_v1_0(pod: &PodView<'_>) -> Option<Failure> {
@@ -563,7 +564,7 @@ fn host_ports_v1_0(pod: &PodView<'_>) -> Option<Failure> {
     let mut ports = BTreeSet::new();
     for c in &pod.containers {
         let mut found = false;
-        let list = c.value.get("ports").and_then(Value::as_array);
+        let list = c.value.field("ports").and_then(Value::as_array);
         for (i, port) in list.into_iter().flatten().enumerate() {
             let host_port = port
                 .as_object()
@@ -693,7 +694,7 @@ fn proc_mount_strict(pod: &PodView<'_>) -> Option<Failure> {
     let mut errors = Vec::new();
     let mut types = BTreeSet::new();
     for c in &pod.containers {
-        let Some(pm) = c.security_context().and_then(|sc| sc.get("procMount")) else {
+        let Some(pm) = c.security_context().and_then(|sc| sc.field("procMount")) else {
             continue;
         };
         if pm.is_null() {
@@ -1252,12 +1253,12 @@ fn sysctls_v1_32(pod: &PodView<'_>) -> Option<Failure> {
 fn sysctls(pod: &PodView<'_>, allowed: &[&[&str]]) -> Option<Failure> {
     let list = pod
         .security_context()
-        .and_then(|sc| sc.get("sysctls"))
+        .and_then(|sc| sc.field("sysctls"))
         .and_then(Value::as_array);
     let mut names = Vec::new();
     let mut errors = Vec::new();
     for (i, sysctl) in list.into_iter().flatten().enumerate() {
-        let name = sysctl.get("name").and_then(Value::as_str).unwrap_or("");
+        let name = sysctl.field("name").and_then(Value::as_str).unwrap_or("");
         if !allowed.iter().any(|set| set.contains(&name)) {
             names.push(name);
             errors.push(forbidden(

@@ -22,6 +22,7 @@ mod view;
 #[cfg(test)]
 mod tests;
 
+use crate::json::Lookup;
 use std::fmt;
 use std::str::FromStr;
 
@@ -649,7 +650,7 @@ pub fn rewrite_paths_for_kind(violations: &mut [ControlViolation], kind: &str) {
 /// pod template's). `None` for other kinds, which Kyverno reports as an error. Missing parts
 /// come back as `null` and evaluate as empty.
 pub fn pod_parts(resource: &Value) -> Option<(&Value, &Value)> {
-    let kind = resource.get("kind").and_then(Value::as_str)?;
+    let kind = resource.field("kind").and_then(Value::as_str)?;
     let at = |path: &[&str]| {
         let mut v = resource;
         for key in path {

@@ -4,6 +4,7 @@
 //! applies exclusions (one with a single placeholder container, one with only the containers
 //! whose image matches). The view lets all three be expressed without cloning any JSON.
 
+use crate::json::Lookup;
 use serde_json::{Map, Value};
 
 /// Stands in for an absent object.
@@ -166,7 +167,7 @@ impl<'a> PodView<'a> {
 
     pub(crate) fn annotation(&self, key: &str) -> Option<&'a str> {
         obj_field(self.metadata, "annotations")
-            .and_then(|m| m.get(key))
+            .and_then(|m| m.field(key))
             .and_then(Value::as_str)
     }
 
@@ -177,37 +178,37 @@ impl<'a> PodView<'a> {
 
     /// `spec.hostUsers == false`: the pod runs in a user namespace.
     pub(crate) fn in_user_namespace(&self) -> bool {
-        self.spec.get("hostUsers").and_then(Value::as_bool) == Some(false)
+        self.spec.field("hostUsers").and_then(Value::as_bool) == Some(false)
     }
 }
 
 /// `value[key]` when it is an object (a non-nil struct pointer in the Go types).
 pub(crate) fn obj_field<'a>(value: &'a Value, key: &str) -> Option<&'a Map<String, Value>> {
-    value.get(key).and_then(Value::as_object)
+    value.field(key).and_then(Value::as_object)
 }
 
 pub(crate) fn str_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
-    value.get(key).and_then(Value::as_str)
+    value.field(key).and_then(Value::as_str)
 }
 
 pub(crate) fn map_obj<'a>(
     map: &'a Map<String, Value>,
     key: &str,
 ) -> Option<&'a Map<String, Value>> {
-    map.get(key).and_then(Value::as_object)
+    map.field(key).and_then(Value::as_object)
 }
 
 pub(crate) fn map_str<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    map.get(key).and_then(Value::as_str)
+    map.field(key).and_then(Value::as_str)
 }
 
 pub(crate) fn map_bool(map: &Map<String, Value>, key: &str) -> Option<bool> {
-    map.get(key).and_then(Value::as_bool)
+    map.field(key).and_then(Value::as_bool)
 }
 
 /// An integer field; JSON numbers written as `80.0` count as integers too.
 pub(crate) fn map_int(map: &Map<String, Value>, key: &str) -> Option<i64> {
-    let v = map.get(key)?;
+    let v = map.field(key)?;
     v.as_i64().or_else(|| {
         v.as_f64()
             .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
@@ -217,7 +218,7 @@ pub(crate) fn map_int(map: &Map<String, Value>, key: &str) -> Option<i64> {
 
 /// A list of strings; entries that are not strings are skipped.
 pub(crate) fn map_str_list<'a>(map: &'a Map<String, Value>, key: &str) -> Vec<&'a str> {
-    map.get(key)
+    map.field(key)
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()
