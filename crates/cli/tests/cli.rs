@@ -498,13 +498,8 @@ fn test_shows_where_a_generated_resource_differs() {
     assert!(text.contains("1 rows passed, 1 rows failed"), "{text}");
 }
 
-#[test]
-fn test_clones_from_the_clone_source_resource() {
-    let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
-    write(
-        "policy.yaml",
-        r#"apiVersion: kyverno.io/v1
+/// Clones the Secret `default/regcred` into every Namespace created.
+const CLONE_SECRET_POLICY: &str = r#"apiVersion: kyverno.io/v1
 kind: ClusterPolicy
 metadata: {name: sync-secrets}
 spec:
@@ -518,8 +513,13 @@ spec:
         namespace: "{{request.object.metadata.name}}"
         synchronize: true
         clone: {namespace: default, name: regcred}
-"#,
-    );
+"#;
+
+#[test]
+fn test_clones_from_the_clone_source_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("policy.yaml", CLONE_SECRET_POLICY);
     write(
         "resource.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n",
@@ -581,25 +581,7 @@ fn apply_clones_from_another_input_resource() {
     // the clone source of each of them, and the Pods in between do not disturb it.
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.yaml");
-    std::fs::write(
-        &policy,
-        r#"apiVersion: kyverno.io/v1
-kind: ClusterPolicy
-metadata: {name: sync-secrets}
-spec:
-  rules:
-    - name: sync-image-pull-secret
-      match: {any: [{resources: {kinds: [Namespace]}}]}
-      generate:
-        apiVersion: v1
-        kind: Secret
-        name: regcred
-        namespace: "{{request.object.metadata.name}}"
-        synchronize: true
-        clone: {namespace: default, name: regcred}
-"#,
-    )
-    .unwrap();
+    std::fs::write(&policy, CLONE_SECRET_POLICY).unwrap();
     let resources = dir.path().join("resources.yaml");
     std::fs::write(
         &resources,
