@@ -448,30 +448,12 @@ impl Metrics {
         cause: ExecutionCause,
         resource: ResourceLabels<'_>,
     ) {
-        let namespace = outcome.policy_namespace.as_deref();
-        let labels = PolicyResultLabels {
-            policy_name: outcome.policy.clone(),
-            policy_namespace: dash(namespace),
-            policy_type: policy_type(namespace),
-            policy_validation_mode: validation_mode(outcome.enforce),
-            policy_background_mode: bool_label(outcome.background),
-            rule_name: outcome.rule.clone(),
-            rule_type: outcome.rule_type.metric_label(),
-            rule_result: outcome.result.as_str(),
-            rule_execution_cause: cause.label(),
-            resource_kind: resource.kind.to_owned(),
-            resource_namespace: dash(resource.namespace),
-            resource_request_operation: resource.operation.metric_label(),
-        };
-        self.policy_results.get_or_create(&labels).inc();
-        self.policy_execution_duration
-            .get_or_create(&labels)
-            .observe(outcome.duration.as_secs_f64());
+        self.record_rule_outcomes(std::slice::from_ref(outcome), cause, resource);
     }
 
-    /// Counts every rule outcome of one review and observes their durations, like
-    /// [`Metrics::record_rule_outcome`] for each: the labels are built once per review and
-    /// only the policy and rule parts change between outcomes (their buffers are reused).
+    /// Counts every rule outcome of one review and observes their durations: the labels are
+    /// built once per review and only the policy and rule parts change between outcomes (their
+    /// buffers are reused).
     pub fn record_rule_outcomes(
         &self,
         outcomes: &[RuleOutcome],
@@ -856,6 +838,11 @@ mod tests {
             assert_eq!(sorted(&batched), sorted(&one_by_one));
             let text = batched.encode_openmetrics().unwrap();
             assert!(text.contains("policy_namespace=\"team\""), "{text}");
+            // The reused label buffers are reset: policy `c` after `b` has no namespace.
+            assert!(
+                text.contains("policy_name=\"c\",policy_namespace=\"-\""),
+                "{text}"
+            );
             assert!(
                 text.contains("rule_name=\"a-much-longer-rule-name\""),
                 "{text}"
