@@ -26,6 +26,17 @@ impl Lookup for Map<String, Value> {
     }
 }
 
+/// `get_mut` by key, scanning small objects.
+pub(crate) fn field_mut<'m>(map: &'m mut Map<String, Value>, key: &str) -> Option<&'m mut Value> {
+    if map.len() <= SCAN_LIMIT {
+        map.iter_mut()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v)
+    } else {
+        map.get_mut(key)
+    }
+}
+
 impl Lookup for Value {
     /// The field of an object; `None` for anything else (as `Value::get` with a `&str`).
     #[inline]

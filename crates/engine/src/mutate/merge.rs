@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::schema::{self, Schema};
 use super::{MutateError, MAX_DEPTH};
+use crate::json::{field_mut, Lookup};
 
 /// Merges `patch` into `resource`.
 pub(crate) fn merge_document(resource: &Value, patch: &Value) -> Result<Value, MutateError> {
@@ -138,32 +139,10 @@ fn walk(
     }
 }
 
-/// Largest map searched by scanning rather than hashing (SipHash costs more than a few
-/// string comparisons).
-const SCAN_LIMIT: usize = 16;
-
-/// `map.get(key)`, scanning small maps.
-pub(crate) fn field<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
-    if map.len() <= SCAN_LIMIT {
-        map.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
-    } else {
-        map.get(key)
-    }
-}
-
-/// `map.get_mut(key)`, scanning small maps.
-fn field_mut<'m>(map: &'m mut Map<String, Value>, key: &str) -> Option<&'m mut Value> {
-    if map.len() <= SCAN_LIMIT {
-        map.iter_mut().find(|(k, _)| *k == key).map(|(_, v)| v)
-    } else {
-        map.get_mut(key)
-    }
-}
-
 fn embedded_schema(value: Option<&Value>) -> Option<Schema> {
     let map = value?.as_object()?;
-    let api_version = field(map, "apiVersion")?.as_str()?;
-    let kind = field(map, "kind")?.as_str()?;
+    let api_version = map.field("apiVersion")?.as_str()?;
+    let kind = map.field("kind")?.as_str()?;
     if api_version.is_empty() || kind.is_empty() {
         return None;
     }
@@ -394,7 +373,7 @@ fn all_keyed_and_distinct(items: &[Value], keys: &[&str]) -> bool {
         };
         let mut tuple = Vec::with_capacity(keys.len());
         for key in keys {
-            let text = match field(map, key) {
+            let text = match map.field(key) {
                 None | Some(Value::Null | Value::Array(_) | Value::Object(_)) => return false,
                 Some(scalar) => scalar_text(scalar),
             };
@@ -416,7 +395,7 @@ fn all_keyed_and_distinct(items: &[Value], keys: &[&str]) -> bool {
 fn element_keys(items: &[Value], key: &str) -> Option<Vec<String>> {
     let mut texts: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
-        let text = match field(item.as_object()?, key)? {
+        let text = match item.as_object()?.field(key)? {
             Value::Null | Value::Array(_) | Value::Object(_) => return None,
             scalar => scalar_text(scalar),
         };

@@ -18,6 +18,7 @@
 use serde_json::{Map, Value};
 
 use super::{MutateError, MAX_DEPTH};
+use crate::json::Lookup;
 use crate::pattern::{parse_anchor, AnchorKind, Pattern, PatternOutcome};
 
 /// Why preprocessing stopped early.
@@ -77,7 +78,7 @@ fn walk(
 }
 
 fn resource_field<'r>(resource: Option<&'r Value>, key: &str) -> Option<&'r Value> {
-    super::merge::field(resource?.as_object()?, key)
+    resource?.as_object()?.field(key)
 }
 
 fn walk_map(
