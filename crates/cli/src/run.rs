@@ -2,6 +2,8 @@
 //! sees the ones before), then validation and generation on the mutated resource. `bylaw apply`
 //! and `bylaw test` both report from these runs.
 
+use std::rc::Rc;
+
 use bylaw_engine::compile::CompiledPolicy;
 use bylaw_engine::context::{add_variable, request_context};
 use bylaw_engine::engine::{
@@ -13,7 +15,6 @@ use bylaw_engine::request::{metadata_str, Operation, Request, UserInfo};
 use bylaw_engine::response::{PolicyResponse, RuleResponse};
 use bylaw_engine::validate::apply_variables;
 use serde_json::{Map, Value};
-use std::rc::Rc;
 
 use crate::cluster::{Cluster, ClusterData};
 use crate::load::{PolicyBundle, Values};

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::compile::CompiledPolicy;
-use crate::context::{request_context, ContextProvider};
+use crate::context::ContextProvider;
 use crate::exceptions::CompiledException;
 use crate::request::Request;
 use crate::response::{PolicyResponse, RuleResponse, RuleStatus};
-use crate::validate::{apply_variables, validate_policy, Evaluation};
+use crate::validate::{validate_policy, Evaluation};
 
 /// Compiled policies and exceptions, swapped whole when anything changes.
 #[derive(Debug, Default, Clone)]
@@ -79,19 +79,6 @@ pub fn validate_with_context(
     exceptions: &[CompiledException],
 ) -> PolicyResponse {
     let mut context = context.clone();
-    validate_with_context_mut(policy, request, &mut context, provider, exceptions)
-}
-
-/// Runs one policy's validate rules with extra request variables (values files, `--set`).
-pub fn validate_with_variables(
-    policy: &CompiledPolicy,
-    request: &Request,
-    variables: &Map<String, Value>,
-    provider: &dyn ContextProvider,
-    exceptions: &[CompiledException],
-) -> PolicyResponse {
-    let mut context = request_context(request);
-    apply_variables(&mut context, variables);
     validate_with_context_mut(policy, request, &mut context, provider, exceptions)
 }
 
