@@ -17,20 +17,10 @@ TLS_CLIENTS=${TLS_CLIENTS:-200}
 SOAK_SECONDS=${SOAK_SECONDS:-60}
 HOSTILE_CLIENT=${HOSTILE_CLIENT:-target/release/examples/hostile_client}
 
-work=$(mktemp -d)
-"$BYLAW" serve \
+. tests/hostile/serve.sh
+start_server \
   --policies policies/pod-security/baseline,policies/pod-security/restricted,tests/hostile/exploding \
-  --dev-tls --dev-tls-dir "$work" --listen "127.0.0.1:$PORT" --log-filter error \
-  --max-concurrency "$MAX_CONCURRENCY" >"$work/serve.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT INT TERM
-url="https://localhost:$PORT"
-tries=0
-until curl -fsS --cacert "$work/ca.crt" "$url/readyz" >/dev/null 2>&1; do
-  tries=$((tries + 1))
-  [ "$tries" -le 100 ] && kill -0 "$server" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
-  sleep 0.1
-done
+  --max-concurrency "$MAX_CONCURRENCY"
 ulimit -n 8192 2>/dev/null || true
 # The prober: one well-formed review after another, from its own process.
 (

@@ -14,19 +14,8 @@ command -v oha >/dev/null 2>&1 || {
   echo "the soak needs oha (make bench-webhook installs it)" >&2
   exit 1
 }
-work=$(mktemp -d)
-"$BYLAW" serve --policies policies/pod-security/baseline,policies/pod-security/restricted \
-  --dev-tls --dev-tls-dir "$work" --listen "127.0.0.1:$PORT" --log-filter error \
-  >"$work/serve.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT INT TERM
-url="https://localhost:$PORT"
-tries=0
-until curl -fsS --cacert "$work/ca.crt" "$url/readyz" >/dev/null 2>&1; do
-  tries=$((tries + 1))
-  [ "$tries" -le 100 ] && kill -0 "$server" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
-  sleep 0.1
-done
+. tests/hostile/serve.sh
+start_server --policies policies/pod-security/baseline,policies/pod-security/restricted
 echo "soak review: $(curl -fsS --cacert "$work/ca.crt" -H 'Content-Type: application/json' \
   --data-binary "@$REVIEW" "$url/validate/fail?timeout=10s" | head -c 200)"
 
