@@ -106,8 +106,17 @@ async fn webhook_configurations_follow_the_policies_and_cleanup_removes_them() {
         .iter()
         .any(|r| r.is_apply() && r.resource == "validatingwebhookconfigurations"));
 
-    // Nothing changed: nothing written again.
-    let before = writes(&harness);
+    // Nothing changed: nothing written again. The registration may still be finishing a write
+    // it started (seen as a flake under load), so count from when the writes have settled.
+    let mut before = writes(&harness);
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = writes(&harness);
+        if now == before {
+            break;
+        }
+        before = now;
+    }
     harness.apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
                          "metadata": {"name": "unrelated", "namespace": "default"}}));
     tokio::time::sleep(Duration::from_millis(500)).await;
