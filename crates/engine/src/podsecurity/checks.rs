@@ -229,21 +229,22 @@ fn allow_privilege_escalation_v1_8(pod: &PodView<'_>) -> Option<Failure> {
     let mut bad = Vec::new();
     let mut errors = Vec::new();
     for c in &pod.containers {
-        let path = c.path("securityContext.allowPrivilegeEscalation");
+        // Paths are formatted only for containers that fail: most pods pass.
+        let path = || c.path("securityContext.allowPrivilegeEscalation");
         match c.security_context() {
             None => {
                 bad.push(c.name());
-                errors.push(required(path));
+                errors.push(required(path()));
             }
             Some(sc) => match map_bool(sc, "allowPrivilegeEscalation") {
                 // The Kyverno fork reports the unset field as the literal string "nil".
                 None => {
                     bad.push(c.name());
-                    errors.push(forbidden(path, BadValue::Str("nil".into())));
+                    errors.push(forbidden(path(), BadValue::Str("nil".into())));
                 }
                 Some(true) => {
                     bad.push(c.name());
-                    errors.push(forbidden(path, BadValue::Bool(true)));
+                    errors.push(forbidden(path(), BadValue::Bool(true)));
                 }
                 Some(false) => {}
             },
@@ -428,21 +429,21 @@ fn capabilities_restricted_v1_22(pod: &PodView<'_>) -> Option<Failure> {
     let mut all_forbidden = BTreeSet::new();
 
     for c in &pod.containers {
-        let drop_path = c.path("securityContext.capabilities.drop");
+        let drop_path = || c.path("securityContext.capabilities.drop");
         let Some(caps) = capabilities_of(c) else {
             missing_drop.push(c.name());
-            missing_drop_errors.push(required(drop_path));
+            missing_drop_errors.push(required(drop_path()));
             continue;
         };
         let drop = map_str_list(caps, "drop");
         if !drop.contains(&"ALL") {
             missing_drop.push(c.name());
             if drop.is_empty() {
-                missing_drop_errors.push(required(drop_path));
+                missing_drop_errors.push(required(drop_path()));
             } else {
                 let dropped: BTreeSet<String> = drop.iter().map(|s| s.to_string()).collect();
                 missing_drop_errors.push(forbidden(
-                    drop_path,
+                    drop_path(),
                     BadValue::List(dropped.into_iter().collect()),
                 ));
             }
@@ -840,20 +841,20 @@ fn run_as_non_root_v1_0(pod: &PodView<'_>) -> Option<Failure> {
     let mut implicit = Vec::new();
     let mut implicit_errors = Vec::new();
     for c in &pod.containers {
-        let path = c.path("securityContext.runAsNonRoot");
+        let path = || c.path("securityContext.runAsNonRoot");
         match c
             .security_context()
             .and_then(|sc| map_bool(sc, "runAsNonRoot"))
         {
             Some(false) => {
                 explicit.push(c.name());
-                setter_errors.push(forbidden(path, BadValue::Bool(false)));
+                setter_errors.push(forbidden(path(), BadValue::Bool(false)));
             }
             Some(true) => {}
             None => {
                 if !pod_non_root {
                     implicit.push(c.name());
-                    implicit_errors.push(required(path));
+                    implicit_errors.push(required(path()));
                 }
             }
         }
@@ -1131,7 +1132,7 @@ fn scan_seccomp<'a>(pod: &PodView<'a>) -> SeccompScan<'a> {
     }
     let mut explicit = Vec::new();
     for c in &pod.containers {
-        let path = c.path("securityContext.seccompProfile.type");
+        let path = || c.path("securityContext.seccompProfile.type");
         match c
             .security_context()
             .and_then(|sc| map_obj(sc, "seccompProfile"))
@@ -1140,14 +1141,14 @@ fn scan_seccomp<'a>(pod: &PodView<'a>) -> SeccompScan<'a> {
                 let t = map_str(profile, "type").unwrap_or("");
                 if !seccomp_type_valid(t) {
                     explicit.push(c.name());
-                    scan.errors.push(forbidden(path, BadValue::Str(t.into())));
+                    scan.errors.push(forbidden(path(), BadValue::Str(t.into())));
                     scan.bad_values.insert(t.to_string());
                 }
             }
             None => {
                 if !scan.pod_valid {
                     scan.implicit.push(c.name());
-                    scan.implicit_errors.push(required(path));
+                    scan.implicit_errors.push(required(path()));
                 }
             }
         }
