@@ -581,7 +581,10 @@ fn apply_jmespath(entry: &Value, data: Value) -> Result<Value, String> {
 
 /// Substitutes `{{ }}` in a string that must stay a string (list expressions, JMESPath
 /// queries, messages).
-pub fn substitute_text(text: &str, ctx: &Value) -> Result<String, String> {
+pub fn substitute_text<'a>(
+    text: &str,
+    ctx: impl Into<crate::jmespath::Scope<'a>>,
+) -> Result<String, String> {
     if !text.contains("{{") {
         return Ok(text.to_owned());
     }

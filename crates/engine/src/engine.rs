@@ -289,7 +289,7 @@ fn mutate_view<'r>(
                 Ok(()) => match rule
                     .preconditions
                     .as_ref()
-                    .map(|p| check_conditions(p, context))
+                    .map(|p| check_conditions(p, &*context))
                 {
                     Some(Err(e)) => RuleResponse::new(
                         &rule.name,
@@ -416,7 +416,7 @@ pub fn mutate_existing_policy(
             Ok(()) => match rule
                 .preconditions
                 .as_ref()
-                .map(|p| check_conditions(p, context))
+                .map(|p| check_conditions(p, &*context))
             {
                 Some(Err(e)) => results.push(respond(
                     &rule.name,

@@ -13,6 +13,7 @@ use crate::compile::{
 use crate::conditions::{self, Condition};
 use crate::context::{add_variable, substitute_text, ContextProvider};
 use crate::exceptions::{CompiledException, ExceptionVerdict};
+use crate::jmespath::Scope;
 use crate::pattern::{Pattern, PatternOutcome};
 use crate::podsecurity;
 use crate::request::Request;
@@ -286,7 +287,8 @@ impl RuleScope<'_, '_, '_> {
                 path,
                 detail,
             } => {
-                let text = message.unwrap_or_else(|| self.pattern_message(path.as_deref()));
+                let text = message
+                    .unwrap_or_else(|| self.pattern_message(path.as_deref(), self.ctx().into()));
                 let mut response =
                     RuleResponse::new(name, RuleType::Validation, RuleStatus::Fail, text);
                 response.path = path;
@@ -305,17 +307,17 @@ impl RuleScope<'_, '_, '_> {
     }
 
     /// The rule's `message`, variables substituted; `None` when it has none (or it is empty).
-    fn rule_message(&self) -> Option<String> {
+    fn rule_message(&self, vars: Scope<'_>) -> Option<String> {
         self.message_template()
-            .map(|m| self.substitute_message(m))
+            .map(|m| self.substitute_message(m, vars))
             .filter(|m| !m.is_empty())
     }
 
     /// Kyverno's message for a pattern that failed at `path`.
-    fn pattern_message(&self, path: Option<&str>) -> String {
+    fn pattern_message(&self, path: Option<&str>, vars: Scope<'_>) -> String {
         let name = self.rule.name.as_str();
         let path = path.unwrap_or_default();
-        match self.rule_message() {
+        match self.rule_message(vars) {
             Some(m) => {
                 let m = if m.ends_with('.') { m } else { format!("{m}.") };
                 format!("validation error: {m} rule {name} failed at path {path}")
@@ -326,7 +328,7 @@ impl RuleScope<'_, '_, '_> {
 
     /// Kyverno's message for a denied request: the rule's message and the failed conditions'
     /// messages, joined.
-    fn deny_message(&self, conditions: Option<String>) -> String {
+    fn deny_message(&self, conditions: Option<String>, vars: Scope<'_>) -> String {
         let parts: Vec<String> = [self.message_template().map(str::to_owned), conditions]
             .into_iter()
             .flatten()
@@ -335,21 +337,21 @@ impl RuleScope<'_, '_, '_> {
         if parts.is_empty() {
             return format!("validation error: rule {} failed", self.rule.name);
         }
-        self.substitute_message(&parts.join("; "))
+        self.substitute_message(&parts.join("; "), vars)
     }
 
     /// Kyverno's message for an `anyPattern` none of whose patterns held.
-    fn any_pattern_message(&self, failures: &[String]) -> String {
+    fn any_pattern_message(&self, failures: &[String], vars: Scope<'_>) -> String {
         let failures = failures.join(" ");
-        match self.rule_message() {
+        match self.rule_message(vars) {
             None => format!("validation error: {failures}"),
             Some(m) if m.ends_with('.') => format!("validation error: {m} {failures}"),
             Some(m) => format!("validation error: {m}. {failures}"),
         }
     }
 
-    fn substitute_message(&self, message: &str) -> String {
-        match variables::substitute_str(message, self.ctx()) {
+    fn substitute_message(&self, message: &str, vars: Scope<'_>) -> String {
+        match variables::substitute_str(message, vars) {
             Ok(Value::String(s)) => s,
             Ok(other) => other.to_string(),
             Err(_) => message.to_owned(),
@@ -375,15 +377,21 @@ impl RuleScope<'_, '_, '_> {
     ) -> Result<CheckResult, String> {
         match check {
             ValidateCheck::Foreach(entries) => self.foreach(entries, depth),
-            other => self.check_target(other, target),
+            other => self.check_target(other, target, self.ctx().into()),
         }
     }
 
-    /// The checks that read the context but do not change it (all but foreach).
-    fn check_target(&self, check: &ValidateCheck, target: &Value) -> Result<CheckResult, String> {
+    /// The checks that read the context but do not change it (all but foreach); `vars` is the
+    /// context with whatever foreach binds over it.
+    fn check_target(
+        &self,
+        check: &ValidateCheck,
+        target: &Value,
+        vars: Scope<'_>,
+    ) -> Result<CheckResult, String> {
         match check {
             ValidateCheck::Pattern(source) => {
-                let pattern = self.pattern(source)?;
+                let pattern = self.pattern(source, vars)?;
                 Ok(match pattern.validate(target) {
                     PatternOutcome::Pass => CheckResult::Pass,
                     PatternOutcome::Skip { detail, .. } => {
@@ -401,7 +409,7 @@ impl RuleScope<'_, '_, '_> {
                 let mut details = Vec::new();
                 let mut skips = 0usize;
                 for (index, source) in sources.iter().enumerate() {
-                    let pattern = self.pattern(source)?;
+                    let pattern = self.pattern(source, vars)?;
                     match pattern.validate(target) {
                         PatternOutcome::Pass => return Ok(CheckResult::Pass),
                         PatternOutcome::Skip { .. } => skips += 1,
@@ -420,17 +428,17 @@ impl RuleScope<'_, '_, '_> {
                     ));
                 }
                 Ok(CheckResult::Fail {
-                    message: Some(self.any_pattern_message(&failures)),
+                    message: Some(self.any_pattern_message(&failures, vars)),
                     path: None,
                     detail: Some(details.join("; ")),
                 })
             }
             ValidateCheck::Deny(block) => {
-                let (denied, message) = check_conditions(block, self.ctx())
+                let (denied, message) = check_conditions(block, vars)
                     .map_err(|e| format!("failed to check deny conditions: {e}"))?;
                 if denied {
                     Ok(CheckResult::Fail {
-                        message: Some(self.deny_message(message)),
+                        message: Some(self.deny_message(message, vars)),
                         path: None,
                         detail: None,
                     })
@@ -453,11 +461,11 @@ impl RuleScope<'_, '_, '_> {
         }
     }
 
-    fn pattern(&self, source: &PatternSource) -> Result<Arc<Pattern>, String> {
+    fn pattern(&self, source: &PatternSource, vars: Scope<'_>) -> Result<Arc<Pattern>, String> {
         match source {
             PatternSource::Static(p) => Ok(Arc::clone(p)),
             PatternSource::Dynamic(raw) => {
-                let substituted = variables::substitute_all(raw, self.ctx())
+                let substituted = variables::substitute_all(raw, vars)
                     .map_err(|e| format!("variable substitution failed: {e}"))?;
                 Pattern::compile(&substituted)
                     .map(Arc::new)
@@ -554,6 +562,25 @@ impl RuleScope<'_, '_, '_> {
         let mut applied = 0usize;
         let mut list_error = None;
         for entry in entries {
+            let foreach_values = self
+                .eval
+                .provider
+                .foreach_values(&self.policy.name, &self.rule.name)
+                .cloned();
+            // An entry that only reads its elements binds them over the context; one that
+            // loads context entries, values or a nested foreach writes them into it.
+            let read_only = entry.context.is_empty()
+                && foreach_values.is_none()
+                && !matches!(entry.check, ValidateCheck::Foreach(_));
+            if read_only {
+                match self.foreach_bound(entry, depth) {
+                    Ok(counted) => applied += counted,
+                    Err(EntryEnd::NotFound) => {}
+                    Err(EntryEnd::ListError(err)) => list_error = Some(err),
+                    Err(EntryEnd::Decided(result)) => return result,
+                }
+                continue;
+            }
             let elements = match self.foreach_list(&entry.list) {
                 Ok(elements) => elements,
                 Err(ListError::NotFound) => continue,
@@ -562,11 +589,6 @@ impl RuleScope<'_, '_, '_> {
                     continue;
                 }
             };
-            let foreach_values = self
-                .eval
-                .provider
-                .foreach_values(&self.policy.name, &self.rule.name)
-                .cloned();
             for (index, element) in elements.into_iter().enumerate() {
                 if element.is_null() {
                     continue;
@@ -582,35 +604,10 @@ impl RuleScope<'_, '_, '_> {
                     mark,
                 );
                 self.restore_to(mark);
-                match result {
-                    Ok(CheckResult::Pass) => applied += 1,
-                    Ok(CheckResult::Skip(_)) => {}
-                    Ok(CheckResult::Fail {
-                        message,
-                        path,
-                        detail,
-                    }) => {
-                        // Kyverno reports the element's own message behind "validation
-                        // failure:"; bylaw's detail says which element it was.
-                        let element =
-                            message.unwrap_or_else(|| self.pattern_message(path.as_deref()));
-                        let at = format!("element {index} of {}", entry.list);
-                        return Ok(CheckResult::Fail {
-                            message: Some(format!("validation failure: {element}")),
-                            path,
-                            detail: Some(match detail {
-                                Some(d) => format!("{at}: {d}"),
-                                None => at,
-                            }),
-                        });
-                    }
-                    Err(ElementError::Preconditions) => {}
-                    Err(ElementError::Scope(err)) => {
-                        return Err(format!("failed to process foreach: {err}"))
-                    }
-                    Err(ElementError::Check(err)) => {
-                        return Err(format!("validation failure: {err}"))
-                    }
+                match self.tally(entry, index, result) {
+                    Tally::Counted => applied += 1,
+                    Tally::Ignored => {}
+                    Tally::Decided(result) => return result,
                 }
             }
         }
@@ -621,6 +618,123 @@ impl RuleScope<'_, '_, '_> {
             };
         }
         Ok(CheckResult::Pass)
+    }
+
+    /// What one element's outcome does to its foreach: a failure ends the rule, an error ends
+    /// it unless it was only the element's preconditions, a pass counts.
+    fn tally(
+        &self,
+        entry: &ForeachValidate,
+        index: usize,
+        result: Result<CheckResult, ElementError>,
+    ) -> Tally {
+        match result {
+            Ok(CheckResult::Pass) => Tally::Counted,
+            Ok(CheckResult::Skip(_)) | Err(ElementError::Preconditions) => Tally::Ignored,
+            Ok(CheckResult::Fail {
+                message,
+                path,
+                detail,
+            }) => {
+                // Kyverno reports the element's own message behind "validation failure:";
+                // bylaw's detail says which element it was.
+                let element = message
+                    .unwrap_or_else(|| self.pattern_message(path.as_deref(), self.ctx().into()));
+                let at = format!("element {index} of {}", entry.list);
+                Tally::Decided(Ok(CheckResult::Fail {
+                    message: Some(format!("validation failure: {element}")),
+                    path,
+                    detail: Some(match detail {
+                        Some(d) => format!("{at}: {d}"),
+                        None => at,
+                    }),
+                }))
+            }
+            Err(ElementError::Scope(err)) => {
+                Tally::Decided(Err(format!("failed to process foreach: {err}")))
+            }
+            Err(ElementError::Check(err)) => {
+                Tally::Decided(Err(format!("validation failure: {err}")))
+            }
+        }
+    }
+
+    /// A read-only foreach entry: each element (borrowed from the context where the list is
+    /// part of it) is bound as `element`/`elementIndex` over the context rather than copied
+    /// into it. Returns how many elements counted.
+    fn foreach_bound(&self, entry: &ForeachValidate, depth: usize) -> Result<usize, EntryEnd> {
+        let ctx = self.ctx();
+        let text = substitute_text(&entry.list, ctx).map_err(EntryEnd::ListError)?;
+        let expr = jmespath::compile(&text)
+            .map_err(|e| EntryEnd::ListError(format!("incorrect query {text}: {e}")))?;
+        let elements = match expr.search_elements(ctx, &jmespath::SystemEnv) {
+            Ok(elements) => elements,
+            Err(e) if e.is_not_found() => return Err(EntryEnd::NotFound),
+            Err(e) => {
+                return Err(EntryEnd::ListError(format!("JMESPath query failed: {e}")));
+            }
+        };
+        let nested_names = self
+            .policy
+            .uses_nested_elements
+            .then(|| (format!("element{depth}"), format!("elementIndex{depth}")));
+        let mut counted = 0usize;
+        for (index, element) in elements.iter().enumerate() {
+            let element: &Value = element;
+            if element.is_null() {
+                continue;
+            }
+            crate::deadline::check().map_err(|e| EntryEnd::Decided(Err(e)))?;
+            let index_value = Value::from(index);
+            // The names in the order foreach used to write them into the context.
+            let mut bound: [(&str, &Value); 4] = [
+                ("element", element),
+                ("elementIndex", &index_value),
+                ("", &Value::Null),
+                ("", &Value::Null),
+            ];
+            let names = match &nested_names {
+                Some((element_n, index_n)) => {
+                    bound[2] = (element_n, element);
+                    bound[3] = (index_n, &index_value);
+                    4
+                }
+                None => 2,
+            };
+            let vars = Scope::new(ctx, bound.get(..names).unwrap_or(&[]));
+            let result = self.foreach_element_bound(entry, element, index, vars);
+            match self.tally(entry, index, result) {
+                Tally::Counted => counted += 1,
+                Tally::Ignored => {}
+                Tally::Decided(result) => return Err(EntryEnd::Decided(result)),
+            }
+        }
+        Ok(counted)
+    }
+
+    /// One element of a read-only entry, `vars` being the context with it bound.
+    fn foreach_element_bound(
+        &self,
+        entry: &ForeachValidate,
+        element: &Value,
+        index: usize,
+        vars: Scope<'_>,
+    ) -> Result<CheckResult, ElementError> {
+        let scoped = element_scoped(entry, element, index)?;
+        if let Some(pre) = &entry.preconditions {
+            let (passed, _) =
+                check_conditions(pre, vars).map_err(|_| ElementError::Preconditions)?;
+            if !passed {
+                return Ok(CheckResult::Skip("preconditions not met".to_owned()));
+            }
+        }
+        let target = if scoped {
+            element
+        } else {
+            self.eval.request.resource()
+        };
+        self.check_target(&entry.check, target, vars)
+            .map_err(ElementError::Check)
     }
 
     /// The elements of a foreach `list`: an array's items, or the single value it yields.
@@ -645,18 +759,7 @@ impl RuleScope<'_, '_, '_> {
         foreach_values: Option<&Map<String, Value>>,
         mark: usize,
     ) -> Result<CheckResult, ElementError> {
-        // A map element is the pattern's target unless elementScope says otherwise; other
-        // elements are checked against the whole resource.
-        let is_map = element.as_object().is_some_and(|m| !m.is_empty());
-        let scoped = match entry.element_scope {
-            Some(true) if !element.is_object() => {
-                return Err(ElementError::Scope(format!(
-                    "cannot use elementScope=true for elements that are not maps (element {index})"
-                )))
-            }
-            Some(scope) => scope,
-            None => is_map,
-        };
+        let scoped = element_scoped(entry, &element, index)?;
         // The element moves into the context and a scoped check reads it back from there;
         // only when something else may replace `element` (values files, context entries) is a
         // copy kept as the target.
@@ -703,9 +806,43 @@ impl RuleScope<'_, '_, '_> {
             (None, true) => self.ctx().field("element").unwrap_or(&Value::Null),
             (None, false) => self.eval.request.resource(),
         };
-        self.check_target(&entry.check, target)
+        self.check_target(&entry.check, target, self.ctx().into())
             .map_err(ElementError::Check)
     }
+}
+
+/// Whether an element is the check's target: a map element is, unless `elementScope` says
+/// otherwise; other elements are checked against the whole resource.
+fn element_scoped(
+    entry: &ForeachValidate,
+    element: &Value,
+    index: usize,
+) -> Result<bool, ElementError> {
+    let is_map = element.as_object().is_some_and(|m| !m.is_empty());
+    match entry.element_scope {
+        Some(true) if !element.is_object() => Err(ElementError::Scope(format!(
+            "cannot use elementScope=true for elements that are not maps (element {index})"
+        ))),
+        Some(scope) => Ok(scope),
+        None => Ok(is_map),
+    }
+}
+
+/// What one foreach element means for its rule.
+enum Tally {
+    Counted,
+    Ignored,
+    Decided(Result<CheckResult, String>),
+}
+
+/// Why a read-only foreach entry ended without counting its elements.
+enum EntryEnd {
+    /// Its list's data does not exist: the entry is passed over.
+    NotFound,
+    /// Its list could not be evaluated.
+    ListError(String),
+    /// An element decided the rule.
+    Decided(Result<CheckResult, String>),
 }
 
 /// Why a foreach list gave no elements.
@@ -745,10 +882,11 @@ enum CheckResult {
 /// (see [`conditions::evaluate_block`]): a condition that cannot be resolved is an error, unless
 /// the outcome was decided before it. Returns whether the block holds and the message of the
 /// conditions that decided it.
-pub fn check_conditions(
+pub fn check_conditions<'a>(
     block: &ConditionBlock,
-    ctx: &Value,
+    ctx: impl Into<Scope<'a>>,
 ) -> Result<(bool, Option<String>), String> {
+    let ctx = ctx.into();
     let resolve = |c: &RawCondition| -> Result<Condition, String> {
         Ok(Condition {
             key: variables::substitute_all(&c.key, ctx).map_err(|e| e.to_string())?,

@@ -40,7 +40,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use crate::jmespath::{self, Env, JmespathError, SystemEnv};
+use crate::jmespath::{self, Env, JmespathError, Scope, SystemEnv};
 
 /// Deepest document (and substituted value) walked.
 const MAX_DEPTH: usize = 512;
@@ -307,29 +307,32 @@ fn string_has_variables(s: &str) -> bool {
 }
 
 /// Substitutes every variable in `value` against the context document `ctx`.
-pub fn substitute_all(value: &Value, ctx: &Value) -> Result<Value, VariableError> {
+pub fn substitute_all<'a>(
+    value: &Value,
+    ctx: impl Into<Scope<'a>>,
+) -> Result<Value, VariableError> {
     Substitution::new(ctx).value(value)
 }
 
 /// Substitutes the variables of one string; a string that is exactly one variable keeps the
 /// variable's JSON type.
-pub fn substitute_str(s: &str, ctx: &Value) -> Result<Value, VariableError> {
+pub fn substitute_str<'a>(s: &str, ctx: impl Into<Scope<'a>>) -> Result<Value, VariableError> {
     Substitution::new(ctx).string(s)
 }
 
 /// A configured substitution: the context, where the value sits in its policy rule (for
 /// `{{@}}` and error messages) and the environment functions see.
 pub struct Substitution<'a> {
-    ctx: &'a Value,
+    ctx: Scope<'a>,
     base_path: String,
     env: &'a dyn Env,
 }
 
 impl<'a> Substitution<'a> {
     /// Substitution against `ctx`, for a value at the root (path ``).
-    pub fn new(ctx: &'a Value) -> Self {
+    pub fn new(ctx: impl Into<Scope<'a>>) -> Self {
         Substitution {
-            ctx,
+            ctx: ctx.into(),
             base_path: String::new(),
             env: &SystemEnv,
         }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::functions::{self, Arg};
 use super::parser::{Ast, Cmp};
 use super::value::{compare_scalars, is_truthy, json_equal_at, MAX_VALUE_DEPTH};
-use super::{Env, JmespathError};
+use super::{Env, JmespathError, Scope};
 use crate::json::Lookup;
 
 /// Why a sub-expression produced no value.
@@ -41,6 +41,9 @@ pub(crate) enum Val<'a> {
     Ref(&'a Value),
     Owned(Value),
     List(Vec<Val<'a>>),
+    /// The root of a search with names bound over the document; only ever the value an
+    /// expression starts from (see `eval_node`).
+    Scope(Scope<'a>),
 }
 
 impl<'a> Val<'a> {
@@ -57,6 +60,7 @@ impl<'a> Val<'a> {
             Val::Ref(v) => is_truthy(v),
             Val::Owned(v) => is_truthy(v),
             Val::List(items) => !items.is_empty(),
+            Val::Scope(_) => true,
         }
     }
 
@@ -86,7 +90,7 @@ fn val_equal(a: &Val<'_>, b: &Val<'_>, depth: usize) -> bool {
         match v {
             Val::Ref(v) => Some(v),
             Val::Owned(v) => Some(v),
-            Val::List(_) => None,
+            Val::List(_) | Val::Scope(_) => None,
         }
     }
     if let (Some(x), Some(y)) = (plain(a), plain(b)) {
@@ -103,7 +107,7 @@ fn val_equal(a: &Val<'_>, b: &Val<'_>, depth: usize) -> bool {
             Val::List(items) => items.get(i).map(|item| match item {
                 Val::Ref(r) => Val::Ref(r),
                 Val::Owned(o) => Val::Ref(o),
-                Val::List(_) => item.clone(),
+                Val::List(_) | Val::Scope(_) => item.clone(),
             }),
             _ => None,
         }
@@ -119,25 +123,61 @@ fn val_equal(a: &Val<'_>, b: &Val<'_>, depth: usize) -> bool {
 
 pub(crate) type Res<'a> = Result<Val<'a>, Fail>;
 
-pub(crate) fn evaluate(ast: &Ast, data: &Value, env: &dyn Env) -> Result<Value, JmespathError> {
+pub(crate) fn evaluate(ast: &Ast, data: Scope<'_>, env: &dyn Env) -> Result<Value, JmespathError> {
     evaluate_ref(ast, data, env).map(Cow::into_owned)
+}
+
+/// The value a search starts from: the document itself unless names are bound over it.
+fn root(data: Scope<'_>) -> Val<'_> {
+    if data.has_bindings() {
+        Val::Scope(data)
+    } else {
+        Val::Ref(data.document())
+    }
+}
+
+fn public_error(fail: Fail) -> JmespathError {
+    match fail {
+        Fail::NotFound(key) => JmespathError::NotFound { key },
+        Fail::Error(e) => e,
+    }
 }
 
 /// Evaluates, borrowing the result from `data` (or the expression) when it is part of it.
 pub(crate) fn evaluate_ref<'a>(
     ast: &'a Ast,
-    data: &'a Value,
+    data: Scope<'a>,
     env: &dyn Env,
 ) -> Result<Cow<'a, Value>, JmespathError> {
     let mut interp = Interp::new(env);
-    let result = interp
-        .eval(ast, Val::Ref(data))
-        .and_then(|v| interp.materialize(v));
-    match result {
-        Ok(v) => Ok(v),
-        Err(Fail::NotFound(key)) => Err(JmespathError::NotFound { key }),
-        Err(Fail::Error(e)) => Err(e),
-    }
+    interp
+        .eval(ast, root(data))
+        .and_then(|v| interp.materialize(v))
+        .map_err(public_error)
+}
+
+/// Evaluates to a list of elements borrowed where they are part of `data`: an array's items,
+/// or the one value when the result is not an array.
+pub(crate) fn evaluate_elements<'a>(
+    ast: &'a Ast,
+    data: Scope<'a>,
+    env: &dyn Env,
+) -> Result<Vec<Cow<'a, Value>>, JmespathError> {
+    let mut interp = Interp::new(env);
+    let result = interp.eval(ast, root(data)).map_err(public_error)?;
+    let single = match result {
+        Val::Ref(Value::Array(items)) => return Ok(items.iter().map(Cow::Borrowed).collect()),
+        Val::Owned(Value::Array(items)) => return Ok(items.into_iter().map(Cow::Owned).collect()),
+        Val::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                out.push(interp.materialize(item).map_err(public_error)?);
+            }
+            return Ok(out);
+        }
+        other => other,
+    };
+    Ok(vec![interp.materialize(single).map_err(public_error)?])
 }
 
 /// Most units of work one evaluation may do: a node evaluated, an element collected, a value
@@ -221,6 +261,7 @@ impl<'e> Interp<'e> {
             Val::Ref(r) => Cow::Borrowed(r),
             Val::Owned(o) => Cow::Owned(o),
             Val::List(items) => Cow::Owned(self.owned(Val::List(items))?),
+            Val::Scope(scope) => Cow::Owned(self.scope_value(scope)?),
         })
     }
 
@@ -237,7 +278,15 @@ impl<'e> Interp<'e> {
                 }
                 Ok(Value::Array(out))
             }
+            Val::Scope(scope) => self.scope_value(scope),
         }
+    }
+
+    /// The scope as one document, charged like any copy.
+    fn scope_value(&mut self, scope: Scope<'_>) -> Result<Value, JmespathError> {
+        let value = scope.to_value();
+        self.charge(copy_cost(&value))?;
+        Ok(value)
     }
 
     pub(crate) fn eval<'a>(&mut self, ast: &'a Ast, v: Val<'a>) -> Res<'a> {
@@ -254,6 +303,23 @@ impl<'e> Interp<'e> {
     }
 
     fn eval_node<'a>(&mut self, ast: &'a Ast, v: Val<'a>) -> Res<'a> {
+        // A scope is looked into by field; the nodes that take the current value apart
+        // themselves get it as one document. Every other node hands it to its children.
+        let v = match v {
+            Val::Scope(scope) => match ast {
+                Ast::Field(name) => {
+                    return scope
+                        .field(name)
+                        .map(Val::Ref)
+                        .ok_or_else(|| Fail::NotFound(name.clone()))
+                }
+                Ast::Identity | Ast::Index(_) | Ast::Slice(..) => {
+                    Val::Owned(self.scope_value(scope).map_err(Fail::Error)?)
+                }
+                _ => Val::Scope(scope),
+            },
+            other => other,
+        };
         match ast {
             Ast::Identity => Ok(v),
             Ast::Literal(value) => Ok(Val::Ref(value)),

@@ -121,6 +121,61 @@ impl Env for SystemEnv {
     }
 }
 
+/// A document searched with a few top-level names bound over it (foreach's `element` and
+/// `elementIndex`), which are borrowed instead of being copied into the document. A bound name
+/// hides the document's field of that name; anything but a field lookup at the root sees the
+/// document as if the names had been inserted into it.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    doc: &'a Value,
+    bound: &'a [(&'a str, &'a Value)],
+}
+
+impl<'a> Scope<'a> {
+    /// `doc` with `bound` over it; a later binding of the same name wins.
+    pub fn new(doc: &'a Value, bound: &'a [(&'a str, &'a Value)]) -> Self {
+        Scope { doc, bound }
+    }
+
+    /// The document as it is.
+    pub fn document(&self) -> &'a Value {
+        self.doc
+    }
+
+    /// Whether names are bound over the document.
+    pub fn has_bindings(&self) -> bool {
+        !self.bound.is_empty()
+    }
+
+    /// The value of a top-level name.
+    pub fn field(&self, name: &str) -> Option<&'a Value> {
+        use crate::json::Lookup;
+        match self.bound.iter().rev().find(|(bound, _)| *bound == name) {
+            Some((_, value)) => Some(value),
+            None => self.doc.field(name),
+        }
+    }
+
+    /// The scope as one document: a copy with the bound names inserted, as the context looked
+    /// when foreach wrote them into it.
+    pub fn to_value(&self) -> Value {
+        let mut map = match self.doc {
+            Value::Object(map) => map.clone(),
+            _ => serde_json::Map::new(),
+        };
+        for (name, value) in self.bound {
+            map.insert((*name).to_owned(), (*value).clone());
+        }
+        Value::Object(map)
+    }
+}
+
+impl<'a> From<&'a Value> for Scope<'a> {
+    fn from(doc: &'a Value) -> Self {
+        Scope { doc, bound: &[] }
+    }
+}
+
 /// A compiled JMESPath expression. Cheap to clone, shareable across threads.
 #[derive(Debug, Clone)]
 pub struct Expression {
@@ -145,8 +200,23 @@ impl Expression {
     }
 
     /// Evaluates against `data`, taking time and randomness from `env`.
-    pub fn search_with_env(&self, data: &Value, env: &dyn Env) -> Result<Value, JmespathError> {
-        interp::evaluate(&self.inner.ast, data, env)
+    pub fn search_with_env<'a>(
+        &self,
+        data: impl Into<Scope<'a>>,
+        env: &dyn Env,
+    ) -> Result<Value, JmespathError> {
+        interp::evaluate(&self.inner.ast, data.into(), env)
+    }
+
+    /// The elements a foreach `list` yields, borrowed from `data` where they are part of it:
+    /// an array's items, or the single value when the result is not an array. Building the
+    /// list (`[a, b][]`) copies no element.
+    pub fn search_elements<'a>(
+        &'a self,
+        data: impl Into<Scope<'a>>,
+        env: &dyn Env,
+    ) -> Result<Vec<Cow<'a, Value>>, JmespathError> {
+        interp::evaluate_elements(&self.inner.ast, data.into(), env)
     }
 
     /// Like [`Expression::search`], but borrows the result when it is part of `data` (or a
@@ -161,7 +231,7 @@ impl Expression {
         data: &'a Value,
         env: &dyn Env,
     ) -> Result<Cow<'a, Value>, JmespathError> {
-        interp::evaluate_ref(&self.inner.ast, data, env)
+        interp::evaluate_ref(&self.inner.ast, Scope::from(data), env)
     }
 }
 

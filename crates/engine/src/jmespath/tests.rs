@@ -347,3 +347,82 @@ fn evaluation_work_and_depth_are_bounded() {
         json!(1)
     );
 }
+
+/// Names bound over a document read as if they had been inserted into a copy of it: a field
+/// lookup, a projection from the root, `@` and `keys(@)` all see the same document.
+#[test]
+fn a_scope_reads_like_the_document_with_its_names_inserted() {
+    let doc = json!({"request": {"operation": "CREATE"}, "element": "outer", "z": 1});
+    let element = json!({"name": "app", "ports": [80, 443]});
+    let index = json!(2);
+    let bound = [("element", &element), ("elementIndex", &index)];
+    let scope = Scope::new(&doc, &bound);
+    let mut inserted = doc.clone();
+    inserted["element"] = element.clone();
+    inserted["elementIndex"] = index.clone();
+    for expr in [
+        "element.name",
+        "element.ports[1]",
+        "elementIndex",
+        "request.operation",
+        "@",
+        "keys(@)",
+        "[element.name, z]",
+        "{n: element.name, i: elementIndex}",
+        "length(element.ports) == `2` && elementIndex > `1`",
+        "*",
+        "element.ports[?@ > `100`]",
+        "@.element.name",
+    ] {
+        let compiled = compile(expr).unwrap();
+        assert_eq!(
+            compiled.search_with_env(scope, &FixedEnv).unwrap(),
+            compiled.search_with_env(&inserted, &FixedEnv).unwrap(),
+            "{expr}"
+        );
+    }
+    // A missing key stays Kyverno's "Unknown key" error with a scope as the root.
+    let err = compile("missing.x")
+        .unwrap()
+        .search_with_env(scope, &FixedEnv)
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    // `keys(@)` shows the bound name where the document had it (insertion keeps its place).
+    assert_eq!(
+        compile("keys(@)")
+            .unwrap()
+            .search_with_env(scope, &FixedEnv)
+            .unwrap(),
+        json!(["request", "element", "z", "elementIndex"])
+    );
+}
+
+/// A foreach list built from parts of the document borrows its elements instead of copying
+/// them; a list that is not an array is one element.
+#[test]
+fn foreach_elements_are_borrowed_from_the_document() {
+    let doc = document();
+    let expr = compile("request.object.spec.[initContainers, containers][]").unwrap();
+    let elements = expr.search_elements(&doc, &FixedEnv).unwrap();
+    let containers = doc["request"]["object"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    // No initContainers: the flatten leaves out its null.
+    assert_eq!(elements.len(), containers.len(), "{elements:?}");
+    for (element, container) in elements.iter().zip(containers) {
+        assert!(
+            matches!(element, Cow::Borrowed(e) if std::ptr::eq(*e, container)),
+            "{element:?}"
+        );
+    }
+    let single = compile("request.operation").unwrap();
+    assert_eq!(
+        single.search_elements(&doc, &FixedEnv).unwrap(),
+        vec![Cow::<Value>::Owned(json!("CREATE"))]
+    );
+    let err = compile("request.nothing")
+        .unwrap()
+        .search_elements(&doc, &FixedEnv)
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}
