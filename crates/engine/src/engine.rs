@@ -37,13 +37,21 @@ impl PolicySet {
         crate::context::request_context_with(request, self.uses_images())
     }
 
+    /// The context document for validating `request` with [`validate_with_context_mut`]: the
+    /// request's object and old object are read from the request rather than copied in.
+    /// Mutation and generation change `request.object` as they go and need
+    /// [`PolicySet::context_for`].
+    pub fn validation_context(&self, request: &Request) -> Value {
+        crate::context::request_context_without_objects(request, self.uses_images())
+    }
+
     /// Runs every policy's validate rules against the request, sharing one context document.
     pub fn validate(
         &self,
         request: &Request,
         provider: &dyn ContextProvider,
     ) -> Vec<PolicyResponse> {
-        let mut context = self.context_for(request);
+        let mut context = self.validation_context(request);
         self.policies
             .iter()
             .filter(|p| p.has_validate())
@@ -54,7 +62,10 @@ impl PolicySet {
     }
 }
 
-/// Runs one policy's validate rules with a prepared context document (left as it was found).
+/// Runs one policy's validate rules with a prepared context document (left as it was found):
+/// one from [`PolicySet::validation_context`], or a full one from
+/// [`crate::context::request_context`]. Where the document's `request.object` or
+/// `request.oldObject` is null, the request's own is read in its place.
 pub fn validate_with_context_mut(
     policy: &CompiledPolicy,
     request: &Request,
@@ -66,6 +77,7 @@ pub fn validate_with_context_mut(
         request,
         provider,
         exceptions,
+        objects: Some(crate::context::request_objects(request)),
     };
     validate_policy(policy, &eval, context)
 }
@@ -259,7 +271,7 @@ fn mutate_view<'r>(
             }
             if let Some(exception) = exceptions.iter().find(|e| {
                 matches!(
-                    e.applies(policy, rule, &view, context),
+                    e.applies(policy, rule, &view, (&*context).into()),
                     crate::exceptions::ExceptionVerdict::Skip
                         | crate::exceptions::ExceptionVerdict::PodSecurity(_)
                 )
@@ -392,7 +404,7 @@ pub fn mutate_existing_policy(
         }
         if let Some(exception) = exceptions.iter().find(|e| {
             matches!(
-                e.applies(policy, rule, request, context),
+                e.applies(policy, rule, request, (&*context).into()),
                 crate::exceptions::ExceptionVerdict::Skip
                     | crate::exceptions::ExceptionVerdict::PodSecurity(_)
             )
@@ -643,7 +655,7 @@ fn generate_for_request(
     }
     if let Some(exception) = exceptions.iter().find(|e| {
         matches!(
-            e.applies(policy, rule, request, context),
+            e.applies(policy, rule, request, (&*context).into()),
             crate::exceptions::ExceptionVerdict::Skip
                 | crate::exceptions::ExceptionVerdict::PodSecurity(_)
         )

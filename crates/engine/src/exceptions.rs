@@ -139,7 +139,7 @@ impl CompiledException {
         policy: &CompiledPolicy,
         rule: &CompiledRule,
         request: &Request,
-        ctx: &Value,
+        ctx: crate::jmespath::Scope<'_>,
     ) -> ExceptionVerdict {
         if !self.names(policy, rule) || !self.match_block.matches(request) {
             return ExceptionVerdict::NotApplicable;

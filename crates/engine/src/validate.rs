@@ -25,6 +25,9 @@ pub struct Evaluation<'a> {
     pub request: &'a Request,
     pub provider: &'a dyn ContextProvider,
     pub exceptions: &'a [CompiledException],
+    /// The request's objects, when the context document holds only placeholders for them
+    /// ([`crate::context::request_context_without_objects`]); `None` when it holds them.
+    pub objects: Option<[(&'static str, &'a Value); 2]>,
 }
 
 /// Whether a policy applies to the request's namespace at all (a namespaced Policy only ever
@@ -105,7 +108,8 @@ fn validate_rule(
     }
     let mut pod_security_exception = None;
     for exception in eval.exceptions {
-        match exception.applies(policy, rule, eval.request, ctx) {
+        let scope = crate::context::scope_over(ctx, eval.objects.as_ref());
+        match exception.applies(policy, rule, eval.request, scope) {
             ExceptionVerdict::NotApplicable => {}
             ExceptionVerdict::Skip => {
                 return Some(skipped_by_exception(&rule.name, exception.key()));
@@ -124,6 +128,7 @@ fn validate_rule(
         ctx,
         saved: Vec::new(),
         pod_security_exception,
+        objects: eval.objects,
     };
     Some(match scope.run(validate) {
         Ok(response) => response,
@@ -155,6 +160,9 @@ struct RuleScope<'p, 'e, 'c> {
     /// A PolicyException with podSecurity exclusions that matched: a failing podSecurity check
     /// is re-checked with them and becomes a skip if nothing is left.
     pod_security_exception: Option<(String, Vec<podsecurity::Exclusion>)>,
+    /// The request's objects while they are bound over the document's placeholders; `None`
+    /// once this rule writes under `request` (see [`RuleScope::writing`]).
+    objects: Option<[(&'static str, &'e Value); 2]>,
 }
 
 type Outcome = Result<RuleResponse, String>;
@@ -166,8 +174,21 @@ impl Drop for RuleScope<'_, '_, '_> {
 }
 
 impl RuleScope<'_, '_, '_> {
-    fn ctx(&self) -> &Value {
-        self.ctx
+    /// The context as searches see it (the request's objects bound over it when the document
+    /// holds placeholders).
+    fn ctx(&self) -> Scope<'_> {
+        crate::context::scope_over(self.ctx, self.objects.as_ref())
+    }
+
+    /// Before this rule writes the variable `dotted`: a write under `request` must see (and
+    /// merge into) the request's real objects, so they are copied over their placeholders and
+    /// no longer bound for the rest of the rule. Rules almost never do this.
+    fn writing(&mut self, dotted: &str) {
+        if self.objects.is_some() && crate::context::variable_root(dotted) == "request" {
+            if let Some(objects) = self.objects.take() {
+                crate::context::fill_placeholders(self.ctx, &objects);
+            }
+        }
     }
 
     /// Remembers a top-level key's current value unless this scope level (entries from
@@ -187,6 +208,7 @@ impl RuleScope<'_, '_, '_> {
 
     /// Sets a (dotted) variable, remembering what it replaces at the scope level `mark`.
     fn set_var(&mut self, dotted: &str, value: Value, mark: usize) {
+        self.writing(dotted);
         let top_level = !dotted.contains(['.', '"']);
         if let (true, Value::Object(map)) = (top_level, &mut *self.ctx) {
             // A top-level name: what it replaces is moved out rather than copied.
@@ -287,8 +309,8 @@ impl RuleScope<'_, '_, '_> {
                 path,
                 detail,
             } => {
-                let text = message
-                    .unwrap_or_else(|| self.pattern_message(path.as_deref(), self.ctx().into()));
+                let text =
+                    message.unwrap_or_else(|| self.pattern_message(path.as_deref(), self.ctx()));
                 let mut response =
                     RuleResponse::new(name, RuleType::Validation, RuleStatus::Fail, text);
                 response.path = path;
@@ -364,9 +386,15 @@ impl RuleScope<'_, '_, '_> {
         for entry in entries {
             if let Some(name) = entry.field("name").and_then(Value::as_str) {
                 self.remember(name, mark);
+                self.writing(name);
             }
         }
-        crate::context::load_entries(entries, self.ctx, self.eval.provider)
+        crate::context::load_entries_over(
+            entries,
+            self.ctx,
+            self.objects.as_ref(),
+            self.eval.provider,
+        )
     }
 
     fn check(
@@ -377,7 +405,7 @@ impl RuleScope<'_, '_, '_> {
     ) -> Result<CheckResult, String> {
         match check {
             ValidateCheck::Foreach(entries) => self.foreach(entries, depth),
-            other => self.check_target(other, target, self.ctx().into()),
+            other => self.check_target(other, target, self.ctx()),
         }
     }
 
@@ -638,8 +666,8 @@ impl RuleScope<'_, '_, '_> {
             }) => {
                 // Kyverno reports the element's own message behind "validation failure:";
                 // bylaw's detail says which element it was.
-                let element = message
-                    .unwrap_or_else(|| self.pattern_message(path.as_deref(), self.ctx().into()));
+                let element =
+                    message.unwrap_or_else(|| self.pattern_message(path.as_deref(), self.ctx()));
                 let at = format!("element {index} of {}", entry.list);
                 Tally::Decided(Ok(CheckResult::Fail {
                     message: Some(format!("validation failure: {element}")),
@@ -701,7 +729,7 @@ impl RuleScope<'_, '_, '_> {
                 }
                 None => 2,
             };
-            let vars = Scope::new(ctx, bound.get(..names).unwrap_or(&[]));
+            let vars = ctx.with_bound(bound.get(..names).unwrap_or(&[]));
             let result = self.foreach_element_bound(entry, element, index, vars);
             match self.tally(entry, index, result) {
                 Tally::Counted => counted += 1,
@@ -742,7 +770,7 @@ impl RuleScope<'_, '_, '_> {
         let text = substitute_text(list, self.ctx()).map_err(ListError::Other)?;
         let expr = jmespath::compile(&text)
             .map_err(|e| ListError::Other(format!("incorrect query {text}: {e}")))?;
-        match expr.search(self.ctx()) {
+        match expr.search_with_env(self.ctx(), &jmespath::SystemEnv) {
             Ok(Value::Array(items)) => Ok(items),
             Ok(other) => Ok(vec![other]),
             Err(e) if e.is_not_found() => Err(ListError::NotFound),
@@ -806,7 +834,7 @@ impl RuleScope<'_, '_, '_> {
             (None, true) => self.ctx().field("element").unwrap_or(&Value::Null),
             (None, false) => self.eval.request.resource(),
         };
-        self.check_target(&entry.check, target, self.ctx().into())
+        self.check_target(&entry.check, target, self.ctx())
             .map_err(ElementError::Check)
     }
 }

@@ -282,6 +282,15 @@ impl<'e> Interp<'e> {
         }
     }
 
+    /// A scope (the root or `request` with names bound over it) as one document, for the
+    /// nodes that look at a value as a whole; anything else as it is.
+    fn unscope<'a>(&mut self, v: Val<'a>) -> Res<'a> {
+        match v {
+            Val::Scope(scope) => Ok(Val::Owned(self.scope_value(scope).map_err(Fail::Error)?)),
+            other => Ok(other),
+        }
+    }
+
     /// The scope as one document, charged like any copy.
     fn scope_value(&mut self, scope: Scope<'_>) -> Result<Value, JmespathError> {
         let value = scope.to_value();
@@ -308,10 +317,11 @@ impl<'e> Interp<'e> {
         let v = match v {
             Val::Scope(scope) => match ast {
                 Ast::Field(name) => {
-                    return scope
-                        .field(name)
-                        .map(Val::Ref)
-                        .ok_or_else(|| Fail::NotFound(name.clone()))
+                    return match scope.lookup(name) {
+                        Some(super::Lookup::Value(value)) => Ok(Val::Ref(value)),
+                        Some(super::Lookup::Scope(inner)) => Ok(Val::Scope(inner)),
+                        None => Err(Fail::NotFound(name.clone())),
+                    }
                 }
                 Ast::Identity | Ast::Index(_) | Ast::Slice(..) => {
                     Val::Owned(self.scope_value(scope).map_err(Fail::Error)?)
@@ -339,6 +349,7 @@ impl<'e> Interp<'e> {
             }
             Ast::ValueProjection(lhs, rhs) => {
                 let left = any_null(self.eval(lhs, v))?;
+                let left = self.unscope(left)?;
                 let values: Vec<Val<'a>> = match left {
                     Val::Ref(Value::Object(map)) => map.values().map(Val::Ref).collect(),
                     Val::Owned(Value::Object(map)) => {
@@ -412,7 +423,9 @@ impl<'e> Interp<'e> {
             }
             Ast::Compare(cmp, lhs, rhs) => {
                 let left = or_null(self.eval(lhs, v.clone()))?;
+                let left = self.unscope(left)?;
                 let right = or_null(self.eval(rhs, v))?;
+                let right = self.unscope(right)?;
                 Ok(Val::Owned(compare(*cmp, &left, &right)))
             }
             Ast::MultiList(items) => {

@@ -125,16 +125,39 @@ impl Env for SystemEnv {
 /// `elementIndex`), which are borrowed instead of being copied into the document. A bound name
 /// hides the document's field of that name; anything but a field lookup at the root sees the
 /// document as if the names had been inserted into it.
+///
+/// Names can also be bound over the document's `request` map ([`Scope::with_request`]): the
+/// request's object and old object, which a validation context holds only as placeholders.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
     doc: &'a Value,
     bound: &'a [(&'a str, &'a Value)],
+    request_bound: &'a [(&'a str, &'a Value)],
 }
+
+static EMPTY_MAP: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| Value::Object(serde_json::Map::new()));
 
 impl<'a> Scope<'a> {
     /// `doc` with `bound` over it; a later binding of the same name wins.
     pub fn new(doc: &'a Value, bound: &'a [(&'a str, &'a Value)]) -> Self {
-        Scope { doc, bound }
+        Scope {
+            doc,
+            bound,
+            request_bound: &[],
+        }
+    }
+
+    /// The same scope with `bound` over the document instead of what was bound before.
+    pub fn with_bound(mut self, bound: &'a [(&'a str, &'a Value)]) -> Self {
+        self.bound = bound;
+        self
+    }
+
+    /// The same scope with `bound` over the document's `request` map as well.
+    pub fn with_request(mut self, bound: &'a [(&'a str, &'a Value)]) -> Self {
+        self.request_bound = bound;
+        self
     }
 
     /// The document as it is.
@@ -144,10 +167,11 @@ impl<'a> Scope<'a> {
 
     /// Whether names are bound over the document.
     pub fn has_bindings(&self) -> bool {
-        !self.bound.is_empty()
+        !self.bound.is_empty() || !self.request_bound.is_empty()
     }
 
-    /// The value of a top-level name.
+    /// The value of a top-level name as the document holds it: a bound name's value, else the
+    /// document's field. `request` is the document's map, without what is bound over it.
     pub fn field(&self, name: &str) -> Option<&'a Value> {
         use crate::json::Lookup;
         match self.bound.iter().rev().find(|(bound, _)| *bound == name) {
@@ -156,13 +180,32 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// What a search sees at a top-level name: a bound value, the `request` map with its own
+    /// bindings (as a scope), or the document's field.
+    pub(crate) fn lookup(&self, name: &str) -> Option<Lookup<'a>> {
+        if let Some((_, value)) = self.bound.iter().rev().find(|(bound, _)| *bound == name) {
+            return Some(Lookup::Value(value));
+        }
+        if name == "request" && !self.request_bound.is_empty() {
+            let request = self.field("request").unwrap_or(&EMPTY_MAP);
+            return Some(Lookup::Scope(Scope::new(request, self.request_bound)));
+        }
+        use crate::json::Lookup as _;
+        self.doc.field(name).map(Lookup::Value)
+    }
+
     /// The scope as one document: a copy with the bound names inserted, as the context looked
-    /// when foreach wrote them into it.
+    /// when they were written into it.
     pub fn to_value(&self) -> Value {
         let mut map = match self.doc {
             Value::Object(map) => map.clone(),
             _ => serde_json::Map::new(),
         };
+        if !self.request_bound.is_empty() {
+            if let Some(Lookup::Scope(request)) = self.lookup("request") {
+                map.insert("request".to_owned(), request.to_value());
+            }
+        }
         for (name, value) in self.bound {
             map.insert((*name).to_owned(), (*value).clone());
         }
@@ -170,9 +213,15 @@ impl<'a> Scope<'a> {
     }
 }
 
+/// A top-level name of a [`Scope`].
+pub(crate) enum Lookup<'a> {
+    Value(&'a Value),
+    Scope(Scope<'a>),
+}
+
 impl<'a> From<&'a Value> for Scope<'a> {
     fn from(doc: &'a Value) -> Self {
-        Scope { doc, bound: &[] }
+        Scope::new(doc, &[])
     }
 }
 
