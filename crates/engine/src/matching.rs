@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::compile::CompileError;
 use crate::request::{metadata_map, metadata_str, Request};
-use crate::wildcard::wildcard_match;
+use crate::wildcard::{has_wildcard, wildcard_match};
 
 /// A parsed kind selector: `Kind`, `Kind/sub`, `version/Kind`, `group/version/Kind[/sub]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,10 +63,13 @@ impl KindSelector {
     /// A resource without `apiVersion` (hand-written test fixtures) has an unknown group and
     /// version, which cannot rule a selector out.
     pub fn matches(&self, group: &str, version: &str, kind: &str, subresource: &str) -> bool {
+        // The kind first: it is what tells most selectors of a policy set apart.
+        if !wildcard_match(&self.kind, kind) {
+            return false;
+        }
         let api_version_known = !version.is_empty();
-        let type_matches = (!api_version_known
-            || (wildcard_match(&self.group, group) && wildcard_match(&self.version, version)))
-            && wildcard_match(&self.kind, kind);
+        let type_matches = !api_version_known
+            || (wildcard_match(&self.group, group) && wildcard_match(&self.version, version));
         let is_core_pod = kind == "Pod" && group.is_empty() && matches!(version, "v1" | "");
         type_matches
             && (wildcard_match(&self.subresource, subresource)
@@ -337,6 +340,30 @@ impl MatchBlock {
             MatchBlock::All(filters) => filters.iter().all(|f| selects(f, request, user_known)),
             MatchBlock::Legacy(f) => selects(f, request, user_known),
         }
+    }
+
+    /// The kinds the block can select when every filter names its kinds and none of them has
+    /// a wildcard; `None` when it may select other kinds (no kinds, wildcards, `all`).
+    pub fn literal_kinds(&self) -> Option<Vec<String>> {
+        let filters: &[ResourceFilter] = match self {
+            MatchBlock::Any(filters) => filters,
+            MatchBlock::Legacy(filter) => std::slice::from_ref(filter),
+            MatchBlock::Empty => return Some(Vec::new()),
+            MatchBlock::All(_) => return None,
+        };
+        let mut kinds: Vec<String> = Vec::new();
+        for filter in filters {
+            let selectors = &filter.resources.kinds;
+            if selectors.is_empty() || selectors.iter().any(|k| has_wildcard(&k.kind)) {
+                return None;
+            }
+            for selector in selectors {
+                if !kinds.contains(&selector.kind) {
+                    kinds.push(selector.kind.clone());
+                }
+            }
+        }
+        Some(kinds)
     }
 
     /// Whether an exclude block excludes the request (an empty block excludes nothing).

@@ -41,6 +41,11 @@ pub fn policy_applies(policy: &CompiledPolicy, request: &Request) -> bool {
 
 /// Whether a rule selects the request (match, and not exclude).
 pub fn rule_selects(rule: &CompiledRule, request: &Request) -> bool {
+    if let Some(kinds) = &rule.match_kinds {
+        if !kinds.contains(&request.kind.kind) {
+            return false;
+        }
+    }
     rule.match_block.matches(request) && !rule.exclude_block.excludes(request)
 }
 

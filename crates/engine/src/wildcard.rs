@@ -62,7 +62,8 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
 
 /// Whether a string contains a wildcard character (`*` or `?`).
 pub fn has_wildcard(text: &str) -> bool {
-    text.contains(['*', '?'])
+    // Both are ASCII, so a byte scan finds them (a `char` pattern decodes UTF-8 first).
+    text.bytes().any(|b| b == b'*' || b == b'?')
 }
 
 #[cfg(test)]

@@ -180,6 +180,7 @@ fn cel_rule_named(name: String, rule: CelRule, source: Value) -> CompiledRule {
         autogen: false,
         // Everything; the rule's match constraints decide when it is evaluated.
         match_block: MatchBlock::All(Vec::new()),
+        match_kinds: None,
         exclude_block: MatchBlock::Empty,
         context: Vec::new(),
         preconditions: None,
