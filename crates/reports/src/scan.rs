@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bylaw_api::policyreport::{PolicyReportResult, Timestamp};
 use bylaw_engine::compile::CompiledPolicy;
-use bylaw_engine::context::request_context_with;
+use bylaw_engine::context::request_context_without_objects;
 use bylaw_engine::engine::{unevaluated_rules, validate_with_context_mut, PolicySet};
 use bylaw_engine::exceptions::CompiledException;
 use bylaw_engine::request::{metadata_str, Request};
@@ -114,7 +114,8 @@ pub fn scan_object<'p>(
     if !labels_of.is_empty() {
         request.namespace_labels = context.namespace_labels(labels_of);
     }
-    let mut document = request_context_with(&request, policies.uses_images);
+    // Only validation reads it, so the object is read from the request rather than copied.
+    let mut document = request_context_without_objects(&request, policies.uses_images);
     let budget = ContextBudget::new(DEFAULT_MAX_CONTEXT_BYTES);
     let mut scans = Vec::with_capacity(policies.policies.len());
     for scanned in &policies.policies {

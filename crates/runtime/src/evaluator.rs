@@ -139,8 +139,8 @@ impl PolicyEvaluator {
         let request = self.engine_request(review, objects)?;
         let unknown_namespace = self.unknown_namespace(review);
         // One context document per review, shared by every policy (the engine leaves it as it
-        // found it).
-        let mut context = set.context_for(&request);
+        // found it); it reads the review's objects from the request instead of copying them.
+        let mut context = set.validation_context(&request);
         let namespace = engine_request::metadata_str(request.resource(), "namespace").to_owned();
         let mut old: Option<(Request, Value)> = None;
         let budget = ContextBudget::new(self.max_context_bytes);
