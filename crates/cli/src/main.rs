@@ -17,6 +17,11 @@ mod run;
 mod serve_cmd;
 mod test_cmd;
 
+/// Policy evaluation allocates and frees many small JSON nodes; glibc's allocator spent a third
+/// to a half of the engine's instructions on them. mimalloc's thread-local free lists do not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// bylaw — a Kyverno-compatible Kubernetes policy engine.
 #[derive(Debug, Parser)]
 #[command(name = "bylaw", version, about, long_about = None)]
