@@ -110,8 +110,13 @@ fn decode_cached(text: &str) -> Result<std::rc::Rc<[Operation]>, MutateError> {
 
 /// Applies a `patchesJson6902` text to `resource`.
 pub(crate) fn apply(resource: &Value, text: &str) -> Result<Value, MutateError> {
+    apply_to(resource.clone(), text)
+}
+
+/// Applies a `patchesJson6902` text to `resource`, consuming it (nothing of it is kept on
+/// error).
+pub(crate) fn apply_to(mut doc: Value, text: &str) -> Result<Value, MutateError> {
     let operations = decode_cached(text)?;
-    let mut doc = resource.clone();
     for operation in operations.iter() {
         apply_operation(&mut doc, operation)?;
     }

@@ -21,8 +21,13 @@ use crate::json::{field_mut, Lookup};
 
 /// Merges `patch` into `resource`.
 pub(crate) fn merge_document(resource: &Value, patch: &Value) -> Result<Value, MutateError> {
+    merge_into(resource.clone(), patch)
+}
+
+/// Merges `patch` into `resource`, consuming it (nothing of it is kept on error).
+pub(crate) fn merge_into(resource: Value, patch: &Value) -> Result<Value, MutateError> {
     let mut path = Vec::new();
-    let walked = walk(Some(resource.clone()), Some(patch), None, &mut path, 0)?;
+    let walked = walk(Some(resource), Some(patch), None, &mut path, 0)?;
     walked
         .value
         .ok_or_else(|| MutateError::new(&[], "the patch deletes the whole resource"))

@@ -97,6 +97,20 @@ pub fn strategic_merge(resource: &Value, overlay: &Value) -> Result<Value, Mutat
     merge::merge_document(resource, &patch)
 }
 
+/// [`strategic_merge`] into a resource the caller gives up (nothing of it is kept on error).
+pub(crate) fn strategic_merge_into(resource: Value, overlay: &Value) -> Result<Value, MutateError> {
+    check_depth(&resource, "resource")?;
+    check_depth(overlay, "patchStrategicMerge")?;
+    let patch = preprocess::preprocess(overlay, &resource)?;
+    merge::merge_into(resource, &patch)
+}
+
+/// [`json6902`] on a resource the caller gives up (nothing of it is kept on error).
+pub(crate) fn json6902_into(resource: Value, patches: &str) -> Result<Value, MutateError> {
+    check_depth(&resource, "resource")?;
+    jsonpatch::apply_to(resource, patches)
+}
+
 /// Applies a `patchesJson6902` text (YAML or JSON list of operations, variables already
 /// substituted) to `resource`.
 pub fn json6902(resource: &Value, patches: &str) -> Result<Value, MutateError> {

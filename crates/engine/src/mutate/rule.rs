@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::{check_depth, json6902, strategic_merge};
+use super::{check_depth, json6902, json6902_into, strategic_merge, strategic_merge_into};
 use crate::compile::compile_conditions;
 use crate::context::{add_variable, load_entries, ContextProvider, NoContext};
 use crate::pattern::wildcard_match;
@@ -182,47 +182,95 @@ fn apply_rule(
     env: &dyn MutateEnv,
 ) -> MutateOutcome {
     match mutate.get("foreach").and_then(Value::as_array) {
-        Some(entries) => {
-            let step = foreach(entries, resource, ctx, 0, "/mutate/foreach", env);
-            match step.status {
-                MutateStatus::Pass => MutateOutcome::pass(step.resource),
-                MutateStatus::Skip => MutateOutcome::skip(step.message),
-                _ => MutateOutcome::error(step.message),
-            }
-        }
+        Some(entries) => match foreach(entries, resource, ctx, 0, "/mutate/foreach", env) {
+            Step::Patched(patched) => MutateOutcome::pass(patched),
+            Step::Unchanged(message) => MutateOutcome::skip(message),
+            Step::Failed(message) => MutateOutcome::error(message),
+        },
         // A foreach has already put each mutation into `request.object` as it went.
-        None => {
-            let step = patch_once(mutate, "/mutate", resource, ctx, env);
-            match step.status {
-                MutateStatus::Pass => {
-                    set_request_object(ctx, &step.resource);
-                    MutateOutcome::pass(step.resource)
-                }
-                MutateStatus::Skip => MutateOutcome::skip(step.message),
-                _ => MutateOutcome::error(step.message),
+        None => match patch_once(mutate, "/mutate", resource, ctx, env) {
+            Step::Patched(patched) => {
+                set_request_object(ctx, &patched);
+                MutateOutcome::pass(patched)
             }
-        }
+            Step::Unchanged(message) => MutateOutcome::skip(message),
+            Step::Failed(message) => MutateOutcome::error(message),
+        },
     }
 }
 
-/// An intermediate result: the resource after the step (unchanged unless `Pass`).
-struct Step {
-    status: MutateStatus,
-    resource: Value,
-    message: String,
+/// What one patch, element or foreach did. Only a patched resource goes on; the others say why
+/// in their message.
+enum Step {
+    Patched(Value),
+    Unchanged(String),
+    Failed(String),
 }
 
-impl Step {
-    fn error(resource: &Value, message: String) -> Self {
-        Step {
-            status: MutateStatus::Error,
-            resource: resource.clone(),
-            message,
+/// A patch of a `mutate` object or a foreach entry with its variables substituted.
+enum Patch<'s> {
+    StrategicMerge(Cow<'s, Value>),
+    Json6902(Cow<'s, str>),
+}
+
+impl Patch<'_> {
+    /// Substitutes the patch of `section` (a `mutate` object or a foreach entry).
+    fn of<'s>(
+        section: &'s Value,
+        at: &str,
+        ctx: &Value,
+        env: &dyn MutateEnv,
+    ) -> Result<Patch<'s>, String> {
+        let overlay = section.get("patchStrategicMerge").filter(|v| !v.is_null());
+        let json_patch = section
+            .get("patchesJson6902")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        if let Some(overlay) = overlay {
+            // Without variables substitution would only copy the overlay.
+            if !has_variables(overlay) && check_depth(overlay, "overlay").is_ok() {
+                return Ok(Patch::StrategicMerge(Cow::Borrowed(overlay)));
+            }
+            return env
+                .substitute(overlay, &format!("{at}/patchStrategicMerge"), ctx)
+                .map(|v| Patch::StrategicMerge(Cow::Owned(v)))
+                .map_err(|e| format!("variable substitution failed: {e}"));
         }
+        let Some(text) = json_patch else {
+            return Err("empty mutate rule".to_owned());
+        };
+        let value = Value::String(text.to_owned());
+        if !has_variables(&value) {
+            return Ok(Patch::Json6902(Cow::Borrowed(text)));
+        }
+        match env.substitute(&value, &format!("{at}/patchesJson6902"), ctx) {
+            Ok(Value::String(s)) => Ok(Patch::Json6902(Cow::Owned(s))),
+            Ok(other) => Ok(Patch::Json6902(Cow::Owned(other.to_string()))),
+            Err(e) => Err(format!("variable substitution failed: {e}")),
+        }
+    }
+
+    /// The patched copy of `resource`.
+    fn apply(&self, resource: &Value) -> Result<Value, String> {
+        match self {
+            Patch::StrategicMerge(overlay) => strategic_merge(resource, overlay),
+            Patch::Json6902(text) => json6902(resource, text),
+        }
+        .map_err(|e| format!("failed to patch resource: {e}"))
+    }
+
+    /// Patches `resource` itself (nothing of it is kept on error).
+    fn apply_into(&self, resource: Value) -> Result<Value, String> {
+        match self {
+            Patch::StrategicMerge(overlay) => strategic_merge_into(resource, overlay),
+            Patch::Json6902(text) => json6902_into(resource, text),
+        }
+        .map_err(|e| format!("failed to patch resource: {e}"))
     }
 }
 
-/// Substitutes and applies the patch of a `mutate` object or a foreach entry.
+/// Substitutes and applies the patch of a `mutate` object or a foreach entry to a copy of
+/// `resource`; a patch that changes nothing is `Unchanged`.
 fn patch_once(
     section: &Value,
     at: &str,
@@ -230,53 +278,11 @@ fn patch_once(
     ctx: &Value,
     env: &dyn MutateEnv,
 ) -> Step {
-    let overlay = section.get("patchStrategicMerge").filter(|v| !v.is_null());
-    let json_patch = section
-        .get("patchesJson6902")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
-    let patched = if let Some(overlay) = overlay {
-        // Without variables substitution would only copy the overlay.
-        let overlay = if !has_variables(overlay) && check_depth(overlay, "overlay").is_ok() {
-            Cow::Borrowed(overlay)
-        } else {
-            match env.substitute(overlay, &format!("{at}/patchStrategicMerge"), ctx) {
-                Ok(v) => Cow::Owned(v),
-                Err(e) => {
-                    return Step::error(resource, format!("variable substitution failed: {e}"))
-                }
-            }
-        };
-        strategic_merge(resource, &overlay)
-    } else if let Some(text) = json_patch {
-        let text = Value::String(text.to_owned());
-        let text = if !has_variables(&text) {
-            Cow::Borrowed(text.as_str().unwrap_or_default())
-        } else {
-            match env.substitute(&text, &format!("{at}/patchesJson6902"), ctx) {
-                Ok(Value::String(s)) => Cow::Owned(s),
-                Ok(other) => Cow::Owned(other.to_string()),
-                Err(e) => {
-                    return Step::error(resource, format!("variable substitution failed: {e}"))
-                }
-            }
-        };
-        json6902(resource, &text)
-    } else {
-        return Step::error(resource, "empty mutate rule".to_owned());
-    };
+    let patched = Patch::of(section, at, ctx, env).and_then(|patch| patch.apply(resource));
     match patched {
-        Err(e) => Step::error(resource, format!("failed to patch resource: {e}")),
-        Ok(patched) if patched == *resource => Step {
-            status: MutateStatus::Skip,
-            resource: patched,
-            message: "no patches applied".to_owned(),
-        },
-        Ok(patched) => Step {
-            status: MutateStatus::Pass,
-            resource: patched,
-            message: "resource patched".to_owned(),
-        },
+        Err(message) => Step::Failed(message),
+        Ok(patched) if patched == *resource => Step::Unchanged("no patches applied".to_owned()),
+        Ok(patched) => Step::Patched(patched),
     }
 }
 
@@ -299,7 +305,7 @@ fn foreach(
         let elements = match env.query(list, ctx) {
             Ok(Value::Array(items)) => items,
             Ok(other) => vec![other],
-            Err(e) => return Step::error(resource, format!("failed to evaluate list {list}: {e}")),
+            Err(e) => return Step::Failed(format!("failed to evaluate list {list}: {e}")),
         };
         let step = foreach_elements(
             entry,
@@ -310,29 +316,21 @@ fn foreach(
             &format!("{at}/{position}"),
             env,
         );
-        match step.status {
-            MutateStatus::Error | MutateStatus::Fail => {
-                return Step::error(
-                    resource,
-                    format!("failed to mutate elements: {}", step.message),
-                )
+        match step {
+            Step::Failed(message) => {
+                return Step::Failed(format!("failed to mutate elements: {message}"))
             }
-            MutateStatus::Skip => {}
-            MutateStatus::Pass => {
+            Step::Unchanged(_) => {}
+            Step::Patched(patched) => {
                 applied += 1;
-                set_request_object(ctx, &step.resource);
-                current = Some(step.resource);
+                set_request_object(ctx, &patched);
+                current = Some(patched);
             }
         }
     }
-    Step {
-        status: if applied == 0 {
-            MutateStatus::Skip
-        } else {
-            MutateStatus::Pass
-        },
-        resource: current.unwrap_or_else(|| resource.clone()),
-        message: format!("{applied} elements processed"),
+    match current {
+        Some(patched) if applied > 0 => Step::Patched(patched),
+        _ => Step::Unchanged(format!("{applied} elements processed")),
     }
 }
 
@@ -347,6 +345,9 @@ fn descending(entry: &Value) -> bool {
     }
 }
 
+/// The elements of one foreach entry, each patching the result of the one before. The entry's
+/// input `resource` is copied once, when the first element patches; later elements patch that
+/// copy in place (a failure discards it, and the entry fails).
 fn foreach_elements(
     entry: &Value,
     mut elements: Vec<Value>,
@@ -380,7 +381,7 @@ fn foreach_elements(
             continue;
         };
         if let Err(expired) = crate::deadline::check() {
-            return Step::error(resource, expired);
+            return Step::Failed(expired);
         }
         // Each element sees the context with its own variables; they are taken out again
         // afterwards instead of copying the whole context per element.
@@ -417,7 +418,8 @@ fn foreach_elements(
             nested,
             context_entries,
             index,
-            current.as_ref().unwrap_or(resource),
+            &mut current,
+            resource,
             ctx,
             nesting,
             at,
@@ -425,36 +427,27 @@ fn foreach_elements(
         );
         saved.restore(ctx);
         match step {
-            None => {}
-            Some(step) => match step.status {
-                MutateStatus::Error | MutateStatus::Fail => return step,
-                MutateStatus::Pass => current = Some(step.resource),
-                MutateStatus::Skip => {}
-            },
+            None | Some(Step::Unchanged(_)) => {}
+            Some(Step::Failed(message)) => return Step::Failed(message),
+            Some(Step::Patched(patched)) => current = Some(patched),
         }
     }
     match current.filter(|c| c != resource) {
-        Some(current) => Step {
-            status: MutateStatus::Pass,
-            resource: current,
-            message: String::new(),
-        },
-        None => Step {
-            status: MutateStatus::Skip,
-            resource: resource.clone(),
-            message: "no patches applied".to_owned(),
-        },
+        Some(current) => Step::Patched(current),
+        None => Step::Unchanged("no patches applied".to_owned()),
     }
 }
 
 /// One foreach element, its variables already in `ctx`: context entries, preconditions (`None`
-/// when they do not hold), then the nested foreach or the patch.
+/// when they do not hold), then the nested foreach or the patch. The element reads and patches
+/// `current` (the entry's result so far), or `resource` before anything was patched.
 #[allow(clippy::too_many_arguments)]
 fn element_step(
     entry: &Value,
     nested: Option<&Vec<Value>>,
     context_entries: &[Value],
     index: usize,
+    current: &mut Option<Value>,
     resource: &Value,
     ctx: &mut Value,
     nesting: usize,
@@ -462,33 +455,45 @@ fn element_step(
     env: &dyn MutateEnv,
 ) -> Option<Step> {
     if let Err(e) = env.load_context(context_entries, ctx) {
-        return Some(Step::error(
-            resource,
-            format!("failed to load to mutate.foreach[{index}].context: {e}"),
-        ));
+        return Some(Step::Failed(format!(
+            "failed to load to mutate.foreach[{index}].context: {e}"
+        )));
     }
     if let Some(block) = entry.get("preconditions").filter(|v| !v.is_null()) {
         match env.preconditions(block, ctx) {
             Err(e) => {
-                return Some(Step::error(
-                    resource,
-                    format!("failed to evaluate mutate.foreach[{index}].preconditions: {e}"),
-                ))
+                return Some(Step::Failed(format!(
+                    "failed to evaluate mutate.foreach[{index}].preconditions: {e}"
+                )))
             }
             Ok((false, _)) => return None,
             Ok((true, _)) => {}
         }
     }
-    Some(match nested {
-        Some(nested) => foreach(
+    if let Some(nested) = nested {
+        let input = current.as_ref().unwrap_or(resource);
+        return Some(foreach(
             nested,
-            resource,
+            input,
             ctx,
             nesting + 1,
             &format!("{at}/foreach"),
             env,
-        ),
-        None => patch_once(entry, at, resource, ctx, env),
+        ));
+    }
+    let patch = match Patch::of(entry, at, ctx, env) {
+        Ok(patch) => patch,
+        Err(message) => return Some(Step::Failed(message)),
+    };
+    // Whether this element changed anything does not matter: the entry compares its result
+    // with its input once, at the end.
+    let input = match current.take() {
+        Some(patched_so_far) => patched_so_far,
+        None => resource.clone(),
+    };
+    Some(match patch.apply_into(input) {
+        Ok(patched) => Step::Patched(patched),
+        Err(message) => Step::Failed(message),
     })
 }
 
