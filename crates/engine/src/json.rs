@@ -48,6 +48,33 @@ impl Lookup for Value {
     }
 }
 
+/// Makes `dst` equal to `src`, keeping what already matches: objects with the same keys in the
+/// same order and arrays of the same length are updated member by member, strings reuse their
+/// buffers. Updating the context's copy of an object after a small patch then copies only the
+/// patched parts instead of the whole object.
+pub(crate) fn assign(dst: &mut Value, src: &Value) {
+    match (dst, src) {
+        (Value::Object(d), Value::Object(s))
+            if d.len() == s.len() && d.keys().zip(s.keys()).all(|(a, b)| a == b) =>
+        {
+            for ((_, dv), sv) in d.iter_mut().zip(s.values()) {
+                assign(dv, sv);
+            }
+        }
+        (Value::Array(d), Value::Array(s)) if d.len() == s.len() => {
+            for (dv, sv) in d.iter_mut().zip(s) {
+                assign(dv, sv);
+            }
+        }
+        (Value::String(d), Value::String(s)) => {
+            if d != s {
+                d.clone_from(s);
+            }
+        }
+        (dst, src) => *dst = src.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +97,28 @@ mod tests {
             assert_eq!(large.field(&format!("k{i}")), Some(&Value::from(i)));
         }
         assert_eq!(large.field("missing"), None);
+    }
+
+    /// Whatever the two sides share, the result is the source: same order, same types, same
+    /// number spellings (`-0.0` stays `-0.0`).
+    #[test]
+    fn assign_makes_the_destination_equal_to_the_source() {
+        let cases = [
+            (json!({"a": 1, "b": [1, 2]}), json!({"a": 1, "b": [1, 3]})),
+            (json!({"a": 1, "b": 2}), json!({"b": 2, "a": 1})),
+            (json!({"a": 1}), json!({"a": 1, "c": {"d": "e"}})),
+            (json!({"a": [1, 2, 3]}), json!({"a": [1, 2]})),
+            (json!({"a": "x"}), json!({"a": "yy"})),
+            (json!({"a": 0.0}), json!({"a": -0.0})),
+            (json!({"a": {"b": 1}}), json!({"a": [1]})),
+            (json!([{"n": "x"}, null]), json!([{"n": "y"}, true])),
+            (json!(null), json!({"a": 1})),
+        ];
+        for (before, after) in cases {
+            let mut dst = before.clone();
+            assign(&mut dst, &after);
+            assert_eq!(dst, after, "{before} -> {after}");
+            assert_eq!(dst.to_string(), after.to_string(), "{before} -> {after}");
+        }
     }
 }

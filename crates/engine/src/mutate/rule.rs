@@ -96,7 +96,11 @@ impl MutateEnv for ProviderEnv<'_> {
 
 /// Puts `resource` at `request.object` in the context document.
 pub fn set_request_object(ctx: &mut Value, resource: &Value) {
-    add_variable(ctx, "request.object", resource.clone());
+    // The context usually holds the object as it was before the patch: update it in place.
+    match ctx.pointer_mut("/request/object") {
+        Some(object) => crate::json::assign(object, resource),
+        None => add_variable(ctx, "request.object", resource.clone()),
+    }
 }
 
 /// The outcome of a mutate rule, as Kyverno reports it.
