@@ -69,19 +69,33 @@ pub(crate) fn pointer(path: &[String]) -> String {
         .collect()
 }
 
-/// Rejects documents nested deeper than [`MAX_DEPTH`] without recursing.
+/// Rejects documents nested deeper than [`MAX_DEPTH`] (a node below that depth) without
+/// recursing. Only objects and arrays are stacked: a scalar is too deep exactly when the
+/// non-empty container holding it is at the limit.
 fn check_depth(value: &Value, what: &str) -> Result<(), MutateError> {
+    fn is_container(value: &&Value) -> bool {
+        matches!(value, Value::Object(_) | Value::Array(_))
+    }
     let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
     while let Some((value, depth)) = stack.pop() {
-        if depth > MAX_DEPTH {
+        let has_children = match value {
+            Value::Object(map) => !map.is_empty(),
+            Value::Array(items) => !items.is_empty(),
+            _ => false,
+        };
+        if has_children && depth + 1 > MAX_DEPTH {
             return Err(MutateError {
                 path: String::new(),
                 reason: format!("{what} is nested deeper than {MAX_DEPTH} levels"),
             });
         }
         match value {
-            Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
-            Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
+            Value::Object(map) => {
+                stack.extend(map.values().filter(is_container).map(|v| (v, depth + 1)));
+            }
+            Value::Array(items) => {
+                stack.extend(items.iter().filter(is_container).map(|v| (v, depth + 1)));
+            }
             _ => {}
         }
     }

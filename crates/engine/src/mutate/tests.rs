@@ -368,3 +368,38 @@ fn diff_of_a_mutation_reproduces_it() {
     assert_eq!(reapplied, mutated);
     assert!(text.contains("/metadata/labels"), "{text}");
 }
+
+/// A node deeper than `MAX_DEPTH` is refused whether it is a scalar, an empty container or a
+/// non-empty one; one level less is accepted.
+#[test]
+fn resources_nested_past_the_limit_are_refused() {
+    // `depth` objects around `leaf`: the leaf sits at depth `depth`.
+    let nested =
+        |depth: usize, leaf: Value| (0..depth).fold(leaf, |inner, _| json!({ "a": inner }));
+    let overlay = json!({"metadata": {"labels": {"x": "y"}}});
+    for leaf in [json!(1), json!({}), json!([]), json!({"b": 1})] {
+        let deepest = if leaf.as_object().is_some_and(|m| !m.is_empty()) {
+            MAX_DEPTH - 1
+        } else {
+            MAX_DEPTH
+        };
+        let fits = nested(deepest, leaf.clone());
+        assert!(
+            strategic_merge(&fits, &overlay).is_ok(),
+            "{leaf} at {deepest}"
+        );
+        assert!(json6902(&fits, "[]").is_ok(), "{leaf} at {deepest}");
+        let too_deep = nested(deepest + 1, leaf.clone());
+        let err = strategic_merge(&too_deep, &overlay).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("resource is nested deeper than 128 levels"),
+            "{err}"
+        );
+        assert!(
+            json6902(&too_deep, "[]").is_err(),
+            "{leaf} at {}",
+            deepest + 1
+        );
+    }
+}
