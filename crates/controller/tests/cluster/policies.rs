@@ -44,14 +44,19 @@ async fn a_policy_applied_is_served_and_its_status_turns_ready() {
         json!({"validate": 1, "generate": 0, "mutate": 0, "verifyimages": 0})
     );
     assert_eq!(status["autogen"]["rules"][0]["name"], "autogen-check-team");
-    // Written through the status subresource, with a merge patch.
-    let writes: Vec<_> = harness
-        .server
-        .requests()
-        .into_iter()
-        .filter(|r| r.is_write() && r.resource == "clusterpolicies")
-        .collect();
-    assert!(!writes.is_empty());
+    // Written through the status subresource, with a merge patch. The fake API server logs a
+    // request after the change is visible, so the status can be read before its write is in
+    // the log.
+    let writes = eventually("the status write in the request log", || {
+        let writes: Vec<_> = harness
+            .server
+            .requests()
+            .into_iter()
+            .filter(|r| r.is_write() && r.resource == "clusterpolicies")
+            .collect();
+        (!writes.is_empty()).then_some(writes)
+    })
+    .await;
     assert!(
         writes
             .iter()

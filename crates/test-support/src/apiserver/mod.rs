@@ -481,7 +481,9 @@ impl FakeApiServer {
         }
     }
 
-    /// Every request answered so far, oldest first.
+    /// Every request answered so far, oldest first. A request is logged when it is answered,
+    /// just after its change became visible in the store: a test that has seen the change must
+    /// poll for the request rather than read the log once.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.inner.requests).clone()
     }
