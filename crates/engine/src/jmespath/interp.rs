@@ -317,9 +317,9 @@ impl<'e> Interp<'e> {
         let v = match v {
             Val::Scope(scope) => match ast {
                 Ast::Field(name) => {
-                    return match scope.lookup(name) {
-                        Some(super::Lookup::Value(value)) => Ok(Val::Ref(value)),
-                        Some(super::Lookup::Scope(inner)) => Ok(Val::Scope(inner)),
+                    return match scope.member(name) {
+                        Some(super::Member::Value(value)) => Ok(Val::Ref(value)),
+                        Some(super::Member::Scope(inner)) => Ok(Val::Scope(inner)),
                         None => Err(Fail::NotFound(name.clone())),
                     }
                 }

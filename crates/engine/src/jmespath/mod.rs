@@ -28,6 +28,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use chrono::{DateTime, FixedOffset, Local, Utc};
 use serde_json::Value;
 
+use crate::json::Lookup;
+
 pub use functions::{functions, FunctionDoc};
 
 /// Longest expression accepted, in bytes.
@@ -173,7 +175,6 @@ impl<'a> Scope<'a> {
     /// The value of a top-level name as the document holds it: a bound name's value, else the
     /// document's field. `request` is the document's map, without what is bound over it.
     pub fn field(&self, name: &str) -> Option<&'a Value> {
-        use crate::json::Lookup;
         match self.bound.iter().rev().find(|(bound, _)| *bound == name) {
             Some((_, value)) => Some(value),
             None => self.doc.field(name),
@@ -182,16 +183,15 @@ impl<'a> Scope<'a> {
 
     /// What a search sees at a top-level name: a bound value, the `request` map with its own
     /// bindings (as a scope), or the document's field.
-    pub(crate) fn lookup(&self, name: &str) -> Option<Lookup<'a>> {
+    pub(crate) fn member(&self, name: &str) -> Option<Member<'a>> {
         if let Some((_, value)) = self.bound.iter().rev().find(|(bound, _)| *bound == name) {
-            return Some(Lookup::Value(value));
+            return Some(Member::Value(value));
         }
         if name == "request" && !self.request_bound.is_empty() {
             let request = self.field("request").unwrap_or(&EMPTY_MAP);
-            return Some(Lookup::Scope(Scope::new(request, self.request_bound)));
+            return Some(Member::Scope(Scope::new(request, self.request_bound)));
         }
-        use crate::json::Lookup as _;
-        self.doc.field(name).map(Lookup::Value)
+        self.doc.field(name).map(Member::Value)
     }
 
     /// The scope as one document: a copy with the bound names inserted, as the context looked
@@ -202,7 +202,7 @@ impl<'a> Scope<'a> {
             _ => serde_json::Map::new(),
         };
         if !self.request_bound.is_empty() {
-            if let Some(Lookup::Scope(request)) = self.lookup("request") {
+            if let Some(Member::Scope(request)) = self.member("request") {
                 map.insert("request".to_owned(), request.to_value());
             }
         }
@@ -213,8 +213,8 @@ impl<'a> Scope<'a> {
     }
 }
 
-/// A top-level name of a [`Scope`].
-pub(crate) enum Lookup<'a> {
+/// What a top-level name of a [`Scope`] holds.
+pub(crate) enum Member<'a> {
     Value(&'a Value),
     Scope(Scope<'a>),
 }
