@@ -67,7 +67,14 @@ struct InProcess {
     from: Arc<PolicySet>,
     /// Indexed by [`InProcess::index`].
     phases: [bool; 6],
+    /// Set when an inline evaluation ran past its budget: until then every review goes to the
+    /// blocking pool, so a machine too slow (or too throttled) for the budget does not pay
+    /// for each review twice.
+    paused_until: Option<Instant>,
 }
+
+/// How long inline evaluation stays off after one ran past its budget.
+const INLINE_PAUSE: Duration = Duration::from_secs(1);
 
 impl InProcess {
     const FILTERS: [Option<FailurePolicy>; 3] =
@@ -92,6 +99,7 @@ impl InProcess {
         InProcess {
             from: Arc::clone(set),
             phases,
+            paused_until: None,
         }
     }
 
@@ -109,6 +117,12 @@ impl InProcess {
     }
 
     fn stays(&self, phase: Phase, filter: Option<FailurePolicy>) -> bool {
+        if self
+            .paused_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return false;
+        }
         self.phases
             .get(Self::index(phase, filter))
             .copied()
@@ -1012,6 +1026,20 @@ impl PolicyEvaluator {
         };
         current.stays(phase, failure_policy)
     }
+
+    /// Sends reviews of `set` to the blocking pool for a while: one ran past its budget.
+    fn pause_inline(&self, set: &Arc<PolicySet>) {
+        let mut decided = self
+            .in_process
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(current) = decided
+            .as_mut()
+            .filter(|current| Arc::ptr_eq(&current.from, set))
+        {
+            current.paused_until = Some(Instant::now() + INLINE_PAUSE);
+        }
+    }
 }
 
 impl AdmissionEvaluator for PolicyEvaluator {
@@ -1060,6 +1088,7 @@ impl AdmissionEvaluator for PolicyEvaluator {
         if !self.stays_in_process(&set, phase, failure_policy) {
             return InlineEvaluation::Declined(Box::new(review));
         }
+        let served = Arc::clone(&set);
         if let Some(failure_policy) = failure_policy {
             set = self.half_of(&set, failure_policy);
         }
@@ -1075,6 +1104,8 @@ impl AdmissionEvaluator for PolicyEvaluator {
             // Cut short by the budget: the objects go back for the blocking pool to evaluate
             // again from the start (evaluation has no side effects to undo).
             Err(EvalError::DeadlineExceeded) => {
+                self.pause_inline(&served);
+                tracing::debug!("inline evaluation ran past its budget; the pool takes over");
                 let Request {
                     object, old_object, ..
                 } = request;
@@ -1370,6 +1401,11 @@ spec:
             InlineEvaluation::Evaluated(outcome) => panic!("not given up: {outcome:?}"),
         };
         assert_eq!(back.object, review.object);
+        // For a while the set is not tried inline again, however generous the budget.
+        match evaluator.try_evaluate_inline(Phase::Validate, review.clone(), later(), None) {
+            InlineEvaluation::Declined(untouched) => assert_eq!(*untouched, review),
+            InlineEvaluation::Evaluated(outcome) => panic!("not paused: {outcome:?}"),
+        }
         assert_eq!(
             untimed(evaluator.evaluate_owned(Phase::Validate, *back, later(), None)),
             untimed(Ok(expected))
