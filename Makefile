@@ -7,7 +7,7 @@ BENCH_CONNECTIONS ?= 32
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= policy_compile pattern_eval jmespath substitution admission_review patch test_suite_yaml scalars cel
 
-.PHONY: fuzz fuzz-seeds deny hostile-load help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook bench-cli bench-scan e2e cli-docs observability-check chart-files helm-lint e2e-install
+.PHONY: fuzz fuzz-seeds deny hostile-load help build fmt fmt-check lint test crds crds-check ci demo conformance conformance-update bench bench-webhook bench-apiserver bench-cli bench-scan e2e cli-docs observability-check chart-files helm-lint e2e-install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -52,6 +52,11 @@ bench-webhook: ## load-test the admission webhook (release build, oha, Pod Secur
 	@command -v oha >/dev/null 2>&1 || $(CARGO) install oha --locked
 	BYLAW=$(TARGET_DIR)/release/bylaw POLICY_DIR=$(CONFORMANCE_DIR)/pod-security \
 	  DURATION=$(BENCH_SECONDS) CONNECTIONS=$(BENCH_CONNECTIONS) sh examples/admission-reviews/bench/run.sh
+
+bench-apiserver: ## bylaw's CPU per review behind a real kube-apiserver (KUBECONFIG; dry-run Pod creates, Pod Security set and none)
+	$(CARGO) build -q --release -p bylaw-cli
+	@command -v oha >/dev/null 2>&1 || $(CARGO) install oha --locked
+	BYLAW=$(TARGET_DIR)/release/bylaw POLICY_DIR=$(CONFORMANCE_DIR)/pod-security sh tests/bench/apiserver.sh
 
 bench-cli: ## time `bylaw apply` of the Pod Security policies on 100, 1,000 and 10,000 generated Pods
 	$(CARGO) build -q --release -p bylaw-cli

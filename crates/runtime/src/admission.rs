@@ -358,10 +358,22 @@ impl EvalError {
 /// A policy's `failurePolicy`, re-exported for the webhook (which does not use the engine).
 pub use bylaw_engine::compile::FailurePolicy;
 
+/// What [`AdmissionEvaluator::try_evaluate_inline`] did with a review.
+#[derive(Debug)]
+pub enum InlineEvaluation {
+    /// Evaluated: the answer the blocking path would have given.
+    Evaluated(Result<Verdict, EvalError>),
+    /// Not evaluated, or the work was abandoned at the budget; the review comes back to be
+    /// evaluated on the blocking pool. Its objects may have had the review's namespace filled
+    /// in (as evaluation does anyway) and the ones the operation does not read may be gone.
+    Declined(Box<ReviewRequest>),
+}
+
 /// Evaluates admission requests against the loaded policies.
 ///
 /// Implementations must be cheap to call concurrently: the server calls `evaluate` from blocking
-/// threads, up to its concurrency limit at once, and calls `is_ready` on every `/readyz` probe.
+/// threads, up to its concurrency limit at once, `try_evaluate_inline` from its async threads,
+/// and calls `is_ready` on every `/readyz` probe.
 pub trait AdmissionEvaluator: Send + Sync + 'static {
     /// Evaluates `request` for `phase`. Should return [`EvalError::DeadlineExceeded`] rather than keep
     /// working once `deadline` has passed; the server stops waiting at the deadline either way.
@@ -402,6 +414,22 @@ pub trait AdmissionEvaluator: Send + Sync + 'static {
             Some(failure_policy) => self.evaluate_only(phase, &request, deadline, failure_policy),
             None => self.evaluate(phase, &request, deadline),
         }
+    }
+
+    /// Evaluates `request` as [`AdmissionEvaluator::evaluate_owned`] does, on the caller's
+    /// (async) thread, when that is safe: nothing the policies for `phase` can run may wait on
+    /// the cluster or the network, and the work ends by `budget`. Otherwise the review comes
+    /// back [`InlineEvaluation::Declined`], and a result that would be cut short by `budget` is
+    /// never returned. The default declines every review.
+    fn try_evaluate_inline(
+        &self,
+        phase: Phase,
+        request: ReviewRequest,
+        budget: Instant,
+        failure_policy: Option<FailurePolicy>,
+    ) -> InlineEvaluation {
+        let _ = (phase, budget, failure_policy);
+        InlineEvaluation::Declined(Box::new(request))
     }
 
     /// True once policies are loaded and admission can be served.

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bylaw_engine::compile::{CompiledPolicy, FailurePolicy, RuleBody};
+use bylaw_engine::compile::{CompiledPolicy, CompiledRule, FailurePolicy, RuleBody, ValidateCheck};
 use bylaw_engine::context::request_context;
 use bylaw_engine::engine::{effective_action, mutate_policy, validate_with_context_mut, PolicySet};
 use bylaw_engine::request::{self as engine_request, Request};
@@ -35,8 +35,8 @@ use bylaw_engine::response::{FailureAction, PolicyResponse, RuleResponse, RuleSt
 use serde_json::{Map, Value};
 
 use crate::admission::{
-    AdmissionEvaluator, EvalError, Operation, Phase, ReviewRequest, RuleOutcome, RuleResult,
-    RuleType, Verdict,
+    AdmissionEvaluator, EvalError, InlineEvaluation, Operation, Phase, ReviewRequest, RuleOutcome,
+    RuleResult, RuleType, Verdict,
 };
 use crate::context_scope::{ContextBudget, PolicyScope, DEFAULT_MAX_CONTEXT_BYTES};
 use crate::policy_cache::PolicyCache;
@@ -56,6 +56,144 @@ pub struct PolicyEvaluator {
     max_context_bytes: usize,
     /// The served set split by failure policy, for the set it was split from.
     split: Mutex<Option<SplitSet>>,
+    /// Which parts of the served set can be evaluated on an async thread, for the set it was
+    /// decided for.
+    in_process: Mutex<Option<InProcess>>,
+}
+
+/// For one served set: whether the policies of each phase (all of them, or those of one
+/// failure policy) are evaluated without waiting on anything outside the process.
+struct InProcess {
+    from: Arc<PolicySet>,
+    /// Indexed by [`InProcess::index`].
+    phases: [bool; 6],
+    /// Set when an inline evaluation ran past its budget: until then every review goes to the
+    /// blocking pool, so a machine too slow (or too throttled) for the budget does not pay
+    /// for each review twice.
+    paused_until: Option<Instant>,
+}
+
+/// How long inline evaluation stays off after one ran past its budget.
+const INLINE_PAUSE: Duration = Duration::from_secs(1);
+
+impl InProcess {
+    const FILTERS: [Option<FailurePolicy>; 3] =
+        [None, Some(FailurePolicy::Fail), Some(FailurePolicy::Ignore)];
+    const PHASES: [Phase; 2] = [Phase::Validate, Phase::Mutate];
+
+    fn of(set: &Arc<PolicySet>) -> InProcess {
+        let mut phases = [false; 6];
+        for filter in Self::FILTERS {
+            for phase in Self::PHASES {
+                let stays = set
+                    .policies
+                    .iter()
+                    .filter(|p| filter.is_none_or(|wanted| p.failure_policy == wanted))
+                    .filter(|p| p.admission && takes_part(p, phase))
+                    .all(|p| !p.rules.iter().any(rule_may_wait));
+                if let Some(slot) = phases.get_mut(Self::index(phase, filter)) {
+                    *slot = stays;
+                }
+            }
+        }
+        InProcess {
+            from: Arc::clone(set),
+            phases,
+            paused_until: None,
+        }
+    }
+
+    fn index(phase: Phase, filter: Option<FailurePolicy>) -> usize {
+        let filter = match filter {
+            None => 0,
+            Some(FailurePolicy::Fail) => 1,
+            Some(FailurePolicy::Ignore) => 2,
+        };
+        let phase = match phase {
+            Phase::Validate => 0,
+            Phase::Mutate => 1,
+        };
+        filter * 2 + phase
+    }
+
+    fn stays(&self, phase: Phase, filter: Option<FailurePolicy>) -> bool {
+        if self
+            .paused_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return false;
+        }
+        self.phases
+            .get(Self::index(phase, filter))
+            .copied()
+            .unwrap_or(false)
+    }
+}
+
+/// Whether `policy` has rules that run in `phase`.
+fn takes_part(policy: &CompiledPolicy, phase: Phase) -> bool {
+    match phase {
+        Phase::Validate => policy.has_validate(),
+        Phase::Mutate => policy.has_mutate(),
+    }
+}
+
+/// Whether `phase` has anything to evaluate for `review` in `set`: a policy of that phase
+/// taking part in admission, and for mutation an object to change (deletions carry none).
+fn needs_evaluation(set: &PolicySet, phase: Phase, review: &ReviewRequest) -> bool {
+    if phase == Phase::Mutate && review.operation == Operation::Delete {
+        return false;
+    }
+    set.policies
+        .iter()
+        .any(|p| p.admission && takes_part(p, phase))
+}
+
+/// Whether evaluating `rule` may wait on something outside the process: a context entry that
+/// reads the cluster, a service or a registry; CEL (its `namespaceObject` and `resource.*`
+/// functions ask the cluster); image verification; generation; mutation of existing
+/// resources. Such rules run on the blocking pool, never on an async thread.
+fn rule_may_wait(rule: &CompiledRule) -> bool {
+    let body = match &rule.body {
+        RuleBody::Validate(validate) => check_may_wait(&validate.check),
+        RuleBody::Mutate(mutate) => mutate.get("targets").is_some_and(|t| !t.is_null()),
+        RuleBody::Generate(_) | RuleBody::VerifyImages(_) => true,
+    };
+    body || rule.context.iter().any(entry_reaches_out) || nested_context_reaches_out(&rule.source)
+}
+
+fn check_may_wait(check: &ValidateCheck) -> bool {
+    match check {
+        ValidateCheck::Cel(_) => true,
+        ValidateCheck::Foreach(entries) => entries
+            .iter()
+            .any(|e| e.context.iter().any(entry_reaches_out) || check_may_wait(&e.check)),
+        _ => false,
+    }
+}
+
+/// Any `context` list in a rule as written (foreach entries at any depth, in validate and
+/// mutate) with an entry that reaches out. A pattern field that happens to be called
+/// `context` only makes the answer more cautious.
+fn nested_context_reaches_out(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.iter().any(|(key, value)| {
+            (key == "context"
+                && value
+                    .as_array()
+                    .is_some_and(|entries| entries.iter().any(entry_reaches_out)))
+                || nested_context_reaches_out(value)
+        }),
+        Value::Array(items) => items.iter().any(nested_context_reaches_out),
+        _ => false,
+    }
+}
+
+/// A context entry other than a `variable`: it asks the context source, which may wait.
+fn entry_reaches_out(entry: &Value) -> bool {
+    ["configMap", "apiCall", "globalReference", "imageRegistry"]
+        .into_iter()
+        .any(|key| entry.get(key).is_some_and(|v| !v.is_null()))
 }
 
 /// A policy set split by `failurePolicy` (Fail, Ignore); exceptions apply to both halves.
@@ -100,6 +238,7 @@ impl PolicyEvaluator {
             context,
             max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES,
             split: Mutex::new(None),
+            in_process: Mutex::new(None),
         }
     }
 
@@ -123,24 +262,50 @@ impl PolicyEvaluator {
         &self.cache
     }
 
-    fn validate(
+    /// Evaluates `review` for `phase` against `set`.
+    fn evaluate_objects(
         &self,
+        phase: Phase,
         set: &PolicySet,
         review: &ReviewRequest,
         objects: ReviewObjects<'_>,
         deadline: Instant,
     ) -> Result<Verdict, EvalError> {
-        if !set.policies.iter().any(|p| p.admission && p.has_validate()) {
+        if !needs_evaluation(set, phase, review) {
             return Ok(Verdict::allow());
         }
+        let request = self.engine_request(review, objects)?;
+        self.evaluate_request(phase, set, review, &request, deadline)
+    }
+
+    fn evaluate_request(
+        &self,
+        phase: Phase,
+        set: &PolicySet,
+        review: &ReviewRequest,
+        request: &Request,
+        deadline: Instant,
+    ) -> Result<Verdict, EvalError> {
         // The engine checks this inside its long loops, so work nobody waits for ends soon
         // after the deadline and its thread (and concurrency slot) is freed.
         let _deadline = bylaw_engine::deadline::scope(deadline);
-        let request = self.engine_request(review, objects)?;
+        match phase {
+            Phase::Mutate => self.mutate(set, review, request, deadline),
+            Phase::Validate => self.validate(set, review, request, deadline),
+        }
+    }
+
+    fn validate(
+        &self,
+        set: &PolicySet,
+        review: &ReviewRequest,
+        request: &Request,
+        deadline: Instant,
+    ) -> Result<Verdict, EvalError> {
         let unknown_namespace = self.unknown_namespace(review);
         // One context document per review, shared by every policy (the engine leaves it as it
         // found it); it reads the review's objects from the request instead of copying them.
-        let mut context = set.validation_context(&request);
+        let mut context = set.validation_context(request);
         let namespace = engine_request::metadata_str(request.resource(), "namespace").to_owned();
         let mut old: Option<(Request, Value)> = None;
         let budget = ContextBudget::new(self.max_context_bytes);
@@ -156,7 +321,7 @@ impl PolicyEvaluator {
             let started = Instant::now();
             let scope = self.scope(policy, &budget);
             let mut response =
-                validate_with_context_mut(policy, &request, &mut context, &scope, &set.exceptions);
+                validate_with_context_mut(policy, request, &mut context, &scope, &set.exceptions);
             if request.operation == engine_request::Operation::Update
                 && response.rules.iter().any(|rule| {
                     rule.status == RuleStatus::Fail && tolerates_existing(policy, &rule.name)
@@ -164,7 +329,7 @@ impl PolicyEvaluator {
             {
                 let (old_request, old_context) = match &mut old {
                     Some(old) => old,
-                    None => old.insert(old_object_request(&request)),
+                    None => old.insert(old_object_request(request)),
                 };
                 let before = validate_with_context_mut(
                     policy,
@@ -176,7 +341,7 @@ impl PolicyEvaluator {
                 allow_existing_violations(policy, &mut response, &before);
             }
             if let Some(namespace) = unknown_namespace {
-                undecidable_selectors_are_errors(policy, &request, namespace, &mut response, |b| {
+                undecidable_selectors_are_errors(policy, request, namespace, &mut response, |b| {
                     matches!(b, RuleBody::Validate(_))
                 });
             }
@@ -190,29 +355,22 @@ impl PolicyEvaluator {
         if Instant::now() >= deadline {
             return Err(EvalError::DeadlineExceeded);
         }
-        Ok(decide(&evaluated, review, &request, &namespace))
+        Ok(decide(&evaluated, review, request, &namespace))
     }
 
     fn mutate(
         &self,
         set: &PolicySet,
         review: &ReviewRequest,
-        objects: ReviewObjects<'_>,
+        request: &Request,
         deadline: Instant,
     ) -> Result<Verdict, EvalError> {
-        let mut policies = set
+        let policies = set
             .policies
             .iter()
-            .filter(|p| p.admission && p.has_mutate())
-            .peekable();
-        // Deletions carry no object to change; without mutate policies there is nothing to do.
-        if review.operation == Operation::Delete || policies.peek().is_none() {
-            return Ok(Verdict::allow());
-        }
-        let _deadline = bylaw_engine::deadline::scope(deadline);
-        let request = self.engine_request(review, objects)?;
+            .filter(|p| p.admission && p.has_mutate());
         let unknown_namespace = self.unknown_namespace(review);
-        let mut context = set.context_for(&request);
+        let mut context = set.context_for(request);
         let mut current = request.object.clone();
         let mut results = Vec::new();
         let mut warnings = Vec::new();
@@ -232,7 +390,7 @@ impl PolicyEvaluator {
             if let Some(namespace) = unknown_namespace {
                 undecidable_selectors_are_errors(
                     policy,
-                    &request,
+                    request,
                     namespace,
                     &mut undecidable,
                     |b| matches!(b, RuleBody::Mutate(_)),
@@ -242,7 +400,7 @@ impl PolicyEvaluator {
             let (response, patched) = if undecidable.rules.is_empty() {
                 mutate_policy(
                     policy,
-                    &request,
+                    request,
                     &current,
                     &mut context,
                     &self.scope(policy, &budget),
@@ -849,6 +1007,41 @@ impl PolicyEvaluator {
     }
 }
 
+impl PolicyEvaluator {
+    /// Whether the policies of `set` for `phase` (with `failure_policy`, only those) are
+    /// evaluated without waiting on anything outside the process; decided once per served set.
+    fn stays_in_process(
+        &self,
+        set: &Arc<PolicySet>,
+        phase: Phase,
+        failure_policy: Option<FailurePolicy>,
+    ) -> bool {
+        let mut decided = self
+            .in_process
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = match decided.as_ref() {
+            Some(existing) if Arc::ptr_eq(&existing.from, set) => existing,
+            _ => decided.insert(InProcess::of(set)),
+        };
+        current.stays(phase, failure_policy)
+    }
+
+    /// Sends reviews of `set` to the blocking pool for a while: one ran past its budget.
+    fn pause_inline(&self, set: &Arc<PolicySet>) {
+        let mut decided = self
+            .in_process
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(current) = decided
+            .as_mut()
+            .filter(|current| Arc::ptr_eq(&current.from, set))
+        {
+            current.paused_until = Some(Instant::now() + INLINE_PAUSE);
+        }
+    }
+}
+
 impl AdmissionEvaluator for PolicyEvaluator {
     fn evaluate_only(
         &self,
@@ -862,10 +1055,7 @@ impl AdmissionEvaluator for PolicyEvaluator {
         };
         let half = self.half_of(&set, failure_policy);
         let objects = ReviewObjects::Copied(request);
-        match phase {
-            Phase::Mutate => self.mutate(&half, request, objects, deadline),
-            Phase::Validate => self.validate(&half, request, objects, deadline),
-        }
+        self.evaluate_objects(phase, &half, request, objects, deadline)
     }
 
     fn evaluate_owned(
@@ -882,9 +1072,48 @@ impl AdmissionEvaluator for PolicyEvaluator {
             set = self.half_of(&set, failure_policy);
         }
         let objects = ReviewObjects::take(&mut request);
-        match phase {
-            Phase::Mutate => self.mutate(&set, &request, objects, deadline),
-            Phase::Validate => self.validate(&set, &request, objects, deadline),
+        self.evaluate_objects(phase, &set, &request, objects, deadline)
+    }
+
+    fn try_evaluate_inline(
+        &self,
+        phase: Phase,
+        mut review: ReviewRequest,
+        budget: Instant,
+        failure_policy: Option<FailurePolicy>,
+    ) -> InlineEvaluation {
+        let Some(mut set) = self.cache.current() else {
+            return InlineEvaluation::Evaluated(Err(EvalError::NotReady));
+        };
+        if !self.stays_in_process(&set, phase, failure_policy) {
+            return InlineEvaluation::Declined(Box::new(review));
+        }
+        let served = Arc::clone(&set);
+        if let Some(failure_policy) = failure_policy {
+            set = self.half_of(&set, failure_policy);
+        }
+        if !needs_evaluation(&set, phase, &review) {
+            return InlineEvaluation::Evaluated(Ok(Verdict::allow()));
+        }
+        let objects = ReviewObjects::take(&mut review);
+        let request = match self.engine_request(&review, objects) {
+            Ok(request) => request,
+            Err(error) => return InlineEvaluation::Evaluated(Err(error)),
+        };
+        match self.evaluate_request(phase, &set, &review, &request, budget) {
+            // Cut short by the budget: the objects go back for the blocking pool to evaluate
+            // again from the start (evaluation has no side effects to undo).
+            Err(EvalError::DeadlineExceeded) => {
+                self.pause_inline(&served);
+                tracing::debug!("inline evaluation ran past its budget; the pool takes over");
+                let Request {
+                    object, old_object, ..
+                } = request;
+                review.object = Some(object).filter(|object| !object.is_null());
+                review.old_object = old_object;
+                InlineEvaluation::Declined(Box::new(review))
+            }
+            outcome => InlineEvaluation::Evaluated(outcome),
         }
     }
 
@@ -898,10 +1127,7 @@ impl AdmissionEvaluator for PolicyEvaluator {
             return Err(EvalError::NotReady);
         };
         let objects = ReviewObjects::Copied(request);
-        match phase {
-            Phase::Mutate => self.mutate(&set, request, objects, deadline),
-            Phase::Validate => self.validate(&set, request, objects, deadline),
-        }
+        self.evaluate_objects(phase, &set, request, objects, deadline)
     }
 
     fn is_ready(&self) -> bool {
@@ -1067,6 +1293,123 @@ spec:
         evaluator
             .evaluate(Phase::Validate, review, later())
             .unwrap()
+    }
+
+    /// A ClusterPolicy with one Pod rule whose body (and context) is `rule`.
+    fn one_rule(name: &str, failure_policy: &str, rule: &str) -> String {
+        format!(
+            r#"
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: {name}
+spec:
+  validationFailureAction: Enforce
+  failurePolicy: {failure_policy}
+  rules:
+    - name: check
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+{rule}
+"#
+        )
+    }
+
+    /// An outcome without its timings, which differ between any two evaluations.
+    fn untimed(mut outcome: Result<Verdict, EvalError>) -> Result<Verdict, EvalError> {
+        if let Ok(verdict) = &mut outcome {
+            for result in &mut verdict.results {
+                result.duration = Duration::ZERO;
+            }
+        }
+        outcome
+    }
+
+    #[test]
+    fn only_sets_that_never_reach_out_are_evaluated_inline() {
+        let pattern =
+            "      validate:\n        pattern: {spec: {containers: [{image: \"!*:latest\"}]}}";
+        let variable = "      context:\n        - name: tag\n          variable: {value: latest}\n      validate:\n        deny: {conditions: {any: [{key: \"{{ tag }}\", operator: Equals, value: nope}]}}";
+        let config_map = "      context:\n        - name: settings\n          configMap: {name: settings, namespace: default}\n      validate:\n        deny: {conditions: {any: [{key: \"{{ settings.data.x }}\", operator: Equals, value: nope}]}}";
+        let nested_api_call = "      validate:\n        foreach:\n          - list: request.object.spec.containers\n            context:\n              - name: found\n                apiCall: {urlPath: /api/v1/namespaces}\n            deny: {conditions: {any: [{key: \"{{ found }}\", operator: Equals, value: nope}]}}";
+        let cel = "      validate:\n        cel:\n          expressions:\n            - expression: \"object.metadata.name != 'x'\"";
+        let mutate =
+            "      mutate:\n        patchStrategicMerge: {metadata: {labels: {+(team): none}}}";
+        let review = review(Operation::Create, Some(pod("nginx:1.27", json!({}))), None);
+        let inline = |policies: &[&str], phase: Phase, only: Option<FailurePolicy>| {
+            let evaluator = evaluator(policies);
+            match evaluator.try_evaluate_inline(phase, review.clone(), later(), only) {
+                InlineEvaluation::Evaluated(outcome) => {
+                    // The same answer as the blocking path.
+                    assert_eq!(
+                        untimed(outcome),
+                        untimed(evaluator.evaluate_owned(phase, review.clone(), later(), only))
+                    );
+                    true
+                }
+                InlineEvaluation::Declined(back) => {
+                    assert_eq!(*back, review, "declined before evaluating: untouched");
+                    false
+                }
+            }
+        };
+        let plain = one_rule("plain", "Fail", pattern);
+        let with_variable = one_rule("variable", "Fail", variable);
+        let with_config = one_rule("config", "Ignore", config_map);
+        let with_call = one_rule("call", "Fail", nested_api_call);
+        let with_cel = one_rule("cel", "Fail", cel);
+        let mutating = one_rule("mutating", "Fail", mutate);
+        assert!(inline(&[&plain, &with_variable], Phase::Validate, None));
+        assert!(!inline(&[&plain, &with_config], Phase::Validate, None));
+        assert!(!inline(&[&plain, &with_call], Phase::Validate, None));
+        assert!(!inline(&[&with_cel], Phase::Validate, None));
+        // Only the policies the endpoint serves count.
+        let fail = Some(FailurePolicy::Fail);
+        assert!(inline(&[&plain, &with_config], Phase::Validate, fail));
+        assert!(!inline(
+            &[&plain, &with_config],
+            Phase::Validate,
+            Some(FailurePolicy::Ignore)
+        ));
+        // A validate lookup does not hold the mutate phase back.
+        assert!(inline(&[&mutating, &with_config], Phase::Mutate, None));
+    }
+
+    /// Work past the budget is given up and the review handed back whole, to be evaluated
+    /// again with the same answer.
+    #[test]
+    fn an_inline_evaluation_past_its_budget_gives_the_review_back() {
+        let evaluator = evaluator(&[ENFORCE_LATEST]);
+        let review = review(
+            Operation::Create,
+            Some(pod("nginx:latest", json!({}))),
+            None,
+        );
+        let expected = evaluator
+            .evaluate_owned(Phase::Validate, review.clone(), later(), None)
+            .unwrap();
+        assert!(!expected.allowed);
+        let back = match evaluator.try_evaluate_inline(
+            Phase::Validate,
+            review.clone(),
+            Instant::now(),
+            None,
+        ) {
+            InlineEvaluation::Declined(back) => back,
+            InlineEvaluation::Evaluated(outcome) => panic!("not given up: {outcome:?}"),
+        };
+        assert_eq!(back.object, review.object);
+        // For a while the set is not tried inline again, however generous the budget.
+        match evaluator.try_evaluate_inline(Phase::Validate, review.clone(), later(), None) {
+            InlineEvaluation::Declined(untouched) => assert_eq!(*untouched, review),
+            InlineEvaluation::Evaluated(outcome) => panic!("not paused: {outcome:?}"),
+        }
+        assert_eq!(
+            untimed(evaluator.evaluate_owned(Phase::Validate, *back, later(), None)),
+            untimed(Ok(expected))
+        );
     }
 
     #[test]

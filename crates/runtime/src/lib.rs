@@ -39,8 +39,8 @@ pub mod shutdown;
 pub mod sources;
 
 pub use admission::{
-    AdmissionEvaluator, EvalError, GroupVersionKind, GroupVersionResource, Operation, Phase,
-    ReviewRequest, RuleOutcome, RuleResult, RuleType, UserInfo, Verdict,
+    AdmissionEvaluator, EvalError, GroupVersionKind, GroupVersionResource, InlineEvaluation,
+    Operation, Phase, ReviewRequest, RuleOutcome, RuleResult, RuleType, UserInfo, Verdict,
 };
 pub use evaluator::PolicyEvaluator;
 pub use logging::{init_tracing, LogArgs, LogFormat, LogHandle};

@@ -248,10 +248,17 @@ pub struct Metrics {
     /// The rule-outcome series admission has used, each found with one quick lookup rather
     /// than one SipHash lookup per family: a review records a few dozen outcomes.
     rule_series: Arc<RwLock<RuleSeriesMap>>,
+    /// The policy-cost series admission has used, found the same way: a review records one
+    /// evaluation per policy.
+    cost_series: Arc<RwLock<CostSeriesMap>>,
 }
 
 /// `bylaw_policy_results_total` and `bylaw_policy_execution_duration_seconds` of one label set.
 type RuleSeriesMap = HashMap<PolicyResultLabels, (Counter, Histogram), foldhash::fast::RandomState>;
+
+/// `bylaw_policy_evaluations_total` and `bylaw_policy_evaluation_seconds_total` of one policy.
+type CostSeriesMap =
+    HashMap<PolicyCostLabels, (Counter, Counter<f64, AtomicU64>), foldhash::fast::RandomState>;
 
 /// Reasons a policy document is not loaded, as `reason` label values.
 pub const LOAD_ERROR_REASONS: [&str; 4] = ["unreadable", "invalid", "unsupported", "duplicate"];
@@ -397,6 +404,7 @@ impl Metrics {
             policy_evaluations,
             policy_evaluation_seconds,
             rule_series: Arc::default(),
+            cost_series: Arc::default(),
         }
     }
 
@@ -610,6 +618,11 @@ impl Metrics {
     /// Records the time each policy took in one review: the rule outcomes of a policy come
     /// together, so consecutive outcomes of one policy are one evaluation.
     pub fn record_policy_evaluations(&self, outcomes: &[RuleOutcome]) {
+        // One label buffer for the review; each policy's series found with one quick lookup.
+        let mut labels = PolicyCostLabels {
+            policy_name: String::new(),
+            policy_namespace: String::new(),
+        };
         let mut rest = outcomes;
         while let Some(first) = rest.first() {
             let same = rest
@@ -619,16 +632,42 @@ impl Metrics {
                 })
                 .count();
             let (group, tail) = rest.split_at(same);
-            let total: Duration = group.iter().map(|o| o.duration).sum();
-            let labels = PolicyCostLabels {
-                policy_name: first.policy.clone(),
-                policy_namespace: dash(first.policy_namespace.as_deref()),
-            };
-            self.policy_evaluations.get_or_create(&labels).inc();
-            self.policy_evaluation_seconds
-                .get_or_create(&labels)
-                .inc_by(total.as_secs_f64());
             rest = tail;
+            let seconds = group
+                .iter()
+                .map(|o| o.duration)
+                .sum::<Duration>()
+                .as_secs_f64();
+            labels.policy_name.clone_from(&first.policy);
+            labels.policy_namespace.clear();
+            labels
+                .policy_namespace
+                .push_str(match first.policy_namespace.as_deref() {
+                    Some(namespace) if !namespace.is_empty() => namespace,
+                    _ => "-",
+                });
+            {
+                let known = self
+                    .cost_series
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some((count, time)) = known.get(&labels) {
+                    count.inc();
+                    time.inc_by(seconds);
+                    continue;
+                }
+            }
+            // Taken under the write lock, so that `forget_policy_cost` (which removes the
+            // series under the same lock) cannot leave a handle here to a removed series.
+            let mut known = self
+                .cost_series
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let count = self.policy_evaluations.get_or_create_owned(&labels);
+            let time = self.policy_evaluation_seconds.get_or_create_owned(&labels);
+            count.inc();
+            time.inc_by(seconds);
+            known.insert(labels.clone(), (count, time));
         }
     }
 
@@ -653,6 +692,11 @@ impl Metrics {
             policy_name: name.to_owned(),
             policy_namespace: dash(namespace),
         };
+        let mut known = self
+            .cost_series
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        known.remove(&labels);
         self.policy_evaluations.remove(&labels);
         self.policy_evaluation_seconds.remove(&labels);
     }
@@ -925,6 +969,15 @@ mod tests {
         );
         metrics.forget_policy_cost("a", None);
         assert_eq!(metrics.policy_cost("a", None), PolicyCost::default());
+        // A policy of the same name later starts again from zero, and is exposed.
+        metrics.record_policy_evaluations(&[rule("a", None, 20)]);
+        let again = metrics.policy_cost("a", None);
+        assert_eq!(again.evaluations, 1);
+        assert!((again.seconds - 20e-6).abs() < 1e-9, "{again:?}");
+        assert!(metrics.encode_openmetrics().unwrap().contains(
+            "bylaw_policy_evaluations_total{policy_name=\"a\",policy_namespace=\"-\"} 1"
+        ));
+        assert_eq!(metrics.policy_cost("b", None).evaluations, 1);
     }
 
     #[test]

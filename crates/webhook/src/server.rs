@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,8 +15,8 @@ use bylaw_runtime::admission::FailurePolicy as PolicyFailure;
 use bylaw_runtime::metrics::{ExecutionCause, ResourceLabels};
 use bylaw_runtime::results::{ResourceRef, ReviewOutcomes};
 use bylaw_runtime::{
-    AdmissionEvaluator, Metrics, Operation, Phase, ResultsSender, ReviewRequest, ShutdownSignal,
-    Verdict,
+    AdmissionEvaluator, EvalError, InlineEvaluation, Metrics, Operation, Phase, ResultsSender,
+    ReviewRequest, ShutdownSignal, Verdict,
 };
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -35,6 +36,10 @@ use crate::filter::{FilterError, ResourceFilters};
 use crate::review::{parse_review, AdmissionResponse, ParseError, ParsedReview, ReviewVersion};
 use crate::tls::{CertReloader, TlsError};
 
+/// Longest an evaluation may hold an async thread; work that would take longer goes to the
+/// blocking pool (and the evaluator stops trying inline for a while). A Pod Security review
+/// takes 0.1–0.6 ms of CPU; the rest is room for the thread being preempted on a busy node.
+const INLINE_BUDGET: Duration = Duration::from_millis(5);
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most connections served at once; more wait in the kernel's accept queue. The API server
@@ -648,6 +653,38 @@ where
     }
 }
 
+/// Evaluates on this async thread when the evaluator can (no policy of the set may wait on
+/// the cluster, decided per policy set) and a concurrency permit is free at once: a Pod
+/// Security review takes about as long as the hand-off to the blocking pool and back. `Err`
+/// gives the review back for [`run_bounded`].
+///
+/// The evaluator ends the work by [`INLINE_BUDGET`] (the engine checks it in its loops) and
+/// declines what it could not finish, so this thread is held for about that long at most,
+/// far below the review's deadline; the deadline needs no timer here. A panic is caught and
+/// answered as the blocking path answers a panicked task.
+fn evaluate_inline(
+    state: &AppState,
+    phase: Phase,
+    review: ReviewRequest,
+    deadline: std::time::Instant,
+    only: Option<PolicyFailure>,
+) -> Result<Result<Result<Verdict, EvalError>, Failure>, Box<ReviewRequest>> {
+    let Ok(_permit) = state.permits.try_acquire() else {
+        return Err(Box::new(review));
+    };
+    let budget = deadline.min(std::time::Instant::now() + INLINE_BUDGET);
+    let evaluated = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        state
+            .evaluator
+            .try_evaluate_inline(phase, review, budget, only)
+    }));
+    match evaluated {
+        Ok(InlineEvaluation::Evaluated(outcome)) => Ok(Ok(outcome)),
+        Ok(InlineEvaluation::Declined(review)) => Err(review),
+        Err(_panic) => Ok(Err(Failure::Panicked)),
+    }
+}
+
 fn record_span_fields(request: &ReviewRequest) {
     let span = Span::current();
     span.record("uid", request.uid.as_str());
@@ -727,16 +764,21 @@ async fn admission(
     // What the answer and the results need of the review, so the review itself (its objects)
     // can be handed to the evaluator whole.
     let reviewed = Reviewed::of(&review);
-    let evaluator = state.evaluator.clone();
     let std_deadline = deadline.into_std();
     let only = only.then_some(match failure_policy {
         FailurePolicy::Fail => PolicyFailure::Fail,
         FailurePolicy::Ignore => PolicyFailure::Ignore,
     });
-    let outcome = run_bounded(&state, deadline, move || {
-        evaluator.evaluate_owned(phase, review, std_deadline, only)
-    })
-    .await;
+    let outcome = match evaluate_inline(&state, phase, review, std_deadline, only) {
+        Ok(outcome) => outcome,
+        Err(review) => {
+            let evaluator = state.evaluator.clone();
+            run_bounded(&state, deadline, move || {
+                evaluator.evaluate_owned(phase, *review, std_deadline, only)
+            })
+            .await
+        }
+    };
 
     let failure = match outcome {
         Ok(Ok(verdict)) => {

@@ -656,3 +656,171 @@ async fn slow_evaluation_past_the_deadline_follows_each_failure_policy() {
     }
     server.stop().await;
 }
+
+/// A context source that notes the thread of every call: a `#[tokio::test]` runs the server on
+/// the test's own thread, so a call from any other thread came from the blocking pool.
+#[derive(Default)]
+struct ThreadRecorder {
+    calls: std::sync::Mutex<Vec<(&'static str, std::thread::ThreadId)>>,
+}
+
+impl ThreadRecorder {
+    fn note(&self, what: &'static str) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((what, std::thread::current().id()));
+    }
+
+    /// The calls since the last look, each with whether it ran on the server's async thread.
+    fn take(&self) -> Vec<(&'static str, bool)> {
+        let here = std::thread::current().id();
+        std::mem::take(&mut *self.calls.lock().unwrap())
+            .into_iter()
+            .map(|(what, thread)| (what, thread == here))
+            .collect()
+    }
+}
+
+impl ContextProvider for ThreadRecorder {
+    fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Value>, ContextError> {
+        self.note("configMap");
+        Ok(Some(json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {"blocked": "yes"}
+        })))
+    }
+}
+
+impl ContextSource for ThreadRecorder {
+    fn namespace_labels(&self, _namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.note("namespace");
+        Some(BTreeMap::new())
+    }
+}
+
+/// A set whose rules never ask the cluster is evaluated on the async thread; one rule with a
+/// ConfigMap lookup sends the whole set to the blocking pool. Both answer as before.
+#[tokio::test]
+async fn sets_without_lookups_are_evaluated_inline_and_lookups_on_the_pool() {
+    let context = Arc::new(ThreadRecorder::default());
+    let server = PolicyServer::start(&[("latest.yaml", DISALLOW_LATEST)], context.clone()).await;
+    let denied = server
+        .review(
+            "/validate/fail",
+            &create(pod("web", "nginx:latest", json!({}))),
+        )
+        .await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert!(denied["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Using a mutable image tag"));
+    let admitted = server
+        .review(
+            "/validate/fail",
+            &create(pod("web", "nginx:1.27", json!({}))),
+        )
+        .await;
+    assert_eq!(admitted["allowed"], true, "{admitted}");
+    let calls = context.take();
+    assert!(!calls.is_empty());
+    assert!(
+        calls.iter().all(|(_, inline)| *inline),
+        "evaluated off the async thread: {calls:?}"
+    );
+    server.stop().await;
+
+    let settings = config_policy("settings");
+    let server = PolicyServer::start(
+        &[
+            ("latest.yaml", DISALLOW_LATEST),
+            ("settings.yaml", settings.as_str()),
+        ],
+        context.clone(),
+    )
+    .await;
+    let denied = server
+        .review(
+            "/validate/fail",
+            &create(pod("web", "nginx:1.27", json!({}))),
+        )
+        .await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert!(denied["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("blocked by settings"));
+    let calls = context.take();
+    assert!(
+        calls.iter().any(|(what, _)| *what == "configMap"),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().all(|(_, inline)| !inline),
+        "a lookup ran on the async thread: {calls:?}"
+    );
+    server.stop().await;
+}
+
+/// A review whose evaluation outlasts the inline budget (a foreach querying the whole list per
+/// element, over 300 containers) is started inline, given up, and evaluated again on the pool,
+/// with the same answer.
+#[tokio::test]
+async fn an_evaluation_past_the_inline_budget_finishes_on_the_pool() {
+    const UNIQUE_NAMES: &str = r#"apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: unique-container-names
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: each
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      validate:
+        message: "container names must be unique"
+        foreach:
+          - list: request.object.spec.containers
+            deny:
+              conditions:
+                any:
+                  - key: "{{ length(request.object.spec.containers[?name == '{{element.name}}']) }}"
+                    operator: GreaterThan
+                    value: 1
+"#;
+    let context = Arc::new(ThreadRecorder::default());
+    let server = PolicyServer::start(&[("unique.yaml", UNIQUE_NAMES)], context.clone()).await;
+    let mut object = pod("web", "nginx:1.27", json!({}));
+    let containers = |names: &mut dyn Iterator<Item = String>| {
+        Value::Array(
+            names
+                .map(|name| json!({"name": name, "image": "nginx:1.27"}))
+                .collect(),
+        )
+    };
+    object["spec"]["containers"] = containers(&mut (0..300).map(|i| format!("c{i}")));
+    let admitted = server
+        .review("/validate/fail", &create(object.clone()))
+        .await;
+    assert_eq!(admitted["allowed"], true, "{admitted}");
+    let calls = context.take();
+    assert!(
+        calls.first().is_some_and(|(_, inline)| *inline)
+            && calls.last().is_some_and(|(_, inline)| !inline),
+        "started inline, finished on the pool: {calls:?}"
+    );
+
+    object["spec"]["containers"] = containers(&mut (0..300).map(|i| format!("c{}", i.min(298))));
+    let denied = server.review("/validate/fail", &create(object)).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert!(denied["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("container names must be unique"));
+    server.stop().await;
+}

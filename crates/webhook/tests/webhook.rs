@@ -234,7 +234,14 @@ async fn oversize_bodies_get_413_whether_announced_or_streamed() {
 
 #[tokio::test]
 async fn evaluation_errors_follow_the_failure_policy_with_opaque_messages() {
+    for inline in [false, true] {
+        errors_follow_the_failure_policy(inline).await;
+    }
+}
+
+async fn errors_follow_the_failure_policy(inline: bool) {
     let server = TestServer::start().await;
+    server.evaluator.inline.store(inline, Ordering::SeqCst);
     let client = server.client();
     for label in ["error", "panic"] {
         for (endpoint, allowed) in [
@@ -277,7 +284,72 @@ async fn evaluation_errors_follow_the_failure_policy_with_opaque_messages() {
     let metrics = server.metrics.encode_openmetrics().unwrap();
     assert!(metrics.contains("bylaw_admission_failures_total{request_webhook=\"ValidatingWebhookConfiguration\",failure_policy=\"fail\",reason=\"internal\"} 1"), "{metrics}");
     assert!(metrics.contains("bylaw_admission_failures_total{request_webhook=\"MutatingWebhookConfiguration\",failure_policy=\"ignore\",reason=\"panic\"} 1"), "{metrics}");
+    let inline_evaluations = server.evaluator.inline_evaluations.load(Ordering::SeqCst);
+    assert_eq!(inline_evaluations, if inline { 8 } else { 0 });
     server.stop().await;
+}
+
+/// Counters, without the timings that differ between any two runs, sorted (series come in
+/// the order they were created).
+fn counters(metrics: &str) -> Vec<String> {
+    let mut lines: Vec<String> = metrics
+        .lines()
+        .filter(|line| line.starts_with("bylaw_") && !line.contains("_seconds"))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The same reviews answered on the async thread and on the blocking pool: the same answers,
+/// the same counters.
+#[tokio::test]
+async fn inline_and_pool_evaluations_answer_and_count_alike() {
+    let mut runs = Vec::new();
+    for inline in [false, true] {
+        let server = TestServer::start().await;
+        server.evaluator.inline.store(inline, Ordering::SeqCst);
+        let client = server.client();
+        let mut answers = Vec::new();
+        for labels in [
+            json!({}),
+            json!({"deny": "true"}),
+            json!({"audit": "true"}),
+            json!({"error": "true"}),
+            json!({"panic": "true"}),
+        ] {
+            for endpoint in [
+                "/validate/fail",
+                "/validate/ignore",
+                "/mutate/fail",
+                "/validate/fail-policies",
+            ] {
+                let reply = client
+                    .post_json(
+                        endpoint,
+                        &review("uid-same", "default", pod(labels.clone())),
+                    )
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK);
+                answers.push(reply.json());
+            }
+        }
+        assert_eq!(
+            server.evaluator.inline_evaluations.load(Ordering::SeqCst),
+            if inline { 20 } else { 0 }
+        );
+        let metrics = server.metrics.encode_openmetrics().unwrap();
+        runs.push((answers, counters(&metrics)));
+        server.stop().await;
+    }
+    let (pool, inline) = (&runs[0], &runs[1]);
+    assert_eq!(pool.0, inline.0);
+    assert!(
+        pool.1.iter().any(|l| l.contains("reason=\"panic\"")),
+        "{:?}",
+        pool.1
+    );
+    assert_eq!(pool.1, inline.1);
 }
 
 /// Moves paused time forward in small steps until `task` finishes. Tokio does not auto-advance
@@ -355,13 +427,21 @@ async fn deadline_overrun_follows_each_failure_policy() {
     server.stop().await;
 }
 
-/// With one evaluation slot busy, the next review waits for it only until its own deadline.
+/// With one evaluation slot busy, the next review waits for it only until its own deadline;
+/// an evaluator that could answer on the async thread does not get to without a free slot.
 #[tokio::test(start_paused = true)]
 async fn concurrency_limit_makes_extra_reviews_wait_then_fail_by_policy() {
+    for inline in [false, true] {
+        extra_reviews_wait_then_fail(inline).await;
+    }
+}
+
+async fn extra_reviews_wait_then_fail(inline: bool) {
     let server = TestServer::start_with(|config| {
         config.max_concurrency = std::num::NonZeroUsize::new(1);
     })
     .await;
+    server.evaluator.inline.store(inline, Ordering::SeqCst);
     let client = server.client();
     let busy = tokio::spawn({
         let client = client.clone();
@@ -392,6 +472,10 @@ async fn concurrency_limit_makes_extra_reviews_wait_then_fail_by_policy() {
     assert_eq!(response["allowed"], false);
     // Only the slow review reached the evaluator.
     assert_eq!(server.evaluator.evaluations.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        server.evaluator.inline_evaluations.load(Ordering::SeqCst),
+        0
+    );
     let metrics = server.metrics.encode_openmetrics().unwrap();
     assert!(
         metrics.contains("failure_policy=\"fail\",reason=\"overloaded\"} 1"),

@@ -5,7 +5,11 @@
 # CREATE review in this directory to /validate/fail for a fixed time. Prints, per run,
 # throughput, latency percentiles, the server's CPU time per review and its peak RSS (VmHWM),
 # then the policies' share: throughput with the policies ÷ throughput without, same command.
-# POLICIES=… (comma-separated paths) measures only that set.
+# POLICIES=… (comma-separated paths) measures only that set. SERVER_CPUS=0 CLIENT_CPUS=1 pins
+# the server and oha to those CPUs (taskset), so that neither takes the other's share: on
+# shared cores the scheduler splits CPU by runnable threads, and a server with more threads
+# looks faster by starving the client.
+
 set -eu
 
 BYLAW=${BYLAW:-target/release/bylaw}
@@ -36,8 +40,18 @@ stop_server() {
 trap 'stop_server; rm -rf "$work"' EXIT INT TERM
 url="https://localhost:$PORT"
 
+pinned() { # pinned CPUS COMMAND…: runs COMMAND on CPUS when set
+  cpus=$1
+  shift
+  if [ -n "$cpus" ]; then
+    taskset -c "$cpus" "$@"
+  else
+    "$@"
+  fi
+}
+
 load() {
-  oha -z "$1s" -c "$CONNECTIONS" --no-tui --cacert "$work/ca.crt" -m POST \
+  pinned "${CLIENT_CPUS:-}" oha -z "$1s" -c "$CONNECTIONS" --no-tui --cacert "$work/ca.crt" -m POST \
     -H 'Content-Type: application/json' -D "$REVIEW" --output-format json \
     "$url/validate/fail?timeout=10s"
 }
@@ -55,10 +69,11 @@ bench() {
     echo "no policies at ${policies%%,*} (set CONFORMANCE_DIR or POLICIES)" >&2
     exit 1
   }
-  "$BYLAW" serve \
-    --policies "$policies" \
-    --dev-tls --dev-tls-dir "$work" --listen "127.0.0.1:$PORT" --log-filter warn \
-    >"$work/serve.log" 2>&1 &
+  set -- "$BYLAW" serve --policies "$policies" \
+    --dev-tls --dev-tls-dir "$work" --listen "127.0.0.1:$PORT" --log-filter warn
+  # taskset runs the server in its own process, so $! is the server.
+  [ -z "${SERVER_CPUS:-}" ] || set -- taskset -c "$SERVER_CPUS" "$@"
+  "$@" >"$work/serve.log" 2>&1 &
   server=$!
   tries=0
   until curl -fsS --cacert "$work/ca.crt" "$url/readyz" >/dev/null 2>&1; do

@@ -13,8 +13,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bylaw_runtime::{
-    AdmissionEvaluator, EvalError, Metrics, Phase, ReviewRequest, RuleOutcome, RuleResult,
-    RuleType, Shutdown, Verdict,
+    AdmissionEvaluator, EvalError, InlineEvaluation, Metrics, Phase, ReviewRequest, RuleOutcome,
+    RuleResult, RuleType, Shutdown, Verdict,
 };
 use bylaw_webhook::{DevCa, DevCertificate, Server, WebhookConfig};
 use http_body_util::combinators::BoxBody;
@@ -65,7 +65,10 @@ impl Gate {
 #[derive(Default)]
 pub struct FakeEvaluator {
     pub ready: AtomicBool,
+    /// Evaluates on the server's async thread when asked to (except `slow=true` reviews).
+    pub inline: AtomicBool,
     pub evaluations: AtomicUsize,
+    pub inline_evaluations: AtomicUsize,
     pub slow_started: tokio::sync::Notify,
     pub gate: Gate,
 }
@@ -103,7 +106,29 @@ fn outcome(
     }
 }
 
+fn has_label(request: &ReviewRequest, name: &str) -> bool {
+    request
+        .subject()
+        .and_then(|o| o.pointer(&format!("/metadata/labels/{name}")))
+        .and_then(Value::as_str)
+        == Some("true")
+}
+
 impl AdmissionEvaluator for FakeEvaluator {
+    fn try_evaluate_inline(
+        &self,
+        phase: Phase,
+        request: ReviewRequest,
+        budget: Instant,
+        _failure_policy: Option<bylaw_runtime::admission::FailurePolicy>,
+    ) -> InlineEvaluation {
+        if !self.inline.load(Ordering::SeqCst) || has_label(&request, "slow") {
+            return InlineEvaluation::Declined(Box::new(request));
+        }
+        self.inline_evaluations.fetch_add(1, Ordering::SeqCst);
+        InlineEvaluation::Evaluated(self.evaluate(phase, &request, budget))
+    }
+
     fn evaluate(
         &self,
         phase: Phase,
@@ -111,13 +136,7 @@ impl AdmissionEvaluator for FakeEvaluator {
         _deadline: Instant,
     ) -> Result<Verdict, EvalError> {
         self.evaluations.fetch_add(1, Ordering::SeqCst);
-        let label = |name: &str| {
-            request
-                .subject()
-                .and_then(|o| o.pointer(&format!("/metadata/labels/{name}")))
-                .and_then(Value::as_str)
-                == Some("true")
-        };
+        let label = |name: &str| has_label(request, name);
         if label("slow") {
             self.slow_started.notify_one();
             self.gate.wait(Duration::from_secs(5));
