@@ -340,13 +340,20 @@ pub fn refers_to_images(doc: &Value) -> bool {
 
 /// Whether a document mentions `element<digit>` or `elementIndex<digit>` anywhere.
 pub fn refers_to_nested_elements(doc: &Value) -> bool {
+    // Mutation asks this of every foreach entry per request, so it scans bytes rather than
+    // setting up a substring search per string and word.
     fn mentions(text: &str) -> bool {
-        ["element", "elementIndex"].iter().any(|word| {
-            text.match_indices(word).any(|(at, _)| {
-                text.get(at + word.len()..)
-                    .and_then(|rest| rest.chars().next())
-                    .is_some_and(|c| c.is_ascii_digit())
-            })
+        let bytes = text.as_bytes();
+        let digit_at = |at: usize| bytes.get(at).is_some_and(u8::is_ascii_digit);
+        (0..bytes.len()).any(|at| {
+            bytes
+                .get(at..)
+                .is_some_and(|rest| rest.starts_with(b"element"))
+                && (digit_at(at + "element".len())
+                    || (bytes
+                        .get(at + "element".len()..)
+                        .is_some_and(|rest| rest.starts_with(b"Index"))
+                        && digit_at(at + "elementIndex".len())))
         })
     }
     match doc {
@@ -987,5 +994,14 @@ mod reference_tests {
             &json!({"a": "{{ element.name }} {{ elementIndex }}"})
         ));
         assert!(!refers_to_nested_elements(&json!({"elements": "x"})));
+        // In keys, after other text, at the very end, and not cut short by a multi-byte
+        // character before it.
+        assert!(refers_to_nested_elements(&json!({"é{{element12}}": 1})));
+        assert!(refers_to_nested_elements(&json!(["x", ["elementIndex3"]])));
+        assert!(!refers_to_nested_elements(&json!("element")));
+        assert!(!refers_to_nested_elements(&json!("elementIndex")));
+        assert!(!refers_to_nested_elements(&json!(
+            "elementIndexX1 elementé1"
+        )));
     }
 }
