@@ -226,7 +226,7 @@ pub fn mutate_policy(
 ) -> (PolicyResponse, Value) {
     use std::borrow::Cow;
 
-    let view: Cow<'_, Request> = if *object == request.object {
+    let view: Cow<'_, Request> = if crate::json::equal(object, &request.object) {
         Cow::Borrowed(request)
     } else {
         Cow::Owned(request_with_object(request, object.clone()))

@@ -48,6 +48,35 @@ impl Lookup for Value {
     }
 }
 
+/// `a == b` as serde_json compares values (objects by key, whatever their order), comparing
+/// the members of objects whose keys come in the same order pairwise instead of looking each key
+/// up by hash: a patched resource is compared with its input on every mutation.
+pub(crate) fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            for ((key_a, value_a), (key_b, value_b)) in x.iter().zip(y) {
+                if key_a != key_b {
+                    // Another order: compare by key from here on, as serde_json does.
+                    return x
+                        .iter()
+                        .all(|(key, value)| y.get(key).is_some_and(|other| equal(value, other)));
+                }
+                if !equal(value_a, value_b) {
+                    return false;
+                }
+            }
+            true
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b))
+        }
+        _ => a == b,
+    }
+}
+
 /// Makes `dst` equal to `src`, keeping what already matches: objects with the same keys in the
 /// same order and arrays of the same length are updated member by member, strings reuse their
 /// buffers. Updating the context's copy of an object after a small patch then copies only the
@@ -97,6 +126,28 @@ mod tests {
             assert_eq!(large.field(&format!("k{i}")), Some(&Value::from(i)));
         }
         assert_eq!(large.field("missing"), None);
+    }
+
+    /// `equal` agrees with serde_json's `==` whatever the order of keys.
+    #[test]
+    fn equal_is_serde_jsons_equality() {
+        let values = [
+            json!({"a": 1, "b": [1, {"c": 2}]}),
+            json!({"b": [1, {"c": 2}], "a": 1}),
+            json!({"a": 1, "b": [1, {"c": 3}]}),
+            json!({"a": 1, "b": [1, {"c": 2}], "d": null}),
+            json!({"a": 1.0, "b": [1, {"c": 2}]}),
+            json!({"a": 1, "x": [1, {"c": 2}]}),
+            json!([1, 2]),
+            json!([2, 1]),
+            json!("a"),
+            json!(null),
+        ];
+        for a in &values {
+            for b in &values {
+                assert_eq!(equal(a, b), a == b, "{a} vs {b}");
+            }
+        }
     }
 
     /// Whatever the two sides share, the result is the source: same order, same types, same

@@ -285,7 +285,9 @@ fn patch_once(
     let patched = Patch::of(section, at, ctx, env).and_then(|patch| patch.apply(resource));
     match patched {
         Err(message) => Step::Failed(message),
-        Ok(patched) if patched == *resource => Step::Unchanged("no patches applied".to_owned()),
+        Ok(patched) if crate::json::equal(&patched, resource) => {
+            Step::Unchanged("no patches applied".to_owned())
+        }
         Ok(patched) => Step::Patched(patched),
     }
 }
@@ -436,7 +438,7 @@ fn foreach_elements(
             Some(Step::Patched(patched)) => current = Some(patched),
         }
     }
-    match current.filter(|c| c != resource) {
+    match current.filter(|c| !crate::json::equal(c, resource)) {
         Some(current) => Step::Patched(current),
         None => Step::Unchanged("no patches applied".to_owned()),
     }
