@@ -213,8 +213,14 @@ impl FakeApiServer {
             expired,
             address: address.to_string(),
         });
+        // The namespaces a cluster starts with, older than anything a test creates (as in a real
+        // cluster): a policy applied in the test's first second must still find them existing.
         for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            let ns = serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } });
+            let ns = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": { "name": namespace, "creationTimestamp": "2020-01-01T00:00:00Z" }
+            });
             let mut store = lock(&inner.store);
             if let Some(rt) = store.registry.by_kind("", "v1", "Namespace") {
                 let _ = store.create(&rt, None, ns, Origin::Seed, apply::Appliers::new(), false);
