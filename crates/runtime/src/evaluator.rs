@@ -1781,32 +1781,19 @@ spec:
     #[test]
     fn errors_block_only_when_an_enforce_policy_fails_closed() {
         let erroring = |failure_policy: &str| {
-            format!(
-                r#"
-apiVersion: kyverno.io/v1
-kind: ClusterPolicy
-metadata:
-  name: needs-config
-spec:
-  validationFailureAction: Enforce
-  failurePolicy: {failure_policy}
-  rules:
-    - name: check
-      match:
-        any:
-          - resources:
-              kinds: [Pod]
-      context:
+            one_rule(
+                "needs-config",
+                failure_policy,
+                r#"      context:
         - name: settings
-          configMap: {{name: settings, namespace: default}}
+          configMap: {name: settings, namespace: default}
       validate:
         deny:
           conditions:
             any:
-              - key: "{{{{ settings.data.blocked }}}}"
+              - key: "{{ settings.data.blocked }}"
                 operator: Equals
-                value: "yes"
-"#
+                value: "yes""#,
             )
         };
         let source = Arc::new(crate::sources::FileContextSource::load(None, Vec::new()).unwrap());
