@@ -308,6 +308,9 @@ async fn orphan_downstream_on_policy_delete_keeps_them() {
     let mut witness = default_deny(true);
     witness["metadata"]["name"] = json!("witness");
     witness["spec"]["rules"][0]["generate"]["name"] = json!("witness");
+    // team-a already exists when the witness arrives: only within the same second would it
+    // count as a new trigger, so the witness generates for existing namespaces.
+    witness["spec"]["rules"][0]["generate"]["generateExisting"] = json!(true);
     apply_policy(&harness, witness).await;
     eventually("the witness NetworkPolicy", || {
         network_policy(&harness, "team-a", "witness")
