@@ -117,6 +117,9 @@ pub struct CompiledPolicy {
     /// Whether any rule refers to `element<N>` / `elementIndex<N>` (nested foreach levels), so
     /// foreach must set them besides `element` / `elementIndex`.
     pub uses_nested_elements: bool,
+    /// Whether any rule could read `metadata.managedFields` of the request's objects (see
+    /// [`crate::managed_fields`]); when none can, they need not be decoded.
+    pub reads_managed_fields: bool,
 }
 
 impl CompiledPolicy {
@@ -502,6 +505,9 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         rules.push(compiled);
     }
 
+    let reads_managed_fields = rules
+        .iter()
+        .any(crate::managed_fields::rule_reads_managed_fields);
     Ok(CompiledPolicy {
         kind,
         name,
@@ -519,6 +525,7 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         // Only the spec is evaluated; metadata (descriptions) often says "images" in prose.
         uses_images: refers_to_images(doc.get("spec").unwrap_or(doc)),
         uses_nested_elements: refers_to_nested_elements(doc),
+        reads_managed_fields,
         source: Arc::new(doc.clone()),
     })
 }

@@ -32,6 +32,13 @@ impl PolicySet {
         self.policies.iter().any(|p| p.uses_images) || self.exceptions.iter().any(|e| e.uses_images)
     }
 
+    /// Whether any policy or exception could read `metadata.managedFields` of the request's
+    /// objects. When none can, callers may leave them out of the objects they decode.
+    pub fn reads_managed_fields(&self) -> bool {
+        self.policies.iter().any(|p| p.reads_managed_fields)
+            || self.exceptions.iter().any(|e| e.reads_managed_fields)
+    }
+
     /// The base context document for a request, with `images` only when something uses it.
     pub fn context_for(&self, request: &Request) -> Value {
         crate::context::request_context_with(request, self.uses_images())

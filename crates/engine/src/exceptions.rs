@@ -32,6 +32,8 @@ pub struct CompiledException {
     pub pod_security: Vec<podsecurity::Exclusion>,
     /// Whether its conditions refer to the `images` context variable.
     pub uses_images: bool,
+    /// Whether its conditions could read the objects' `metadata.managedFields`.
+    pub reads_managed_fields: bool,
 }
 
 /// What an exception means for one rule and request.
@@ -113,6 +115,9 @@ impl CompiledException {
             conditions,
             pod_security,
             uses_images: spec.get("conditions").is_some_and(refers_to_images),
+            reads_managed_fields: spec
+                .get("conditions")
+                .is_some_and(crate::managed_fields::document_reads_managed_fields),
         })
     }
 

@@ -278,6 +278,17 @@ fn scan(s: &str) -> Result<Template, VariableError> {
     }
 }
 
+/// The expressions of the `{{ … }}` variables in `s` (braces and surrounding spaces removed),
+/// as the first scan of substitution finds them; `None` if they cannot be told.
+pub(crate) fn variable_expressions(s: &str) -> Option<Vec<String>> {
+    let re = variable_regex()?;
+    Some(
+        re.captures_iter(s)
+            .filter_map(|c| c.get(2).map(|var| expression_of(var.as_str())))
+            .collect(),
+    )
+}
+
 /// Whether substitution would change this value: it holds a `{{ }}` variable (or an escaped
 /// `\{{ }}` that loses its backslash) in a string or an object key.
 pub fn has_variables(value: &Value) -> bool {

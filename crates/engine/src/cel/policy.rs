@@ -227,6 +227,8 @@ fn policy_of(
         source: Arc::new(doc.clone()),
         uses_images: false,
         uses_nested_elements: false,
+        // CEL reads `object` whole.
+        reads_managed_fields: true,
     })
 }
 

@@ -17,6 +17,7 @@ mod gotime;
 mod interp;
 mod lexer;
 mod parser;
+pub(crate) use parser::Ast;
 mod semver_range;
 pub(crate) mod value;
 mod x509;
@@ -238,6 +239,11 @@ struct Compiled {
 }
 
 impl Expression {
+    /// The parsed tree, for analyses done once at compile time.
+    pub(crate) fn ast(&self) -> &parser::Ast {
+        &self.inner.ast
+    }
+
     /// The expression text as written.
     pub fn as_str(&self) -> &str {
         &self.inner.source
