@@ -1042,6 +1042,15 @@ impl PolicyEvaluator {
     }
 }
 
+/// Refuses a review decoded without its objects' managedFields for a set that could read them
+/// (the set changed since the server decided what to decode).
+fn complete_for(set: &PolicySet, review: &ReviewRequest) -> Result<(), EvalError> {
+    if review.managed_fields_left_out && set.reads_managed_fields() {
+        return Err(EvalError::ManagedFieldsLeftOut);
+    }
+    Ok(())
+}
+
 impl AdmissionEvaluator for PolicyEvaluator {
     fn evaluate_only(
         &self,
@@ -1053,6 +1062,7 @@ impl AdmissionEvaluator for PolicyEvaluator {
         let Some(set) = self.cache.current() else {
             return Err(EvalError::NotReady);
         };
+        complete_for(&set, request)?;
         let half = self.half_of(&set, failure_policy);
         let objects = ReviewObjects::Copied(request);
         self.evaluate_objects(phase, &half, request, objects, deadline)
@@ -1068,6 +1078,7 @@ impl AdmissionEvaluator for PolicyEvaluator {
         let Some(mut set) = self.cache.current() else {
             return Err(EvalError::NotReady);
         };
+        complete_for(&set, &request)?;
         if let Some(failure_policy) = failure_policy {
             set = self.half_of(&set, failure_policy);
         }
@@ -1085,6 +1096,9 @@ impl AdmissionEvaluator for PolicyEvaluator {
         let Some(mut set) = self.cache.current() else {
             return InlineEvaluation::Evaluated(Err(EvalError::NotReady));
         };
+        if let Err(error) = complete_for(&set, &review) {
+            return InlineEvaluation::Evaluated(Err(error));
+        }
         if !self.stays_in_process(&set, phase, failure_policy) {
             return InlineEvaluation::Declined(Box::new(review));
         }
@@ -1126,8 +1140,16 @@ impl AdmissionEvaluator for PolicyEvaluator {
         let Some(set) = self.cache.current() else {
             return Err(EvalError::NotReady);
         };
+        complete_for(&set, request)?;
         let objects = ReviewObjects::Copied(request);
         self.evaluate_objects(phase, &set, request, objects, deadline)
+    }
+
+    fn reads_managed_fields(&self, _phase: Phase) -> bool {
+        // Decided for the whole set: a policy's mutate rules make it read them in either phase.
+        self.cache
+            .current()
+            .is_none_or(|set| set.reads_managed_fields())
     }
 
     fn is_ready(&self) -> bool {
@@ -1282,6 +1304,7 @@ spec:
             old_object: old,
             dry_run: false,
             options: None,
+            managed_fields_left_out: false,
         }
     }
 
@@ -1375,6 +1398,62 @@ spec:
         ));
         // A validate lookup does not hold the mutate phase back.
         assert!(inline(&[&mutating, &with_config], Phase::Mutate, None));
+    }
+
+    /// A review decoded without its managedFields (the server decided no policy read them) is
+    /// refused by a set that could read them, on every path, so the server decodes it again
+    /// whole; a set that cannot read them evaluates it.
+    #[test]
+    fn a_review_without_managed_fields_is_refused_by_a_set_that_reads_them() {
+        let clear = one_rule(
+            "clear",
+            "Fail",
+            "      validate:\n        pattern: {spec: {containers: [{image: \"!*:latest\"}]}}",
+        );
+        let reading = one_rule(
+            "reading",
+            "Fail",
+            "      validate:\n        deny: {conditions: {any: [{key: \"{{ request.object.metadata.managedFields || '' }}\", operator: Equals, value: x}]}}",
+        );
+        let mut review = review(Operation::Create, Some(pod("nginx:1.27", json!({}))), None);
+        review.managed_fields_left_out = true;
+
+        let evaluator = evaluator(&[&clear]);
+        assert!(!evaluator.reads_managed_fields(Phase::Validate));
+        assert!(evaluator
+            .evaluate_owned(Phase::Validate, review.clone(), later(), None)
+            .is_ok_and(|verdict| verdict.allowed));
+
+        let evaluator = evaluator_with(&[&clear, &reading], Arc::new(EmptyContext));
+        assert!(evaluator.reads_managed_fields(Phase::Validate));
+        let refused = |outcome: Result<Verdict, EvalError>| {
+            matches!(outcome, Err(EvalError::ManagedFieldsLeftOut))
+        };
+        assert!(refused(evaluator.evaluate_owned(
+            Phase::Validate,
+            review.clone(),
+            later(),
+            None
+        )));
+        assert!(refused(evaluator.evaluate(
+            Phase::Validate,
+            &review,
+            later()
+        )));
+        assert!(refused(evaluator.evaluate_only(
+            Phase::Validate,
+            &review,
+            later(),
+            FailurePolicy::Fail
+        )));
+        assert!(matches!(
+            evaluator.try_evaluate_inline(Phase::Validate, review.clone(), later(), None),
+            InlineEvaluation::Evaluated(Err(EvalError::ManagedFieldsLeftOut))
+        ));
+        review.managed_fields_left_out = false;
+        assert!(evaluator
+            .evaluate_owned(Phase::Validate, review, later(), None)
+            .is_ok());
     }
 
     /// Work past the budget is given up and the review handed back whole, to be evaluated

@@ -39,8 +39,9 @@ pub mod shutdown;
 pub mod sources;
 
 pub use admission::{
-    AdmissionEvaluator, EvalError, GroupVersionKind, GroupVersionResource, InlineEvaluation,
-    Operation, Phase, ReviewRequest, RuleOutcome, RuleResult, RuleType, UserInfo, Verdict,
+    decoding_reviews, AdmissionEvaluator, EvalError, GroupVersionKind, GroupVersionResource,
+    InlineEvaluation, Operation, Phase, ReviewRequest, RuleOutcome, RuleResult, RuleType, UserInfo,
+    Verdict,
 };
 pub use evaluator::PolicyEvaluator;
 pub use logging::{init_tracing, LogArgs, LogFormat, LogHandle};

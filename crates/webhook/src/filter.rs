@@ -162,6 +162,7 @@ mod tests {
             old_object: None,
             dry_run: false,
             options: None,
+            managed_fields_left_out: false,
         }
     }
 

@@ -76,6 +76,24 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<V
 
 /// Decodes an AdmissionReview body.
 pub fn parse_review(body: &[u8]) -> Result<ParsedReview, ParseError> {
+    parse_review_with(body, false)
+}
+
+/// Decodes an AdmissionReview body, leaving `metadata.managedFields` out of its objects when
+/// `leave_out_managed_fields` (no served policy can read them, see
+/// [`bylaw_runtime::decoding_reviews`]); the request says so in `managed_fields_left_out`.
+/// Every error answer is the same either way.
+pub fn parse_review_with(
+    body: &[u8],
+    leave_out_managed_fields: bool,
+) -> Result<ParsedReview, ParseError> {
+    let mut parsed =
+        bylaw_runtime::decoding_reviews(leave_out_managed_fields, || parse_review_whole(body))?;
+    parsed.request.managed_fields_left_out = leave_out_managed_fields;
+    Ok(parsed)
+}
+
+fn parse_review_whole(body: &[u8]) -> Result<ParsedReview, ParseError> {
     // Any body the direct decoding does not take (not UTF-8, bad JSON, a duplicate field, a
     // malformed request, a missing uid) goes through the step-by-step path, which says what is
     // wrong. UTF-8 is checked once for the whole body: decoding from bytes checks every string

@@ -33,7 +33,9 @@ use tracing::{instrument, Instrument, Span};
 use crate::config::{evaluation_budget, WebhookConfig};
 use crate::duration::parse_go_duration;
 use crate::filter::{FilterError, ResourceFilters};
-use crate::review::{parse_review, AdmissionResponse, ParseError, ParsedReview, ReviewVersion};
+use crate::review::{
+    parse_review_with, AdmissionResponse, ParseError, ParsedReview, ReviewVersion,
+};
 use crate::tls::{CertReloader, TlsError};
 
 /// Longest an evaluation may hold an async thread; work that would take longer goes to the
@@ -503,11 +505,15 @@ fn review_timeout(query: Option<&str>, default: Duration) -> Duration {
 }
 
 /// Reads a review body within the size limit and the deadline, or says why not.
+/// With `leave_out_managed_fields` the objects are decoded without their managedFields (no
+/// served policy can read them); the body comes back too, to decode again whole should the
+/// policies change before the review is evaluated.
 async fn read_review(
     state: &AppState,
     request: Request,
     deadline: Instant,
-) -> Result<ParsedReview, Response> {
+    leave_out_managed_fields: bool,
+) -> Result<(ParsedReview, hyper::body::Bytes), Response> {
     let too_large = || {
         json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -548,9 +554,14 @@ async fn read_review(
     // Parsing a large review takes milliseconds of CPU: not on the async threads. A small one
     // costs less than the hand-off.
     let parsed = if bytes.len() <= INLINE_PARSE_BYTES {
-        parse_review(&bytes)
+        parse_review_with(&bytes, leave_out_managed_fields)
     } else {
-        match tokio::task::spawn_blocking(move || parse_review(&bytes)).await {
+        let body = bytes.clone();
+        match tokio::task::spawn_blocking(move || {
+            parse_review_with(&body, leave_out_managed_fields)
+        })
+        .await
+        {
             Ok(parsed) => parsed,
             Err(_join_error) => {
                 return Err(json_error(
@@ -561,7 +572,7 @@ async fn read_review(
         }
     };
     match parsed {
-        Ok(parsed) => Ok(parsed),
+        Ok(parsed) => Ok((parsed, bytes)),
         Err(ParseError::Unanswerable(reason)) => {
             tracing::info!(%reason, "rejecting an unreadable AdmissionReview");
             Err(json_error(StatusCode::BAD_REQUEST, &reason))
@@ -745,10 +756,14 @@ async fn admission(
             return response;
         }
     };
-    let ParsedReview {
-        version,
-        request: review,
-    } = match read_review(&state, request, deadline).await {
+    let leave_out_managed_fields = !state.evaluator.reads_managed_fields(phase);
+    let (
+        ParsedReview {
+            version,
+            request: review,
+        },
+        body,
+    ) = match read_review(&state, request, deadline, leave_out_managed_fields).await {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
@@ -778,6 +793,23 @@ async fn admission(
             })
             .await
         }
+    };
+    let outcome = match outcome {
+        Ok(Err(EvalError::ManagedFieldsLeftOut)) => {
+            // The policies changed since the body was decoded and can now read the
+            // managedFields: decode it again whole (it decoded once, so it does again).
+            match parse_review_with(&body, false) {
+                Ok(whole) => {
+                    let evaluator = state.evaluator.clone();
+                    run_bounded(&state, deadline, move || {
+                        evaluator.evaluate_owned(phase, whole.request, std_deadline, only)
+                    })
+                    .await
+                }
+                Err(_) => outcome,
+            }
+        }
+        outcome => outcome,
     };
 
     let failure = match outcome {
@@ -931,10 +963,13 @@ async fn policies_validate(State(state): State<Arc<AppState>>, request: Request)
         Ok(slot) => slot,
         Err(response) => return response,
     };
-    let ParsedReview {
-        version,
-        request: review,
-    } = match read_review(&state, request, deadline).await {
+    let (
+        ParsedReview {
+            version,
+            request: review,
+        },
+        _body,
+    ) = match read_review(&state, request, deadline, false).await {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };

@@ -824,3 +824,76 @@ spec:
         .contains("container names must be unique"));
     server.stop().await;
 }
+
+const DENY_KUBECTL_MANAGED: &str = r#"apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata:
+  name: deny-kubectl-managed
+spec:
+  validationFailureAction: Enforce
+  rules:
+    - name: managed-by-controllers
+      match:
+        any:
+          - resources:
+              kinds: [Pod]
+      validate:
+        message: "Pods are created by controllers, not by kubectl."
+        deny:
+          conditions:
+            any:
+              - key: "{{ request.object.metadata.managedFields[0].manager || '' }}"
+                operator: Equals
+                value: kubectl-create
+"#;
+
+#[tokio::test]
+async fn managed_fields_are_decoded_exactly_when_a_served_policy_reads_them() {
+    let server =
+        PolicyServer::start(&[("latest.yaml", DISALLOW_LATEST)], Arc::new(EmptyContext)).await;
+    let with_managed_fields = |image: &str| {
+        let mut pod = pod("nginx", image, json!({}));
+        pod["metadata"]["managedFields"] = json!([{
+            "manager": "kubectl-create",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {".": {}, "f:image": {}}}}}
+        }]);
+        create(pod)
+    };
+    // No served policy reads them: they are left out, and the answers are the same.
+    let latest = server
+        .review("/validate/fail", &with_managed_fields("nginx:latest"))
+        .await;
+    assert_eq!(latest["allowed"], false, "{latest}");
+    let pinned = server
+        .review("/validate/fail", &with_managed_fields("nginx:1.27"))
+        .await;
+    assert_eq!(pinned["allowed"], true, "{pinned}");
+
+    // A policy that reads them is added: from then on they reach it.
+    std::fs::write(server.path("managed.yaml"), DENY_KUBECTL_MANAGED).unwrap();
+    let denied = eventually(
+        &server,
+        &with_managed_fields("nginx:1.27"),
+        "policy reading managedFields",
+        |r| r["allowed"] == false,
+    )
+    .await;
+    assert!(
+        denied["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not by kubectl"),
+        "{denied}"
+    );
+    let without = server
+        .review(
+            "/validate/fail",
+            &create(pod("nginx", "nginx:1.27", json!({}))),
+        )
+        .await;
+    assert_eq!(without["allowed"], true, "{without}");
+    server.stop().await;
+}

@@ -308,5 +308,6 @@ pub fn pod_review(namespace: &str, labels: Value, user: &str, groups: &[&str]) -
         old_object: None,
         dry_run: false,
         options: None,
+        managed_fields_left_out: false,
     }
 }
