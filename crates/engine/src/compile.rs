@@ -120,6 +120,8 @@ pub struct CompiledPolicy {
     /// Whether any rule could read `metadata.managedFields` of the request's objects (see
     /// [`crate::managed_fields`]); when none can, they need not be decoded.
     pub reads_managed_fields: bool,
+    /// The same for its validate rules alone: admission's validate phase runs only those.
+    pub validation_reads_managed_fields: bool,
 }
 
 impl CompiledPolicy {
@@ -508,6 +510,10 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
     let reads_managed_fields = rules
         .iter()
         .any(crate::managed_fields::rule_reads_managed_fields);
+    let validation_reads_managed_fields = rules
+        .iter()
+        .filter(|rule| matches!(rule.body, RuleBody::Validate(_)))
+        .any(crate::managed_fields::rule_reads_managed_fields);
     Ok(CompiledPolicy {
         kind,
         name,
@@ -526,6 +532,7 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         uses_images: refers_to_images(doc.get("spec").unwrap_or(doc)),
         uses_nested_elements: refers_to_nested_elements(doc),
         reads_managed_fields,
+        validation_reads_managed_fields,
         source: Arc::new(doc.clone()),
     })
 }

@@ -39,6 +39,15 @@ impl PolicySet {
             || self.exceptions.iter().any(|e| e.reads_managed_fields)
     }
 
+    /// [`PolicySet::reads_managed_fields`] for validation alone: only the validate rules (and
+    /// the exceptions) count, so mutate policies do not make validation decode them.
+    pub fn validation_reads_managed_fields(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|p| p.validation_reads_managed_fields)
+            || self.exceptions.iter().any(|e| e.reads_managed_fields)
+    }
+
     /// The base context document for a request, with `images` only when something uses it.
     pub fn context_for(&self, request: &Request) -> Value {
         crate::context::request_context_with(request, self.uses_images())

@@ -426,3 +426,30 @@ fn an_exception_whose_conditions_read_them_counts_for_the_set() {
     );
     assert!(!clear.reads_managed_fields());
 }
+
+#[test]
+fn mutate_rules_count_for_mutation_only() {
+    let policy = compile_policy(&json!({
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": "both"},
+        "spec": {"rules": [
+            {
+                "name": "label",
+                "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "mutate": {"patchStrategicMerge": {"metadata": {"labels": {"+(team)": "none"}}}}
+            },
+            {
+                "name": "check",
+                "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "validate": {"message": "denied", "pattern": {"metadata": {"labels": {"team": "?*"}}}}
+            }
+        ]}
+    }))
+    .expect("policy compiles");
+    assert!(policy.reads_managed_fields);
+    assert!(!policy.validation_reads_managed_fields);
+    let set = PolicySet::new(vec![policy], Vec::new());
+    assert!(set.reads_managed_fields());
+    assert!(!set.validation_reads_managed_fields());
+}

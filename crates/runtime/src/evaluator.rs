@@ -1042,10 +1042,18 @@ impl PolicyEvaluator {
     }
 }
 
+/// Whether the rules `phase` runs, or the exceptions, could read the objects' managedFields.
+fn phase_reads_managed_fields(set: &PolicySet, phase: Phase) -> bool {
+    match phase {
+        Phase::Validate => set.validation_reads_managed_fields(),
+        Phase::Mutate => set.reads_managed_fields(),
+    }
+}
+
 /// Refuses a review decoded without its objects' managedFields for a set that could read them
 /// (the set changed since the server decided what to decode).
-fn complete_for(set: &PolicySet, review: &ReviewRequest) -> Result<(), EvalError> {
-    if review.managed_fields_left_out && set.reads_managed_fields() {
+fn complete_for(set: &PolicySet, phase: Phase, review: &ReviewRequest) -> Result<(), EvalError> {
+    if review.managed_fields_left_out && phase_reads_managed_fields(set, phase) {
         return Err(EvalError::ManagedFieldsLeftOut);
     }
     Ok(())
@@ -1062,7 +1070,7 @@ impl AdmissionEvaluator for PolicyEvaluator {
         let Some(set) = self.cache.current() else {
             return Err(EvalError::NotReady);
         };
-        complete_for(&set, request)?;
+        complete_for(&set, phase, request)?;
         let half = self.half_of(&set, failure_policy);
         let objects = ReviewObjects::Copied(request);
         self.evaluate_objects(phase, &half, request, objects, deadline)
@@ -1078,7 +1086,7 @@ impl AdmissionEvaluator for PolicyEvaluator {
         let Some(mut set) = self.cache.current() else {
             return Err(EvalError::NotReady);
         };
-        complete_for(&set, &request)?;
+        complete_for(&set, phase, &request)?;
         if let Some(failure_policy) = failure_policy {
             set = self.half_of(&set, failure_policy);
         }
@@ -1096,7 +1104,7 @@ impl AdmissionEvaluator for PolicyEvaluator {
         let Some(mut set) = self.cache.current() else {
             return InlineEvaluation::Evaluated(Err(EvalError::NotReady));
         };
-        if let Err(error) = complete_for(&set, &review) {
+        if let Err(error) = complete_for(&set, phase, &review) {
             return InlineEvaluation::Evaluated(Err(error));
         }
         if !self.stays_in_process(&set, phase, failure_policy) {
@@ -1140,16 +1148,15 @@ impl AdmissionEvaluator for PolicyEvaluator {
         let Some(set) = self.cache.current() else {
             return Err(EvalError::NotReady);
         };
-        complete_for(&set, request)?;
+        complete_for(&set, phase, request)?;
         let objects = ReviewObjects::Copied(request);
         self.evaluate_objects(phase, &set, request, objects, deadline)
     }
 
-    fn reads_managed_fields(&self, _phase: Phase) -> bool {
-        // Decided for the whole set: a policy's mutate rules make it read them in either phase.
+    fn reads_managed_fields(&self, phase: Phase) -> bool {
         self.cache
             .current()
-            .is_none_or(|set| set.reads_managed_fields())
+            .is_none_or(|set| phase_reads_managed_fields(&set, phase))
     }
 
     fn is_ready(&self) -> bool {
@@ -1452,8 +1459,28 @@ spec:
         ));
         review.managed_fields_left_out = false;
         assert!(evaluator
-            .evaluate_owned(Phase::Validate, review, later(), None)
+            .evaluate_owned(Phase::Validate, review.clone(), later(), None)
             .is_ok());
+
+        // Mutate rules count for the mutate phase only: validation still leaves them out.
+        let mutating = one_rule(
+            "mutating",
+            "Fail",
+            "      mutate:\n        patchStrategicMerge: {metadata: {labels: {+(team): none}}}",
+        );
+        let evaluator = evaluator_with(&[&clear, &mutating], Arc::new(EmptyContext));
+        assert!(!evaluator.reads_managed_fields(Phase::Validate));
+        assert!(evaluator.reads_managed_fields(Phase::Mutate));
+        review.managed_fields_left_out = true;
+        assert!(evaluator
+            .evaluate_owned(Phase::Validate, review.clone(), later(), None)
+            .is_ok_and(|verdict| verdict.allowed));
+        assert!(refused(evaluator.evaluate_owned(
+            Phase::Mutate,
+            review,
+            later(),
+            None
+        )));
     }
 
     /// Work past the budget is given up and the review handed back whole, to be evaluated

@@ -229,6 +229,7 @@ fn policy_of(
         uses_nested_elements: false,
         // CEL reads `object` whole.
         reads_managed_fields: true,
+        validation_reads_managed_fields: true,
     })
 }
 
