@@ -1650,20 +1650,9 @@ spec:
     /// must find those rules in `compute_rules`.
     #[test]
     fn conformance_suites_name_only_generated_rules() {
-        let root = crate::conformance_corpus();
-        let mut suites = Vec::new();
-        let mut dirs = vec![root];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.ends_with(".kyverno-test/kyverno-test.yaml") {
-                    suites.push(path);
-                }
-            }
-        }
-        suites.sort();
+        let suites = crate::library_files(&crate::conformance_corpus(), &|path| {
+            path.ends_with(".kyverno-test/kyverno-test.yaml")
+        });
         let mut autogen_rows = 0;
         let mut controller_rows = 0;
         let mut failures = Vec::new();

@@ -54,3 +54,37 @@ pub(crate) fn conformance_corpus() -> std::path::PathBuf {
     assert!(root.is_dir(), "no conformance corpus at {}", root.display());
     root
 }
+
+/// The files under `dir` (recursively, in name order) that `keep` accepts: test walks over
+/// the policy library.
+#[cfg(test)]
+pub(crate) fn library_files(
+    dir: &std::path::Path,
+    keep: &dyn Fn(&std::path::Path) -> bool,
+) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if keep(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The non-null YAML documents of a library file, as JSON.
+#[cfg(test)]
+pub(crate) fn yaml_documents(path: &std::path::Path) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .filter_map(|d| serde_json::Value::deserialize(d).ok())
+        .filter(|v| !v.is_null())
+        .collect()
+}

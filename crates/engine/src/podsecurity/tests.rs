@@ -1,4 +1,4 @@
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -554,25 +554,6 @@ fn conformance_root() -> Option<PathBuf> {
     Some(crate::conformance_corpus())
 }
 
-fn yaml_documents(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .filter_map(|d| Value::deserialize(d).ok())
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-fn test_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            test_files(&path, out);
-        } else if path.file_name().and_then(|n| n.to_str()) == Some("kyverno-test.yaml") {
-            out.push(path);
-        }
-    }
-}
-
 fn exclusions_of(pod_security: &Value) -> Vec<Exclusion> {
     pod_security["exclude"]
         .as_array()
@@ -603,18 +584,19 @@ fn kyverno_policy_library_pod_security_suites() {
         eprintln!("conformance data not found; set BYLAW_CONFORMANCE_DIR to run this test");
         return;
     };
-    let mut suites = Vec::new();
-    test_files(&root, &mut suites);
+    let suites = crate::library_files(&root, &|path| {
+        path.file_name().and_then(|n| n.to_str()) == Some("kyverno-test.yaml")
+    });
     let mut checked = 0;
     let mut failures = Vec::new();
     for suite_path in suites {
         let dir = suite_path.parent().unwrap();
-        let suite = &yaml_documents(&suite_path)[0];
+        let suite = &crate::yaml_documents(&suite_path)[0];
         let policies: Vec<Value> = suite["policies"]
             .as_array()
             .into_iter()
             .flatten()
-            .flat_map(|p| yaml_documents(&dir.join(p.as_str().unwrap())))
+            .flat_map(|p| crate::yaml_documents(&dir.join(p.as_str().unwrap())))
             .collect();
         let uses_pod_security = policies.iter().any(|p| {
             p["spec"]["rules"]
@@ -630,7 +612,7 @@ fn kyverno_policy_library_pod_security_suites() {
             .as_array()
             .into_iter()
             .flatten()
-            .flat_map(|p| yaml_documents(&dir.join(p.as_str().unwrap())))
+            .flat_map(|p| crate::yaml_documents(&dir.join(p.as_str().unwrap())))
             .collect();
         for row in suite["results"].as_array().into_iter().flatten() {
             if row["kind"] != "Pod" {

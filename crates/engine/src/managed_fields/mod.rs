@@ -271,3 +271,6 @@ fn anchored_name(key: &str) -> &str {
         _ => key,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,29 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use bylaw_engine::compile::{compile_policy, CompiledPolicy};
-use bylaw_engine::context::NoContext;
-use bylaw_engine::engine::PolicySet;
-use bylaw_engine::exceptions::CompiledException;
-use bylaw_engine::request::Request;
-use bylaw_engine::response::PolicyResponse;
-use serde::Deserialize;
+use crate::compile::{compile_policy, CompiledPolicy};
+use crate::context::NoContext;
+use crate::engine::PolicySet;
+use crate::exceptions::CompiledException;
+use crate::request::Request;
+use crate::response::PolicyResponse;
 use serde_json::{json, Value};
-
-fn corpus() -> PathBuf {
-    let root = std::env::var_os("BYLAW_CONFORMANCE_CORPUS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("BYLAW_CONFORMANCE_DIR")
-                .map(|d| PathBuf::from(d).join("kyverno-policies"))
-        })
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/conformance/kyverno-policies")
-        });
-    assert!(root.is_dir(), "no conformance corpus at {}", root.display());
-    root
-}
 
 /// The object as the API server sends it: with a managedFields entry that mirrors its fields.
 fn with_managed_fields(object: &Value) -> Value {
@@ -63,42 +47,16 @@ fn responses(set: &PolicySet, object: &Value) -> Vec<PolicyResponse> {
     set.validate(&Request::create(object.clone()), &NoContext)
 }
 
-fn yaml_documents(path: &Path) -> Vec<Value> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .filter_map(|doc| Value::deserialize(doc).ok())
-        .filter(Value::is_object)
-        .collect()
-}
-
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path
-            .extension()
-            .is_some_and(|ext| ext == "yaml" || ext == "yml")
-        {
-            out.push(path);
-        }
-    }
-}
-
 fn kind(doc: &Value) -> &str {
     doc.get("kind").and_then(Value::as_str).unwrap_or_default()
 }
 
 #[test]
 fn library_policies_that_do_not_read_managed_fields_answer_alike_with_them() {
-    let mut files = Vec::new();
-    yaml_files(&corpus(), &mut files);
+    let files = crate::library_files(&crate::conformance_corpus(), &|path| {
+        path.extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml")
+    });
     // Policies and resources per suite directory.
     let mut by_dir: std::collections::BTreeMap<PathBuf, (Vec<CompiledPolicy>, Vec<Value>)> =
         Default::default();
@@ -111,7 +69,7 @@ fn library_policies_that_do_not_read_managed_fields_answer_alike_with_them() {
         {
             dir.pop();
         }
-        for doc in yaml_documents(file) {
+        for doc in crate::yaml_documents(file) {
             let entry = by_dir.entry(dir.clone()).or_default();
             match kind(&doc) {
                 "ClusterPolicy" | "Policy" => {
@@ -157,11 +115,12 @@ fn library_policies_that_do_not_read_managed_fields_answer_alike_with_them() {
 
 #[test]
 fn the_pod_security_policies_do_not_read_managed_fields() {
-    let mut files = Vec::new();
-    yaml_files(&corpus().join("pod-security"), &mut files);
+    let files = crate::library_files(&crate::conformance_corpus().join("pod-security"), &|path| {
+        path.extension().is_some_and(|ext| ext == "yaml")
+    });
     let policies: Vec<CompiledPolicy> = files
         .iter()
-        .flat_map(|file| yaml_documents(file))
+        .flat_map(|file| crate::yaml_documents(file))
         .filter(|doc| kind(doc) == "ClusterPolicy")
         .map(|doc| compile_policy(&doc).expect("library policy compiles"))
         .collect();
