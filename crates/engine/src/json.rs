@@ -109,18 +109,7 @@ pub(crate) fn assign(dst: &mut Value, src: &Value) {
 /// document and then moved into a map or vector of the right capacity, instead of growing
 /// (and, for maps, rehashing) entry by entry. Same values, same key order, same handling of
 /// repeated keys (the last value wins, in the first one's place), same recursion limit (the
-/// deserializer's).
-pub fn deserialize_value<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Value, D::Error> {
-    let mut scratch = Scratch::default();
-    serde::de::DeserializeSeed::deserialize(
-        ValueSeed::new(&mut scratch, Leave::Nothing),
-        deserializer,
-    )
-}
-
-/// [`deserialize_value`] for an optional field: `null` is `None`, as for `Option<Value>`.
+/// deserializer's). For an optional field: `null` is `None`, as for `Option<Value>`.
 pub fn deserialize_optional_value<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Value>, D::Error> {
@@ -378,7 +367,9 @@ mod tests {
 
     fn decoded(text: &str) -> Result<Value, String> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let value = deserialize_value(&mut de).map_err(|e| e.to_string())?;
+        let value = deserialize_optional_value(&mut de)
+            .map_err(|e| e.to_string())?
+            .unwrap_or(Value::Null);
         de.end().map_err(|e| e.to_string())?;
         Ok(value)
     }
