@@ -46,6 +46,18 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // ONLY=name evaluates just that policy of the set, for a per-policy breakdown.
+    let set = match std::env::var("ONLY") {
+        Ok(name) => PolicySet {
+            policies: set
+                .policies
+                .into_iter()
+                .filter(|p| p.name == name)
+                .collect(),
+            exceptions: set.exceptions,
+        },
+        Err(_) => set,
+    };
     let rules = evaluate_times(&set, &request, mutate, times);
     println!("{case}: {times} evaluations, {rules} rule responses and patch operations");
 }

@@ -667,7 +667,7 @@ pub fn substitute_text<'a>(
     text: &str,
     ctx: impl Into<crate::jmespath::Scope<'a>>,
 ) -> Result<String, String> {
-    if !text.contains("{{") {
+    if !crate::variables::has_open_braces(text) {
         return Ok(text.to_owned());
     }
     match crate::variables::substitute_str(text, ctx) {

@@ -115,6 +115,20 @@ fn escaped_regex() -> Option<&'static Regex> {
         .as_ref()
 }
 
+/// `s.contains("{{")`, without setting up a substring search: substitution asks this of every
+/// string and key of the values it walks, most of them short and without a brace.
+pub(crate) fn has_open_braces(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| b == b'{') {
+        if rest.get(at + 1) == Some(&b'{') {
+            return true;
+        }
+        rest = rest.get(at + 1..).unwrap_or(&[]);
+    }
+    false
+}
+
 fn internal_error() -> VariableError {
     VariableError::Limit("variable pattern failed to compile".to_owned())
 }
@@ -225,11 +239,12 @@ const TEMPLATE_CACHE_CAPACITY: usize = 4096;
 /// Longer strings are scanned every time rather than kept.
 const MAX_CACHED_TEMPLATE_LEN: usize = 4096;
 
-type TemplateCache = RwLock<HashMap<String, Arc<Template>>>;
+/// Keyed with foldhash: SipHash over the whole string was most of a lookup's cost.
+type TemplateCache = RwLock<HashMap<String, Arc<Template>, foldhash::fast::RandomState>>;
 
 fn template_cache() -> &'static TemplateCache {
     static CACHE: OnceLock<TemplateCache> = OnceLock::new();
-    CACHE.get_or_init(|| RwLock::new(HashMap::new()))
+    CACHE.get_or_init(|| RwLock::new(HashMap::default()))
 }
 
 fn template(s: &str) -> Result<Arc<Template>, VariableError> {
@@ -312,7 +327,7 @@ pub fn has_variables(value: &Value) -> bool {
 }
 
 fn string_has_variables(s: &str) -> bool {
-    s.contains("{{")
+    has_open_braces(s)
         && (variable_regex().is_some_and(|re| re.is_match(s))
             || escaped_regex().is_some_and(|re| re.is_match(s)))
 }
@@ -412,7 +427,7 @@ impl<'a> Substitution<'a> {
     }
 
     fn substitute_text(&self, s: &str, path: &Path<'_>) -> Result<Value, VariableError> {
-        if !s.contains("{{") {
+        if !has_open_braces(s) {
             return Ok(Value::String(s.to_owned()));
         }
         let template = template(s)?;
@@ -446,7 +461,7 @@ impl<'a> Substitution<'a> {
         let re = variable_regex().ok_or_else(internal_error)?;
         let mut passes = 1;
         loop {
-            if !text.contains("{{") {
+            if !has_open_braces(&text) {
                 break;
             }
             let inside = |pos: usize, ranges: &[Range<usize>]| {
@@ -857,6 +872,27 @@ mod tests {
         assert!(has_variables(&json!({"{{ k }}": 1})));
         assert!(has_variables(&json!(r"\{{ escaped }}")));
         assert!(!has_variables(&json!({"a": "{ b }", "c": 1, "d": "{{"})));
+    }
+
+    #[test]
+    fn open_braces_are_found_where_contains_finds_them() {
+        for s in [
+            "",
+            "{",
+            "{{",
+            "}{",
+            "{x{",
+            "{ {",
+            "a{{b",
+            "{{{",
+            "x{",
+            "no braces",
+            "{a}{{b}}",
+            "é{{",
+            "{é{",
+        ] {
+            assert_eq!(has_open_braces(s), s.contains("{{"), "{s:?}");
+        }
     }
 
     #[test]

@@ -293,9 +293,12 @@ impl Expression {
 /// Most distinct expressions kept in the process-wide cache; when full it is emptied.
 const CACHE_CAPACITY: usize = 4096;
 
-fn cache() -> &'static Mutex<HashMap<String, Expression>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Expression>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+/// Keyed with foldhash, which hashes an expression's text in a fraction of SipHash's time.
+type CompileCache = Mutex<HashMap<String, Expression, foldhash::fast::RandomState>>;
+
+fn cache() -> &'static CompileCache {
+    static CACHE: OnceLock<CompileCache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::default()))
 }
 
 /// Compiles an expression, reusing an earlier compilation of the same text.

@@ -86,7 +86,7 @@ impl<'a> PodView<'a> {
     pub(crate) fn full(metadata: &'a Value, spec: &'a Value) -> Self {
         let mut containers = Vec::new();
         for kind in [ListKind::Init, ListKind::Regular, ListKind::Ephemeral] {
-            if let Some(list) = spec.get(kind.field()).and_then(Value::as_array) {
+            if let Some(list) = spec.field(kind.field()).and_then(Value::as_array) {
                 containers.extend(list.iter().enumerate().map(|(index, value)| ContainerRef {
                     kind,
                     index,
