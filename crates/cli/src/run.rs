@@ -8,7 +8,7 @@ use bylaw_engine::compile::CompiledPolicy;
 use bylaw_engine::context::{add_variable, request_context};
 use bylaw_engine::engine::{
     generate_policy, mutate_existing_policy, mutate_policy, unevaluated_rules,
-    validate_with_context_mut,
+    validate_with_context_mut, RequestMemo,
 };
 use bylaw_engine::generate::{has_generate, ObjectStore};
 use bylaw_engine::request::{metadata_str, Operation, Request, UserInfo};
@@ -133,8 +133,14 @@ pub fn run_resource<'p>(
                 prepared.insert((vars, request, context))
             }
         };
-        let response =
-            validate_with_context_mut(policy, request, context, &provider, &bundle.exceptions);
+        let response = validate_with_context_mut(
+            policy,
+            request,
+            context,
+            &RequestMemo::new(request),
+            &provider,
+            &bundle.exceptions,
+        );
         runs.push(PolicyRun {
             policy,
             phase: Phase::Validate,

@@ -10,6 +10,7 @@ use crate::context::ContextProvider;
 use crate::exceptions::CompiledException;
 use crate::request::Request;
 use crate::response::{PolicyResponse, RuleResponse, RuleStatus};
+pub use crate::validate::RequestMemo;
 use crate::validate::{validate_policy, Evaluation};
 
 /// Compiled policies and exceptions, swapped whole when anything changes.
@@ -68,11 +69,19 @@ impl PolicySet {
         provider: &dyn ContextProvider,
     ) -> Vec<PolicyResponse> {
         let mut context = self.validation_context(request);
+        let memo = RequestMemo::new(request);
         self.policies
             .iter()
             .filter(|p| p.has_validate())
             .map(|policy| {
-                validate_with_context_mut(policy, request, &mut context, provider, &self.exceptions)
+                validate_with_context_mut(
+                    policy,
+                    request,
+                    &mut context,
+                    &memo,
+                    provider,
+                    &self.exceptions,
+                )
             })
             .collect()
     }
@@ -81,11 +90,13 @@ impl PolicySet {
 /// Runs one policy's validate rules with a prepared context document (left as it was found):
 /// one from [`PolicySet::validation_context`], or a full one from
 /// [`crate::context::request_context`]. Where the document's `request.object` or
-/// `request.oldObject` is null, the request's own is read in its place.
+/// `request.oldObject` is null, the request's own is read in its place. `memo` is kept by the
+/// caller for the request, across the policies it validates.
 pub fn validate_with_context_mut(
     policy: &CompiledPolicy,
     request: &Request,
     context: &mut Value,
+    memo: &RequestMemo<'_>,
     provider: &dyn ContextProvider,
     exceptions: &[CompiledException],
 ) -> PolicyResponse {
@@ -94,6 +105,7 @@ pub fn validate_with_context_mut(
         provider,
         exceptions,
         objects: Some(crate::context::request_objects(request)),
+        memo,
     };
     validate_policy(policy, &eval, context)
 }
@@ -107,7 +119,8 @@ pub fn validate_with_context(
     exceptions: &[CompiledException],
 ) -> PolicyResponse {
     let mut context = context.clone();
-    validate_with_context_mut(policy, request, &mut context, provider, exceptions)
+    let memo = RequestMemo::new(request);
+    validate_with_context_mut(policy, request, &mut context, &memo, provider, exceptions)
 }
 
 /// Error responses for the rules of `policy` that no evaluation phase runs (`verifyImages`)

@@ -28,6 +28,30 @@ pub struct Evaluation<'a> {
     /// The request's objects, when the context document holds only placeholders for them
     /// ([`crate::context::request_context_without_objects`]); `None` when it holds them.
     pub objects: Option<[(&'static str, &'a Value); 2]>,
+    /// Results shared by the policies validating this request.
+    pub memo: &'a RequestMemo<'a>,
+}
+
+/// What the policies validating one request share: the results of the Pod Security checks,
+/// which podSecurity rules of several policies run against the same pod. It borrows the
+/// request, so the request cannot change while the results are kept; with any other request
+/// it is not used.
+pub struct RequestMemo<'r> {
+    request: &'r Request,
+    pod_security: podsecurity::CheckRuns,
+}
+
+impl<'r> RequestMemo<'r> {
+    pub fn new(request: &'r Request) -> Self {
+        RequestMemo {
+            request,
+            pod_security: podsecurity::CheckRuns::default(),
+        }
+    }
+
+    fn pod_security_for(&self, request: &Request) -> Option<&podsecurity::CheckRuns> {
+        std::ptr::eq(self.request, request).then_some(&self.pod_security)
+    }
 }
 
 /// Whether a policy applies to the request's namespace at all (a namespaced Policy only ever
@@ -550,8 +574,12 @@ impl RuleScope<'_, '_, '_> {
                 ),
             );
         };
-        let mut violations =
-            podsecurity::evaluate(ps.level, &ps.version, metadata, spec, &ps.exclusions);
+        let runs = self.eval.memo.pod_security_for(self.eval.request);
+        let evaluate = |exclusions: &[podsecurity::Exclusion]| match runs {
+            Some(runs) => runs.evaluate(ps.level, &ps.version, metadata, spec, exclusions),
+            None => podsecurity::evaluate(ps.level, &ps.version, metadata, spec, exclusions),
+        };
+        let mut violations = evaluate(&ps.exclusions);
         if violations.is_empty() {
             return RuleResponse::new(
                 name,
@@ -563,7 +591,7 @@ impl RuleScope<'_, '_, '_> {
         if let Some((key, extra)) = &self.pod_security_exception {
             let all: Vec<podsecurity::Exclusion> =
                 ps.exclusions.iter().chain(extra.iter()).cloned().collect();
-            if podsecurity::evaluate(ps.level, &ps.version, metadata, spec, &all).is_empty() {
+            if evaluate(&all).is_empty() {
                 return skipped_by_exception(name, key.clone());
             }
         }

@@ -5,7 +5,7 @@
 
 use bylaw_engine::compile::compile_policy;
 use bylaw_engine::context::{request_context, NoContext};
-use bylaw_engine::engine::{validate_with_context_mut, PolicySet};
+use bylaw_engine::engine::{validate_with_context_mut, PolicySet, RequestMemo};
 use bylaw_engine::exceptions::CompiledException;
 use bylaw_engine::request::{Operation, Request};
 use bylaw_engine::response::{PolicyResponse, RuleStatus};
@@ -147,6 +147,7 @@ fn both_ways(
         &set.policies[0],
         request,
         &mut full,
+        &RequestMemo::new(request),
         &NoContext,
         &set.exceptions,
     );

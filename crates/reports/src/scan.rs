@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bylaw_api::policyreport::{PolicyReportResult, Timestamp};
 use bylaw_engine::compile::CompiledPolicy;
 use bylaw_engine::context::request_context_without_objects;
-use bylaw_engine::engine::{unevaluated_rules, validate_with_context_mut, PolicySet};
+use bylaw_engine::engine::{unevaluated_rules, validate_with_context_mut, PolicySet, RequestMemo};
 use bylaw_engine::exceptions::CompiledException;
 use bylaw_engine::request::{metadata_str, Request};
 use bylaw_engine::response::{MessageFormat, PolicyResponse};
@@ -117,6 +117,7 @@ pub fn scan_object<'p>(
     // Only validation reads it, so the object is read from the request rather than copied.
     let mut document = request_context_without_objects(&request, policies.uses_images);
     let budget = ContextBudget::new(DEFAULT_MAX_CONTEXT_BYTES);
+    let memo = RequestMemo::new(&request);
     let mut scans = Vec::with_capacity(policies.policies.len());
     for scanned in &policies.policies {
         let started = Instant::now();
@@ -127,6 +128,7 @@ pub fn scan_object<'p>(
                 policy,
                 &request,
                 &mut document,
+                &memo,
                 &scope,
                 &policies.exceptions,
             )

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use bylaw_engine::compile::{CompiledPolicy, CompiledRule, FailurePolicy, RuleBody, ValidateCheck};
 use bylaw_engine::context::request_context;
-use bylaw_engine::engine::{effective_action, mutate_policy, validate_with_context_mut, PolicySet};
+use bylaw_engine::engine::{
+    effective_action, mutate_policy, validate_with_context_mut, PolicySet, RequestMemo,
+};
 use bylaw_engine::request::{self as engine_request, Request};
 use bylaw_engine::response::{FailureAction, PolicyResponse, RuleResponse, RuleStatus};
 use serde_json::{Map, Value};
@@ -306,6 +308,7 @@ impl PolicyEvaluator {
         // One context document per review, shared by every policy (the engine leaves it as it
         // found it); it reads the review's objects from the request instead of copying them.
         let mut context = set.validation_context(request);
+        let memo = RequestMemo::new(request);
         let namespace = engine_request::metadata_str(request.resource(), "namespace").to_owned();
         let mut old: Option<(Request, Value)> = None;
         let budget = ContextBudget::new(self.max_context_bytes);
@@ -320,8 +323,14 @@ impl PolicyEvaluator {
             }
             let started = Instant::now();
             let scope = self.scope(policy, &budget);
-            let mut response =
-                validate_with_context_mut(policy, request, &mut context, &scope, &set.exceptions);
+            let mut response = validate_with_context_mut(
+                policy,
+                request,
+                &mut context,
+                &memo,
+                &scope,
+                &set.exceptions,
+            );
             if request.operation == engine_request::Operation::Update
                 && response.rules.iter().any(|rule| {
                     rule.status == RuleStatus::Fail && tolerates_existing(policy, &rule.name)
@@ -335,6 +344,7 @@ impl PolicyEvaluator {
                     policy,
                     old_request,
                     old_context,
+                    &RequestMemo::new(old_request),
                     &scope,
                     &set.exceptions,
                 );

@@ -415,6 +415,62 @@ pub fn evaluate(
     exclude(level, version, &pod, violations, exclusions)
 }
 
+/// The checks of one level and version that ran against one pod of a request, before
+/// exclusions: several podSecurity rules (a policy per level, a rule per set of exclusions)
+/// check the same pod, and the checks are most of a rule's cost.
+#[derive(Debug, Default)]
+pub struct CheckRuns {
+    runs: std::cell::RefCell<Vec<CheckRun>>,
+}
+
+#[derive(Debug)]
+struct CheckRun {
+    level: Level,
+    version: Version,
+    /// Addresses of the pod's metadata and spec, only ever compared: the owner of the
+    /// `CheckRuns` holds the request they point into, unchanged, while it keeps them.
+    pod: (usize, usize),
+    violations: Vec<ControlViolation>,
+}
+
+impl CheckRuns {
+    /// [`evaluate`], running the checks only the first time a level and version meet the pod.
+    /// The caller keeps one `CheckRuns` per request and never lets the request change while
+    /// it does (see `crate::validate::RequestMemo`).
+    pub fn evaluate(
+        &self,
+        level: Level,
+        version: &Version,
+        pod_metadata: &Value,
+        pod_spec: &Value,
+        exclusions: &[Exclusion],
+    ) -> Vec<ControlViolation> {
+        let pod = PodView::full(pod_metadata, pod_spec);
+        let key = (
+            std::ptr::from_ref(pod_metadata) as usize,
+            std::ptr::from_ref(pod_spec) as usize,
+        );
+        let found = self.runs.borrow().iter().find_map(|run| {
+            (run.level == level && run.version == *version && run.pod == key)
+                .then(|| run.violations.clone())
+        });
+        let violations = match found {
+            Some(violations) => violations,
+            None => {
+                let violations = run_checks(level, version, &pod);
+                self.runs.borrow_mut().push(CheckRun {
+                    level,
+                    version: version.clone(),
+                    pod: key,
+                    violations: violations.clone(),
+                });
+                violations
+            }
+        };
+        exclude(level, version, &pod, violations, exclusions)
+    }
+}
+
 /// Applies exclusions to violations found earlier — what Kyverno does with a
 /// `PolicyException`'s `podSecurity` list after the rule's own evaluation failed.
 pub fn apply_exclusions(
@@ -436,6 +492,9 @@ fn exclude(
     mut violations: Vec<ControlViolation>,
     exclusions: &[Exclusion],
 ) -> Vec<ControlViolation> {
+    if violations.is_empty() {
+        return violations;
+    }
     let placeholder = serde_json::json!({ "name": "fake" });
     for exclusion in exclusions {
         let ids = control_check_ids(&exclusion.control_name);
@@ -654,7 +713,7 @@ pub fn pod_parts(resource: &Value) -> Option<(&Value, &Value)> {
     let at = |path: &[&str]| {
         let mut v = resource;
         for key in path {
-            v = v.get(*key).unwrap_or(&NULL);
+            v = v.field(key).unwrap_or(&NULL);
         }
         v
     };

@@ -664,3 +664,155 @@ fn kyverno_policy_library_pod_security_suites() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(checked >= 8, "only {checked} pod results checked");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Check results shared between the rules that validate one request
+
+/// Every case of the table files, through one `CheckRuns` for all of them, at both levels, two
+/// versions, with and without the case's exclusions: the shared results must be what each
+/// evaluation computes on its own. All pods stay alive throughout, as a request's do.
+#[test]
+fn shared_check_runs_answer_as_each_evaluation_alone() {
+    let mut cases: Vec<Case> = Vec::new();
+    for text in [
+        include_str!("testdata/baseline.yaml"),
+        include_str!("testdata/restricted.yaml"),
+        include_str!("testdata/versions.yaml"),
+        include_str!("testdata/exclusions.yaml"),
+    ] {
+        cases.extend(serde_yaml_ng::from_str::<Vec<Case>>(text).unwrap());
+    }
+    let prepared: Vec<(&Case, Version, Vec<Exclusion>)> = cases
+        .iter()
+        .map(|case| {
+            let exclusions = case
+                .exclude
+                .iter()
+                .map(|e| Exclusion {
+                    control_name: e.control_name.clone(),
+                    images: e.images.clone(),
+                    restricted_field: e.restricted_field.clone(),
+                    values: e.values.clone(),
+                })
+                .collect();
+            (case, case.version.parse().unwrap(), exclusions)
+        })
+        .collect();
+    let runs = CheckRuns::default();
+    let mut compared = 0;
+    let mut failing = 0;
+    for (case, case_version, exclusions) in &prepared {
+        for level in [Level::Baseline, Level::Restricted] {
+            for version in [case_version.clone(), Version::latest()] {
+                for exclusions in [&[][..], exclusions.as_slice()] {
+                    let (metadata, spec) = (&case.metadata, &case.spec);
+                    let alone = evaluate(level, &version, metadata, spec, exclusions);
+                    let shared = runs.evaluate(level, &version, metadata, spec, exclusions);
+                    assert_eq!(
+                        shared,
+                        alone,
+                        "{}: {level} {version} with {} exclusions",
+                        case.name,
+                        exclusions.len()
+                    );
+                    compared += 1;
+                    failing += usize::from(!alone.is_empty());
+                }
+            }
+        }
+    }
+    assert!(compared > 400, "only {compared} comparisons");
+    assert!(
+        failing > compared / 4,
+        "only {failing} of {compared} failed; the cases check too little"
+    );
+}
+
+/// The library's podSecurity policies validated together (as the webhook and the background
+/// scan do, sharing the checks' results) answer every resource of their suites as each policy
+/// validated alone.
+#[test]
+fn policies_validated_together_answer_as_each_alone() {
+    use crate::compile::compile_policy;
+    use crate::context::NoContext;
+    use crate::engine::PolicySet;
+    use crate::request::Request;
+
+    let root = crate::conformance_corpus();
+    let suites = crate::library_files(&root, &|path| {
+        path.file_name().and_then(|n| n.to_str()) == Some("kyverno-test.yaml")
+    });
+    let mut policies = Vec::new();
+    let mut resources = Vec::new();
+    for suite_path in suites {
+        let dir = suite_path.parent().unwrap();
+        let suite = &crate::yaml_documents(&suite_path)[0];
+        let files = |key: &str| -> Vec<Value> {
+            suite[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .flat_map(|p| crate::yaml_documents(&dir.join(p)))
+                .collect()
+        };
+        let with_pod_security: Vec<Value> = files("policies")
+            .into_iter()
+            .filter(|p| {
+                p["spec"]["rules"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r["validate"]["podSecurity"].is_object())
+            })
+            .collect();
+        if with_pod_security.is_empty() {
+            continue;
+        }
+        policies.extend(
+            with_pod_security
+                .iter()
+                .filter_map(|p| compile_policy(p).ok()),
+        );
+        resources.extend(files("resources"));
+    }
+    // The table cases as Pods and Deployments: many more ways to fail than the suites have.
+    for text in [
+        include_str!("testdata/baseline.yaml"),
+        include_str!("testdata/restricted.yaml"),
+        include_str!("testdata/exclusions.yaml"),
+    ] {
+        for case in serde_yaml_ng::from_str::<Vec<Case>>(text).unwrap() {
+            let mut metadata = case.metadata.as_object().cloned().unwrap_or_default();
+            metadata.insert("name".into(), json!(case.name));
+            let pod_template = json!({"metadata": metadata, "spec": case.spec});
+            resources.push(json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": pod_template["metadata"], "spec": pod_template["spec"]}));
+            resources.push(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": case.name}, "spec": {"template": pod_template}}));
+        }
+    }
+    assert!(policies.len() >= 4, "only {} policies", policies.len());
+    assert!(resources.len() >= 100, "only {} resources", resources.len());
+    let alone: Vec<PolicySet> = policies
+        .iter()
+        .map(|p| PolicySet::new(vec![p.clone()], Vec::new()))
+        .collect();
+    let together = PolicySet::new(policies, Vec::new());
+    let mut failed_rules = 0;
+    for resource in resources {
+        let request = Request::create(resource);
+        let shared = together.validate(&request, &NoContext);
+        let each: Vec<_> = alone
+            .iter()
+            .flat_map(|set| set.validate(&request, &NoContext))
+            .collect();
+        assert_eq!(shared, each, "{}", request.name());
+        failed_rules += shared
+            .iter()
+            .flat_map(|p| &p.rules)
+            .filter(|r| r.status == crate::response::RuleStatus::Fail)
+            .count();
+    }
+    assert!(failed_rules > 20, "only {failed_rules} failing rules");
+}
