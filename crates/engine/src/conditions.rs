@@ -9,6 +9,7 @@
 //! quantities (`"1Gi"`), then floats, then semantic versions; `*`/`?` wildcards apply last, to
 //! plain strings only.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
@@ -143,16 +144,17 @@ impl FromStr for Operator {
     }
 }
 
-/// One condition of an `any`/`all` block, with key and value already substituted.
+/// One condition of an `any`/`all` block, with key and value already substituted; borrowed
+/// from the policy where there was nothing to substitute.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Condition {
-    pub key: Value,
+pub struct Condition<'a> {
+    pub key: Cow<'a, Value>,
     pub operator: Operator,
-    pub value: Value,
+    pub value: Cow<'a, Value>,
     pub message: Option<String>,
 }
 
-impl Condition {
+impl Condition<'_> {
     /// Evaluates this condition.
     pub fn evaluate(&self) -> bool {
         evaluate(&self.key, self.operator, &self.value)
@@ -196,10 +198,10 @@ pub fn evaluate(key: &Value, operator: Operator, value: &Value) -> bool {
 /// The message joins (with `"; "`) the non-empty messages of the conditions that decided the
 /// outcome: on failure, the `any` conditions that were false and the first false `all`
 /// condition; on success, the true `any` condition and the `all` conditions.
-pub fn evaluate_block<C, E>(
-    any: Option<&[C]>,
-    all: &[C],
-    mut resolve: impl FnMut(&C) -> Result<Condition, E>,
+pub fn evaluate_block<'c, C, E>(
+    any: Option<&'c [C]>,
+    all: &'c [C],
+    mut resolve: impl FnMut(&'c C) -> Result<Condition<'c>, E>,
 ) -> Result<(bool, Option<String>), E> {
     let mut false_messages: Vec<String> = Vec::new();
     let mut true_messages: Vec<String> = Vec::new();
@@ -1343,11 +1345,11 @@ mod tests {
         ]);
     }
 
-    fn cond(key: Value, op: Operator, value: Value, message: Option<&str>) -> Condition {
+    fn cond(key: Value, op: Operator, value: Value, message: Option<&str>) -> Condition<'static> {
         Condition {
-            key,
+            key: Cow::Owned(key),
             operator: op,
-            value,
+            value: Cow::Owned(value),
             message: message.map(str::to_owned),
         }
     }
@@ -1356,7 +1358,7 @@ mod tests {
     fn any_all_blocks() {
         let yes = |m: Option<&str>| cond(json!("a"), Operator::Equals, json!("a"), m);
         let no = |m: Option<&str>| cond(json!("a"), Operator::Equals, json!("b"), m);
-        let eval = |any: Option<&[Condition]>, all: &[Condition]| {
+        let eval = |any: Option<&[Condition<'static>]>, all: &[Condition<'static>]| {
             evaluate_block(any, all, |c| Ok::<_, ()>(c.clone())).unwrap()
         };
 
@@ -1393,11 +1395,16 @@ mod tests {
     /// unresolvable condition after the deciding one is never an error.
     #[test]
     fn conditions_after_the_deciding_one_are_not_resolved() {
-        let resolve = |c: &Result<Condition, &'static str>| c.clone();
+        // A fn, not a closure, so that each call may borrow its own list.
+        fn resolve<'c>(
+            c: &'c Result<Condition<'static>, &'static str>,
+        ) -> Result<Condition<'c>, &'static str> {
+            c.clone()
+        }
         let yes = Ok(cond(json!("a"), Operator::Equals, json!("a"), None));
         let no = Ok(cond(json!("a"), Operator::Equals, json!("b"), None));
-        let broken: Result<Condition, &'static str> = Err("cannot resolve");
-        let list = |items: &[&Result<Condition, &'static str>]| -> Vec<_> {
+        let broken: Result<Condition<'static>, &'static str> = Err("cannot resolve");
+        let list = |items: &[&Result<Condition<'static>, &'static str>]| -> Vec<_> {
             items.iter().map(|c| (*c).clone()).collect()
         };
         // `all` stops at the first false condition.

@@ -164,7 +164,8 @@ pub fn fill_placeholders(doc: &mut Value, objects: &[(&'static str, &Value); 2])
 }
 
 fn build_request_context(request: &Request, with_images: bool, with_objects: bool) -> Value {
-    let mut req = Map::new();
+    // Sized for what is inserted below, so that no table grows while it is filled.
+    let mut req = Map::with_capacity(14);
     req.insert(
         "operation".into(),
         Value::String(request.operation.as_str().to_owned()),
@@ -181,7 +182,7 @@ fn build_request_context(request: &Request, with_images: bool, with_objects: boo
         req.insert("oldObject".into(), Value::Null);
     }
     let user = &request.user;
-    let mut user_info = Map::new();
+    let mut user_info = Map::with_capacity(3);
     if !user.username.is_empty() {
         user_info.insert("username".into(), Value::String(user.username.clone()));
     }
@@ -228,7 +229,7 @@ fn build_request_context(request: &Request, with_images: bool, with_objects: boo
     }
     req.insert("dryRun".into(), Value::Bool(request.dry_run));
 
-    let mut doc = Map::new();
+    let mut doc = Map::with_capacity(4);
     doc.insert("request".into(), Value::Object(req));
     let (sa_namespace, sa_name) = service_account(&user.username);
     doc.insert("serviceAccountName".into(), Value::String(sa_name));

@@ -948,11 +948,12 @@ pub fn check_conditions<'a>(
     ctx: impl Into<Scope<'a>>,
 ) -> Result<(bool, Option<String>), String> {
     let ctx = ctx.into();
-    let resolve = |c: &RawCondition| -> Result<Condition, String> {
+    let resolve = |c| -> Result<Condition<'_>, String> {
+        let c: &RawCondition = c;
         Ok(Condition {
-            key: variables::substitute_all(&c.key, ctx).map_err(|e| e.to_string())?,
+            key: variables::substituted(&c.key, ctx).map_err(|e| e.to_string())?,
             operator: c.operator,
-            value: variables::substitute_all(&c.value, ctx).map_err(|e| e.to_string())?,
+            value: variables::substituted(&c.value, ctx).map_err(|e| e.to_string())?,
             message: c
                 .message
                 .as_deref()

@@ -33,6 +33,7 @@
 //! Not handled here: `$( )` references to other parts of a pattern.
 
 use crate::json::Lookup;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -338,6 +339,43 @@ pub fn substitute_all<'a>(
     ctx: impl Into<Scope<'a>>,
 ) -> Result<Value, VariableError> {
     Substitution::new(ctx).value(value)
+}
+
+/// `value` with its variables substituted; borrowed as it is when no string or key of it has
+/// `{{` (substitution would copy it unchanged).
+pub fn substituted<'v, 'a>(
+    value: &'v Value,
+    ctx: impl Into<Scope<'a>>,
+) -> Result<Cow<'v, Value>, VariableError> {
+    if holds_open_braces(value) {
+        substitute_all(value, ctx).map(Cow::Owned)
+    } else {
+        Ok(Cow::Borrowed(value))
+    }
+}
+
+fn holds_open_braces(value: &Value) -> bool {
+    let mut stack = match value {
+        Value::String(s) => return has_open_braces(s),
+        Value::Array(_) | Value::Object(_) => vec![value],
+        _ => return false,
+    };
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if has_open_braces(s) => return true,
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if has_open_braces(key) {
+                        return true;
+                    }
+                    stack.push(item);
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Substitutes the variables of one string; a string that is exactly one variable keeps the
@@ -872,6 +910,30 @@ mod tests {
         assert!(has_variables(&json!({"{{ k }}": 1})));
         assert!(has_variables(&json!(r"\{{ escaped }}")));
         assert!(!has_variables(&json!({"a": "{ b }", "c": 1, "d": "{{"})));
+    }
+
+    #[test]
+    fn substituted_borrows_only_what_has_nothing_to_substitute() {
+        let ctx = context();
+        for plain in [
+            json!(["AUDIT_WRITE", "CHOWN", {"k": "{ x }"}]),
+            json!("DELETE"),
+            json!(7),
+        ] {
+            let out = substituted(&plain, &ctx).unwrap();
+            assert!(matches!(out, Cow::Borrowed(_)), "{plain}");
+            assert_eq!(*out, substitute_all(&plain, &ctx).unwrap());
+        }
+        for with_braces in [
+            json!(["a", "{{ request.operation }}"]),
+            json!({"{{ request.operation }}": 1}),
+            json!(r"\{{ escaped }}"),
+        ] {
+            let out = substituted(&with_braces, &ctx).unwrap();
+            assert!(matches!(out, Cow::Owned(_)), "{with_braces}");
+            assert_eq!(*out, substitute_all(&with_braces, &ctx).unwrap());
+            assert_ne!(*out, with_braces);
+        }
     }
 
     #[test]
