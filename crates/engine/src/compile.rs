@@ -317,6 +317,10 @@ pub struct RawCondition {
     pub operator: Operator,
     pub value: Value,
     pub message: Option<String>,
+    /// Whether substitution can change `key` and `value` (a string or key of them holds
+    /// `{{`); what it cannot change is used as written, without a copy.
+    pub key_substitutes: bool,
+    pub value_substitutes: bool,
 }
 
 /// `any`/`all` conditions (the legacy plain list is `all`).
@@ -752,10 +756,14 @@ fn compile_condition(value: &Value, path: &str) -> Result<RawCondition, CompileE
             format!("unknown operator {operator_text:?}"),
         )
     })?;
+    let key = value.get("key").cloned().unwrap_or(Value::Null);
+    let condition_value = value.get("value").cloned().unwrap_or(Value::Null);
     Ok(RawCondition {
-        key: value.get("key").cloned().unwrap_or(Value::Null),
+        key_substitutes: crate::variables::holds_open_braces(&key),
+        value_substitutes: crate::variables::holds_open_braces(&condition_value),
+        key,
         operator,
-        value: value.get("value").cloned().unwrap_or(Value::Null),
+        value: condition_value,
         message: value
             .get("message")
             .and_then(Value::as_str)

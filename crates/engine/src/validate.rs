@@ -2,6 +2,7 @@
 //! the rule's check (pattern, anyPattern, deny, foreach, podSecurity), with Kyverno's outcomes.
 
 use crate::json::Lookup;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -943,17 +944,24 @@ enum CheckResult {
 /// (see [`conditions::evaluate_block`]): a condition that cannot be resolved is an error, unless
 /// the outcome was decided before it. Returns whether the block holds and the message of the
 /// conditions that decided it.
-pub fn check_conditions<'a>(
-    block: &ConditionBlock,
+pub fn check_conditions<'a, 'c>(
+    block: &'c ConditionBlock,
     ctx: impl Into<Scope<'a>>,
 ) -> Result<(bool, Option<String>), String> {
     let ctx = ctx.into();
-    let resolve = |c| -> Result<Condition<'_>, String> {
-        let c: &RawCondition = c;
+    let operand = |value: &'c Value, substitutes: bool| -> Result<Cow<'c, Value>, String> {
+        if substitutes {
+            let substituted = variables::substitute_all(value, ctx).map_err(|e| e.to_string())?;
+            Ok(Cow::Owned(substituted))
+        } else {
+            Ok(Cow::Borrowed(value))
+        }
+    };
+    let resolve = |c: &'c RawCondition| -> Result<Condition<'c>, String> {
         Ok(Condition {
-            key: variables::substituted(&c.key, ctx).map_err(|e| e.to_string())?,
+            key: operand(&c.key, c.key_substitutes)?,
             operator: c.operator,
-            value: variables::substituted(&c.value, ctx).map_err(|e| e.to_string())?,
+            value: operand(&c.value, c.value_substitutes)?,
             message: c
                 .message
                 .as_deref()
