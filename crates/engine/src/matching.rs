@@ -473,21 +473,25 @@ fn filter_matches(filter: &ResourceFilter, request: &Request, use_user_info: boo
     {
         return false;
     }
-    let mut name = metadata_str(resource, "name");
-    if name.is_empty() {
-        name = metadata_str(resource, "generateName");
-    }
+    // Most filters name only kinds: the name is looked up when a criterion reads it.
+    let name = || match metadata_str(resource, "name") {
+        "" => metadata_str(resource, "generateName"),
+        name => name,
+    };
     if let Some(want) = &desc.name {
-        if !wildcard_match(want, name) {
+        if !wildcard_match(want, name()) {
             return false;
         }
     }
-    if !desc.names.is_empty() && !desc.names.iter().any(|n| wildcard_match(n, name)) {
-        return false;
+    if !desc.names.is_empty() {
+        let name = name();
+        if !desc.names.iter().any(|n| wildcard_match(n, name)) {
+            return false;
+        }
     }
     if !desc.namespaces.is_empty() {
         let namespace = if kind == "Namespace" {
-            name
+            name()
         } else {
             metadata_str(resource, "namespace")
         };

@@ -197,6 +197,12 @@ struct RuleScope<'p, 'e, 'c> {
 
 type Outcome = Result<RuleResponse, String>;
 
+/// `<lead><name>' passed.`, Kyverno's message for a rule that passed. Every passing rule of
+/// every request builds one; a concatenation costs a fraction of `format!`.
+fn passed(lead: &str, name: &str) -> String {
+    [lead, name, "' passed."].concat()
+}
+
 impl Drop for RuleScope<'_, '_, '_> {
     fn drop(&mut self) {
         self.restore_to(0);
@@ -329,7 +335,7 @@ impl RuleScope<'_, '_, '_> {
                 name,
                 RuleType::Validation,
                 RuleStatus::Pass,
-                format!("validation rule '{name}' passed."),
+                passed("validation rule '", name),
             ),
             CheckResult::Skip(reason) => {
                 RuleResponse::new(name, RuleType::Validation, RuleStatus::Skip, reason)
@@ -550,10 +556,9 @@ impl RuleScope<'_, '_, '_> {
         let respond =
             |status, message| RuleResponse::new(name, RuleType::Validation, status, message);
         match cel.evaluate(&inputs) {
-            CelOutcome::Pass(message) if message.is_empty() => respond(
-                RuleStatus::Pass,
-                format!("validation rule '{name}' passed."),
-            ),
+            CelOutcome::Pass(message) if message.is_empty() => {
+                respond(RuleStatus::Pass, passed("validation rule '", name))
+            }
             CelOutcome::Pass(message) => respond(RuleStatus::Pass, message),
             CelOutcome::Fail { message, .. } => respond(RuleStatus::Fail, message),
             CelOutcome::Skip(message) => respond(RuleStatus::Skip, message),
@@ -586,7 +591,7 @@ impl RuleScope<'_, '_, '_> {
                 name,
                 RuleType::Validation,
                 RuleStatus::Pass,
-                format!("Validation rule '{name}' passed."),
+                passed("Validation rule '", name),
             );
         }
         if let Some((key, extra)) = &self.pod_security_exception {
