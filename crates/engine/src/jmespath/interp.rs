@@ -18,13 +18,13 @@ use crate::json::Lookup;
 
 /// Why a sub-expression produced no value.
 #[derive(Debug)]
-pub(crate) enum Fail {
-    /// A field was missing; most contexts read this as null.
-    NotFound(String),
+pub(crate) enum Fail<'a> {
+    /// A field was missing (its name, from the expression); most contexts read this as null.
+    NotFound(&'a str),
     Error(JmespathError),
 }
 
-impl From<JmespathError> for Fail {
+impl From<JmespathError> for Fail<'_> {
     fn from(e: JmespathError) -> Self {
         Fail::Error(e)
     }
@@ -121,7 +121,7 @@ fn val_equal(a: &Val<'_>, b: &Val<'_>, depth: usize) -> bool {
     }
 }
 
-pub(crate) type Res<'a> = Result<Val<'a>, Fail>;
+pub(crate) type Res<'a> = Result<Val<'a>, Fail<'a>>;
 
 pub(crate) fn evaluate(ast: &Ast, data: Scope<'_>, env: &dyn Env) -> Result<Value, JmespathError> {
     evaluate_ref(ast, data, env).map(Cow::into_owned)
@@ -136,9 +136,11 @@ fn root(data: Scope<'_>) -> Val<'_> {
     }
 }
 
-fn public_error(fail: Fail) -> JmespathError {
+fn public_error(fail: Fail<'_>) -> JmespathError {
     match fail {
-        Fail::NotFound(key) => JmespathError::NotFound { key },
+        Fail::NotFound(key) => JmespathError::NotFound {
+            key: key.to_owned(),
+        },
         Fail::Error(e) => e,
     }
 }
@@ -256,7 +258,7 @@ impl<'e> Interp<'e> {
 
     /// A result as JSON: borrowed when it is part of the document, else built with every
     /// copied node charged.
-    pub(crate) fn materialize<'a>(&mut self, v: Val<'a>) -> Result<Cow<'a, Value>, Fail> {
+    pub(crate) fn materialize<'a>(&mut self, v: Val<'a>) -> Result<Cow<'a, Value>, Fail<'a>> {
         Ok(match v {
             Val::Ref(r) => Cow::Borrowed(r),
             Val::Owned(o) => Cow::Owned(o),
@@ -320,7 +322,7 @@ impl<'e> Interp<'e> {
                     return match scope.member(name) {
                         Some(super::Member::Value(value)) => Ok(Val::Ref(value)),
                         Some(super::Member::Scope(inner)) => Ok(Val::Scope(inner)),
-                        None => Err(Fail::NotFound(name.clone())),
+                        None => Err(Fail::NotFound(name)),
                     }
                 }
                 Ast::Identity | Ast::Index(_) | Ast::Slice(..) => {
@@ -527,16 +529,16 @@ fn copy_cost(value: &Value) -> usize {
     units
 }
 
-fn field<'a>(v: Val<'a>, name: &str) -> Res<'a> {
+fn field<'a>(v: Val<'a>, name: &'a str) -> Res<'a> {
     match v {
         Val::Ref(Value::Object(map)) => map
             .field(name)
             .map(Val::Ref)
-            .ok_or_else(|| Fail::NotFound(name.to_owned())),
+            .ok_or(Fail::NotFound(name)),
         Val::Owned(Value::Object(mut map)) => map
             .remove(name)
             .map(Val::Owned)
-            .ok_or_else(|| Fail::NotFound(name.to_owned())),
+            .ok_or(Fail::NotFound(name)),
         _ => null(),
     }
 }

@@ -160,7 +160,7 @@ pub(crate) fn call<'a>(
     interp: &mut Interp<'_>,
     name: &str,
     args: Vec<Arg<'a>>,
-) -> Result<Value, Fail> {
+) -> Result<Value, Fail<'a>> {
     let def = table()
         .get(name)
         .ok_or_else(|| JmespathError::function(format!("unknown function: {name}")))?;
