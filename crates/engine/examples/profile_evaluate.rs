@@ -7,8 +7,9 @@
 //!   target/release/examples/profile_evaluate pod 100
 //! ```
 //!
-//! Cases: `pod` and `deployment` (the Pod Security set), `mutate` (the library's Pod mutate
-//! policies against the Pod). Instructions per evaluation = the total collected ÷ the count.
+//! Cases: `pod` and `deployment` (the Pod Security set), `cel` (the library's `validate.cel`
+//! Pod Security policies against the Pod), `mutate` (the library's Pod mutate policies against
+//! the Pod). Instructions per evaluation = the total collected ÷ the count.
 
 #[path = "../benches/cases/mod.rs"]
 #[allow(dead_code)]
@@ -41,8 +42,13 @@ fn main() {
         "pod" => (cases::pod_security_set(), cases::pod(), false),
         "deployment" => (cases::pod_security_set(), cases::deployment(), false),
         "mutate" => (cases::pod_mutation_set(), cases::pod(), true),
+        "cel" => (
+            cases::pod_security_cel_set("pod-security-cel", "ClusterPolicy"),
+            cases::pod(),
+            false,
+        ),
         other => {
-            eprintln!("unknown case {other}: pod, deployment or mutate");
+            eprintln!("unknown case {other}: pod, deployment, cel or mutate");
             std::process::exit(2);
         }
     };
