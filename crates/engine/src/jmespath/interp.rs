@@ -531,14 +531,10 @@ fn copy_cost(value: &Value) -> usize {
 
 fn field<'a>(v: Val<'a>, name: &'a str) -> Res<'a> {
     match v {
-        Val::Ref(Value::Object(map)) => map
-            .field(name)
-            .map(Val::Ref)
-            .ok_or(Fail::NotFound(name)),
-        Val::Owned(Value::Object(mut map)) => map
-            .remove(name)
-            .map(Val::Owned)
-            .ok_or(Fail::NotFound(name)),
+        Val::Ref(Value::Object(map)) => map.field(name).map(Val::Ref).ok_or(Fail::NotFound(name)),
+        Val::Owned(Value::Object(mut map)) => {
+            map.remove(name).map(Val::Owned).ok_or(Fail::NotFound(name))
+        }
         _ => null(),
     }
 }
