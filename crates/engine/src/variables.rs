@@ -307,17 +307,26 @@ pub(crate) fn variable_expressions(s: &str) -> Option<Vec<String>> {
 /// Whether substitution would change this value: it holds a `{{ }}` variable (or an escaped
 /// `\{{ }}` that loses its backslash) in a string or an object key.
 pub fn has_variables(value: &Value) -> bool {
-    let mut stack = vec![value];
+    any_text(value, string_has_variables)
+}
+
+/// Whether `test` holds for a string or an object key anywhere in `value`.
+fn any_text(value: &Value, test: fn(&str) -> bool) -> bool {
+    let mut stack = match value {
+        Value::String(s) => return test(s),
+        Value::Array(_) | Value::Object(_) => vec![value],
+        _ => return false,
+    };
     while let Some(v) = stack.pop() {
         match v {
-            Value::String(s) if string_has_variables(s) => return true,
+            Value::String(s) if test(s) => return true,
             Value::Array(items) => stack.extend(items),
             Value::Object(map) => {
-                for (k, v) in map {
-                    if string_has_variables(k) {
+                for (key, item) in map {
+                    if test(key) {
                         return true;
                     }
-                    stack.push(v);
+                    stack.push(item);
                 }
             }
             _ => {}
@@ -342,27 +351,7 @@ pub fn substitute_all<'a>(
 
 /// Whether any string or key of `value` has `{{`: substitution copies anything else unchanged.
 pub(crate) fn holds_open_braces(value: &Value) -> bool {
-    let mut stack = match value {
-        Value::String(s) => return has_open_braces(s),
-        Value::Array(_) | Value::Object(_) => vec![value],
-        _ => return false,
-    };
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::String(s) if has_open_braces(s) => return true,
-            Value::Array(items) => stack.extend(items),
-            Value::Object(map) => {
-                for (key, item) in map {
-                    if has_open_braces(key) {
-                        return true;
-                    }
-                    stack.push(item);
-                }
-            }
-            _ => {}
-        }
-    }
-    false
+    any_text(value, has_open_braces)
 }
 
 /// Substitutes the variables of one string; a string that is exactly one variable keeps the
