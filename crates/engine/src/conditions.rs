@@ -522,7 +522,7 @@ fn go_parse_float(s: &str) -> Option<f64> {
 fn legacy_in(key: &Value, value: &Value, negate: bool) -> bool {
     match key {
         Value::String(_) | Value::Number(_) => {
-            let key = go_sprint(key);
+            let key = go_sprint_cow(key);
             match legacy_key_in(&key, value) {
                 Some(found) => found != negate,
                 None => false,
@@ -547,7 +547,7 @@ fn legacy_in(key: &Value, value: &Value, negate: bool) -> bool {
 fn legacy_key_in(key: &str, value: &Value) -> Option<bool> {
     match value {
         // Here the key is the pattern.
-        Value::Array(items) => Some(items.iter().any(|v| wildcard_match(key, &go_sprint(v)))),
+        Value::Array(items) => Some(items.iter().any(|v| wildcard_match(key, &go_sprint_cow(v)))),
         Value::String(v) => {
             if wildcard_match(v, key) {
                 return Some(true);
@@ -580,10 +580,13 @@ fn legacy_set_in(keys: &[String], value: &Value, negate: bool) -> Option<bool> {
 
 // ---- AnyIn / AnyNotIn / AllIn / AllNotIn ----
 
-fn scalar_or_list_keys(key: &Value) -> Option<Result<String, Vec<String>>> {
+/// A string key, or a list of them; strings are borrowed from the condition.
+type Keys<'k> = Result<Cow<'k, str>, Vec<Cow<'k, str>>>;
+
+fn scalar_or_list_keys(key: &Value) -> Option<Keys<'_>> {
     match key {
-        Value::String(_) | Value::Number(_) | Value::Bool(_) => Some(Ok(go_sprint(key))),
-        Value::Array(items) => Some(Err(items.iter().map(go_sprint).collect())),
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => Some(Ok(go_sprint_cow(key))),
+        Value::Array(items) => Some(Err(items.iter().map(go_sprint_cow).collect())),
         _ => None,
     }
 }
@@ -614,7 +617,7 @@ fn all_in(key: &Value, value: &Value, negate: bool) -> bool {
 fn key_in_values(key: &str, value: &Value) -> Option<bool> {
     match value {
         Value::Array(items) => Some(items.iter().any(|item| {
-            let item = go_sprint(item);
+            let item = go_sprint_cow(item);
             wildcard_match(&item, key) || wildcard_match(key, &item)
         })),
         Value::String(v) => {
@@ -632,18 +635,21 @@ fn key_in_values(key: &str, value: &Value) -> Option<bool> {
 }
 
 /// The value set as strings for the list forms; `Err(range)` when the value is a range.
-fn value_set(keys: &[String], value: &Value) -> Option<Result<Vec<String>, SetShortcut>> {
+fn value_set<'v>(
+    keys: &[Cow<'_, str>],
+    value: &'v Value,
+) -> Option<Result<Vec<Cow<'v, str>>, SetShortcut>> {
     match value {
-        Value::Array(items) => Some(Ok(items.iter().map(go_sprint).collect())),
-        Value::Number(_) | Value::Bool(_) => Some(Ok(vec![go_sprint(value)])),
+        Value::Array(items) => Some(Ok(items.iter().map(go_sprint_cow).collect())),
+        Value::Number(_) | Value::Bool(_) => Some(Ok(vec![go_sprint_cow(value)])),
         Value::String(v) => {
-            if keys.len() == 1 && keys.first().is_some_and(|k| k == v) {
+            if keys.len() == 1 && keys.first().is_some_and(|k| k.as_ref() == v.as_str()) {
                 return Some(Err(SetShortcut::SingleKeyEqualsValue));
             }
             if is_range(v) {
                 return Some(Err(SetShortcut::Range(v.clone())));
             }
-            json_string_list_or_self(v).map(Ok)
+            json_string_list_or_self(v).map(|list| Ok(list.into_iter().map(Cow::Owned).collect()))
         }
         _ => None,
     }
@@ -654,7 +660,7 @@ enum SetShortcut {
     Range(String),
 }
 
-fn any_set_in(keys: &[String], value: &Value, negate: bool) -> Option<bool> {
+fn any_set_in(keys: &[Cow<'_, str>], value: &Value, negate: bool) -> Option<bool> {
     Some(match value_set(keys, value)? {
         Ok(set) => {
             if negate {
@@ -676,7 +682,7 @@ fn any_set_in(keys: &[String], value: &Value, negate: bool) -> Option<bool> {
     })
 }
 
-fn all_set_in(keys: &[String], value: &Value, negate: bool) -> Option<bool> {
+fn all_set_in(keys: &[Cow<'_, str>], value: &Value, negate: bool) -> Option<bool> {
     Some(match value_set(keys, value)? {
         Ok(set) => {
             if negate {
@@ -697,7 +703,7 @@ fn all_set_in(keys: &[String], value: &Value, negate: bool) -> Option<bool> {
 }
 
 /// Wildcards apply in both directions in the set operators.
-fn matches_any(key: &str, set: &[String]) -> bool {
+fn matches_any(key: &str, set: &[Cow<'_, str>]) -> bool {
     set.iter()
         .any(|item| wildcard_match(key, item) || wildcard_match(item, key))
 }
@@ -757,6 +763,14 @@ fn go_sprint(value: &Value) -> String {
     let mut out = String::new();
     write_go_sprint(value, &mut out, 0);
     out
+}
+
+/// [`go_sprint`], borrowing a string (which prints as itself) instead of copying it.
+fn go_sprint_cow(value: &Value) -> Cow<'_, str> {
+    match value {
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(go_sprint(other)),
+    }
 }
 
 fn write_go_sprint(value: &Value, out: &mut String, depth: usize) {
