@@ -310,17 +310,19 @@ pub struct PodSecurityRule {
     pub exclusions: Vec<podsecurity::Exclusion>,
 }
 
-/// A condition as written: key and value are substituted at evaluation time.
+/// A condition as written: key and value are substituted at evaluation time. Only
+/// `compile_condition` builds one, and nothing changes it afterwards, so the flags derived from
+/// `key` and `value` stay true to them (the fields are the crate's own for that reason).
 #[derive(Debug, Clone)]
 pub struct RawCondition {
-    pub key: Value,
-    pub operator: Operator,
-    pub value: Value,
-    pub message: Option<String>,
+    pub(crate) key: Value,
+    pub(crate) operator: Operator,
+    pub(crate) value: Value,
+    pub(crate) message: Option<String>,
     /// Whether substitution can change `key` and `value` (a string or key of them holds
     /// `{{`); what it cannot change is used as written, without a copy.
-    pub key_substitutes: bool,
-    pub value_substitutes: bool,
+    pub(crate) key_substitutes: bool,
+    pub(crate) value_substitutes: bool,
 }
 
 /// `any`/`all` conditions (the legacy plain list is `all`).
