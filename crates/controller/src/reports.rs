@@ -574,6 +574,12 @@ impl Scanner {
                     self.on_events(&mut state, batch).await;
                 }
                 Some(review) = outcomes.recv() => {
+                    // The review was answered with the newest policy set, which `select!`
+                    // may not have taken in yet: its policies' facts are needed first.
+                    if changes.has_changed().unwrap_or(false) {
+                        changes.mark_unchanged();
+                        self.on_policies(&mut state).await;
+                    }
                     self.on_admission(&state, &review);
                 }
                 _ = rescan.tick() => {
@@ -614,6 +620,12 @@ impl Scanner {
         let Some(set) = self.cache.current() else {
             return;
         };
+        // Admission results need the facts before the first discovery has run.
+        state.facts = set
+            .policies
+            .iter()
+            .map(|p| (PolicyKey::of_policy(p), (PolicyFacts::of(p), is_scanned(p))))
+            .collect();
         if state.catalog.kinds().is_empty() {
             // The first discovery runs on the first tick; it calls back here.
             return;
@@ -623,11 +635,6 @@ impl Scanner {
         } else {
             ScanPolicies::of(&PolicySet::default())
         };
-        state.facts = set
-            .policies
-            .iter()
-            .map(|p| (PolicyKey::of_policy(p), (PolicyFacts::of(p), is_scanned(p))))
-            .collect();
         let mut changed = Vec::new();
         let mut versions = HashMap::new();
         let mut policy_kinds = HashMap::new();
