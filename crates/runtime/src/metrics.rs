@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
-use crate::admission::{Operation, Phase, RuleOutcome};
+use crate::admission::{Operation, Phase, RuleOutcome, RuleResult, RuleType};
 
 /// Buckets for a whole admission review, fine enough below a millisecond.
 pub const ADMISSION_BUCKETS: &[f64] = &[
@@ -152,13 +152,45 @@ pub struct PolicyCostLabels {
     pub policy_namespace: String,
 }
 
+impl PolicyCostLabels {
+    /// Overwrites these labels with `outcome`'s policy, reusing the buffers.
+    fn set(&mut self, outcome: &RuleOutcome) {
+        self.policy_name.clone_from(&outcome.policy);
+        self.policy_namespace.clear();
+        self.policy_namespace
+            .push_str(match outcome.policy_namespace.as_deref() {
+                Some(namespace) if !namespace.is_empty() => namespace,
+                _ => "-",
+            });
+    }
+}
+
+/// The outcomes of one review grouped by policy (a policy's outcomes are adjacent): each
+/// group's first outcome and the seconds its rules took.
+fn policy_groups(outcomes: &[RuleOutcome]) -> impl Iterator<Item = (&RuleOutcome, f64)> {
+    let mut rest = outcomes;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let same = rest
+            .iter()
+            .take_while(|o| {
+                o.policy == first.policy && o.policy_namespace == first.policy_namespace
+            })
+            .count();
+        let (group, tail) = rest.split_at(same);
+        rest = tail;
+        let seconds = group.iter().map(|o| o.duration).sum::<Duration>();
+        Some((first, seconds.as_secs_f64()))
+    })
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {
     version: String,
 }
 
 /// Why a rule ran: the `rule_execution_cause` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ExecutionCause {
     /// `admission_request`
     AdmissionRequest,
@@ -253,12 +285,54 @@ pub struct Metrics {
     cost_series: Arc<RwLock<CostSeriesMap>>,
 }
 
-/// `bylaw_policy_results_total` and `bylaw_policy_execution_duration_seconds` of one label set.
-type RuleSeriesMap = HashMap<PolicyResultLabels, (Counter, Histogram), foldhash::fast::RandomState>;
+type FoldHash = foldhash::fast::RandomState;
+
+/// `bylaw_policy_results_total` and `bylaw_policy_execution_duration_seconds` of one label set,
+/// in two levels: the resource's labels are the same for every outcome of a review, so they
+/// are looked up once, and each outcome hashes and compares only its policy's and rule's.
+type RuleSeriesMap =
+    HashMap<ResourceSeriesKey, HashMap<OutcomeSeriesKey, (Counter, Histogram), FoldHash>, FoldHash>;
+
+/// The labels of a rule outcome that come from the request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ResourceSeriesKey {
+    cause: ExecutionCause,
+    kind: String,
+    namespace: Option<String>,
+    operation: Operation,
+}
+
+/// The labels of a rule outcome that come from its policy and rule (`policy_type` and
+/// `policy_validation_mode` follow from `policy_namespace` and `enforce`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct OutcomeSeriesKey {
+    policy: String,
+    /// Empty for a cluster policy.
+    policy_namespace: String,
+    rule: String,
+    rule_type: Option<RuleType>,
+    result: Option<RuleResult>,
+    enforce: bool,
+    background: bool,
+}
+
+impl OutcomeSeriesKey {
+    /// Overwrites this key with `outcome`'s labels, reusing its buffers.
+    fn set(&mut self, outcome: &RuleOutcome) {
+        self.policy.clone_from(&outcome.policy);
+        self.policy_namespace.clear();
+        self.policy_namespace
+            .push_str(outcome.policy_namespace.as_deref().unwrap_or(""));
+        self.rule.clone_from(&outcome.rule);
+        self.rule_type = Some(outcome.rule_type);
+        self.result = Some(outcome.result);
+        self.enforce = outcome.enforce;
+        self.background = outcome.background;
+    }
+}
 
 /// `bylaw_policy_evaluations_total` and `bylaw_policy_evaluation_seconds_total` of one policy.
-type CostSeriesMap =
-    HashMap<PolicyCostLabels, (Counter, Counter<f64, AtomicU64>), foldhash::fast::RandomState>;
+type CostSeriesMap = HashMap<PolicyCostLabels, (Counter, Counter<f64, AtomicU64>), FoldHash>;
 
 /// Reasons a policy document is not loaded, as `reason` label values.
 pub const LOAD_ERROR_REASONS: [&str; 4] = ["unreadable", "invalid", "unsupported", "duplicate"];
@@ -459,67 +533,77 @@ impl Metrics {
         self.record_rule_outcomes(std::slice::from_ref(outcome), cause, resource);
     }
 
-    /// Counts every rule outcome of one review and observes their durations: the labels are
-    /// built once per review and only the policy and rule parts change between outcomes (their
-    /// buffers are reused).
+    /// Counts every rule outcome of one review and observes their durations. The series are
+    /// found under one read lock per review; only outcomes with labels never seen before
+    /// take the write lock and create their series.
     pub fn record_rule_outcomes(
         &self,
         outcomes: &[RuleOutcome],
         cause: ExecutionCause,
         resource: ResourceLabels<'_>,
     ) {
-        let Some(first) = outcomes.first() else {
+        if outcomes.is_empty() {
             return;
+        }
+        let resource_key = ResourceSeriesKey {
+            cause,
+            kind: resource.kind.to_owned(),
+            namespace: resource
+                .namespace
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned),
+            operation: resource.operation,
         };
-        let mut labels = PolicyResultLabels {
-            policy_name: String::new(),
-            policy_namespace: String::new(),
-            policy_type: policy_type(None),
-            policy_validation_mode: validation_mode(first.enforce),
-            policy_background_mode: bool_label(first.background),
-            rule_name: String::new(),
-            rule_type: first.rule_type.metric_label(),
-            rule_result: first.result.as_str(),
-            rule_execution_cause: cause.label(),
-            resource_kind: resource.kind.to_owned(),
-            resource_namespace: dash(resource.namespace),
-            resource_request_operation: resource.operation.metric_label(),
-        };
-        for outcome in outcomes {
-            let namespace = outcome.policy_namespace.as_deref();
-            labels.policy_name.clone_from(&outcome.policy);
-            labels.policy_namespace.clear();
-            labels.policy_namespace.push_str(match namespace {
-                Some(namespace) if !namespace.is_empty() => namespace,
-                _ => "-",
-            });
-            labels.policy_type = policy_type(namespace);
-            labels.policy_validation_mode = validation_mode(outcome.enforce);
-            labels.policy_background_mode = bool_label(outcome.background);
-            labels.rule_name.clone_from(&outcome.rule);
-            labels.rule_type = outcome.rule_type.metric_label();
-            labels.rule_result = outcome.result.as_str();
-            let seconds = outcome.duration.as_secs_f64();
-            {
-                let known = self
-                    .rule_series
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if let Some((count, duration)) = known.get(&labels) {
-                    count.inc();
-                    duration.observe(seconds);
-                    continue;
+        let mut key = OutcomeSeriesKey::default();
+        let mut unseen: Vec<&RuleOutcome> = Vec::new();
+        {
+            let known = self
+                .rule_series
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            let series = known.get(&resource_key);
+            for outcome in outcomes {
+                key.set(outcome);
+                match series.and_then(|series| series.get(&key)) {
+                    Some((count, duration)) => {
+                        count.inc();
+                        duration.observe(outcome.duration.as_secs_f64());
+                    }
+                    None => unseen.push(outcome),
                 }
             }
+        }
+        if unseen.is_empty() {
+            return;
+        }
+        let mut known = self
+            .rule_series
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let series = known.entry(resource_key).or_default();
+        for outcome in unseen {
+            let namespace = outcome.policy_namespace.as_deref();
+            let labels = PolicyResultLabels {
+                policy_name: outcome.policy.clone(),
+                policy_namespace: dash(namespace),
+                policy_type: policy_type(namespace),
+                policy_validation_mode: validation_mode(outcome.enforce),
+                policy_background_mode: bool_label(outcome.background),
+                rule_name: outcome.rule.clone(),
+                rule_type: outcome.rule_type.metric_label(),
+                rule_result: outcome.result.as_str(),
+                rule_execution_cause: cause.label(),
+                resource_kind: resource.kind.to_owned(),
+                resource_namespace: dash(resource.namespace),
+                resource_request_operation: resource.operation.metric_label(),
+            };
             // Series are never removed from these families, so a kept handle stays exposed.
             let count = self.policy_results.get_or_create_owned(&labels);
             let duration = self.policy_execution_duration.get_or_create_owned(&labels);
             count.inc();
-            duration.observe(seconds);
-            self.rule_series
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(labels.clone(), (count, duration));
+            duration.observe(outcome.duration.as_secs_f64());
+            key.set(outcome);
+            series.insert(key.clone(), (count, duration));
         }
     }
 
@@ -618,51 +702,40 @@ impl Metrics {
     /// Records the time each policy took in one review: the rule outcomes of a policy come
     /// together, so consecutive outcomes of one policy are one evaluation.
     pub fn record_policy_evaluations(&self, outcomes: &[RuleOutcome]) {
-        // One label buffer for the review; each policy's series found with one quick lookup.
+        // One label buffer and one read lock for the review; policies without a series yet
+        // are created afterwards under the write lock.
         let mut labels = PolicyCostLabels {
             policy_name: String::new(),
             policy_namespace: String::new(),
         };
-        let mut rest = outcomes;
-        while let Some(first) = rest.first() {
-            let same = rest
-                .iter()
-                .take_while(|o| {
-                    o.policy == first.policy && o.policy_namespace == first.policy_namespace
-                })
-                .count();
-            let (group, tail) = rest.split_at(same);
-            rest = tail;
-            let seconds = group
-                .iter()
-                .map(|o| o.duration)
-                .sum::<Duration>()
-                .as_secs_f64();
-            labels.policy_name.clone_from(&first.policy);
-            labels.policy_namespace.clear();
-            labels
-                .policy_namespace
-                .push_str(match first.policy_namespace.as_deref() {
-                    Some(namespace) if !namespace.is_empty() => namespace,
-                    _ => "-",
-                });
-            {
-                let known = self
-                    .cost_series
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if let Some((count, time)) = known.get(&labels) {
-                    count.inc();
-                    time.inc_by(seconds);
-                    continue;
+        let mut unseen: Vec<(&RuleOutcome, f64)> = Vec::new();
+        {
+            let known = self
+                .cost_series
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (first, seconds) in policy_groups(outcomes) {
+                labels.set(first);
+                match known.get(&labels) {
+                    Some((count, time)) => {
+                        count.inc();
+                        time.inc_by(seconds);
+                    }
+                    None => unseen.push((first, seconds)),
                 }
             }
-            // Taken under the write lock, so that `forget_policy_cost` (which removes the
-            // series under the same lock) cannot leave a handle here to a removed series.
-            let mut known = self
-                .cost_series
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if unseen.is_empty() {
+            return;
+        }
+        // Taken under the write lock, so that `forget_policy_cost` (which removes the
+        // series under the same lock) cannot leave a handle here to a removed series.
+        let mut known = self
+            .cost_series
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (first, seconds) in unseen {
+            labels.set(first);
             let count = self.policy_evaluations.get_or_create_owned(&labels);
             let time = self.policy_evaluation_seconds.get_or_create_owned(&labels);
             count.inc();
@@ -892,6 +965,39 @@ mod tests {
                 "{text}"
             );
         }
+        // Series found again across reviews keep counting, each under its own resource.
+        let reviews = Metrics::new("1");
+        for resource in [POD_CREATE, cluster_scoped, POD_CREATE] {
+            reviews.record_rule_outcomes(&outcomes, ExecutionCause::AdmissionRequest, resource);
+        }
+        reviews.record_rule_outcomes(&outcomes[..1], ExecutionCause::BackgroundScan, POD_CREATE);
+        let text = reviews.encode_openmetrics().unwrap();
+        let count = |fragments: &[&str]| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with("bylaw_policy_results_total{"))
+                .filter(|l| fragments.iter().all(|f| l.contains(f)))
+                .map(|l| l.rsplit(' ').next().unwrap_or_default().to_owned())
+                .collect()
+        };
+        let a_r1 = ["policy_name=\"a\"", "rule_name=\"r1\""];
+        let admission = "rule_execution_cause=\"admission_request\"";
+        assert_eq!(
+            count(&[a_r1[0], a_r1[1], admission, "resource_kind=\"Pod\""]),
+            ["4"]
+        );
+        assert_eq!(
+            count(&[a_r1[0], a_r1[1], admission, "resource_kind=\"Namespace\""]),
+            ["2"]
+        );
+        assert_eq!(
+            count(&[a_r1[0], a_r1[1], "rule_execution_cause=\"background_scan\""]),
+            ["1"]
+        );
+        assert_eq!(
+            count(&["policy_name=\"b\"", "resource_kind=\"Pod\""]),
+            ["2"]
+        );
+
         let nothing = Metrics::new("1");
         nothing.record_rule_outcomes(&[], ExecutionCause::AdmissionRequest, POD_CREATE);
         assert!(!nothing
