@@ -122,6 +122,9 @@ pub struct CompiledPolicy {
     pub reads_managed_fields: bool,
     /// The same for its validate rules alone: admission's validate phase runs only those.
     pub validation_reads_managed_fields: bool,
+    /// Whether any rule selects by namespace labels for some kind (see
+    /// [`CompiledRule::depends_on_namespace_labels`]); most policies answer no once, here.
+    pub selects_by_namespace_labels: bool,
 }
 
 impl CompiledPolicy {
@@ -206,7 +209,14 @@ impl CompiledRule {
         if request.kind.kind == "Namespace" {
             return false;
         }
-        let cel_selector = match &self.body {
+        self.cel_selects_by_namespace_labels()
+            || self.match_block.has_namespace_selector_for(request)
+            || self.exclude_block.has_namespace_selector_for(request)
+    }
+
+    /// Whether a CEL rule's match constraints have a `namespaceSelector`.
+    fn cel_selects_by_namespace_labels(&self) -> bool {
+        match &self.body {
             RuleBody::Validate(v) => match &v.check {
                 ValidateCheck::Cel(cel) => cel
                     .constraints
@@ -215,11 +225,17 @@ impl CompiledRule {
                 _ => false,
             },
             _ => false,
-        };
-        cel_selector
-            || self.match_block.has_namespace_selector_for(request)
-            || self.exclude_block.has_namespace_selector_for(request)
+        }
     }
+}
+
+/// Whether any of `rules` selects by namespace labels, for whichever kind.
+pub(crate) fn rules_select_by_namespace_labels(rules: &[CompiledRule]) -> bool {
+    rules.iter().any(|rule| {
+        rule.cel_selects_by_namespace_labels()
+            || rule.match_block.has_namespace_selector()
+            || rule.exclude_block.has_namespace_selector()
+    })
 }
 
 /// What a rule does.
@@ -520,6 +536,7 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         .iter()
         .filter(|rule| matches!(rule.body, RuleBody::Validate(_)))
         .any(crate::managed_fields::rule_reads_managed_fields);
+    let selects_by_namespace_labels = rules_select_by_namespace_labels(&rules);
     Ok(CompiledPolicy {
         kind,
         name,
@@ -539,6 +556,7 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         uses_nested_elements: refers_to_nested_elements(doc),
         reads_managed_fields,
         validation_reads_managed_fields,
+        selects_by_namespace_labels,
         source: Arc::new(doc.clone()),
     })
 }

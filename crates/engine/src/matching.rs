@@ -310,13 +310,23 @@ impl MatchBlock {
     /// Whether a `namespaceSelector` of this block could decide about the request: some
     /// filter that names the request's kind (or no kind) has one. When the namespace's labels
     /// are unknown, such a block cannot be decided.
-    pub fn has_namespace_selector_for(&self, request: &Request) -> bool {
-        let filters: &[ResourceFilter] = match self {
+    /// Whether any filter of the block selects by namespace labels, for whichever kind.
+    pub fn has_namespace_selector(&self) -> bool {
+        self.filters()
+            .iter()
+            .any(|f| f.resources.namespace_selector.is_some())
+    }
+
+    fn filters(&self) -> &[ResourceFilter] {
+        match self {
             MatchBlock::Empty => &[],
             MatchBlock::Any(filters) | MatchBlock::All(filters) => filters,
             MatchBlock::Legacy(f) => std::slice::from_ref(f.as_ref()),
-        };
-        filters.iter().any(|f| {
+        }
+    }
+
+    pub fn has_namespace_selector_for(&self, request: &Request) -> bool {
+        self.filters().iter().any(|f| {
             let desc = &f.resources;
             desc.namespace_selector.is_some()
                 && (desc.kinds.is_empty()

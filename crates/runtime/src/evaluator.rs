@@ -722,7 +722,9 @@ fn undecidable_selectors_are_errors(
     response: &mut PolicyResponse,
     of_kind: impl Fn(&RuleBody) -> bool,
 ) {
-    if !bylaw_engine::validate::policy_applies(policy, request) {
+    if !policy.selects_by_namespace_labels
+        || !bylaw_engine::validate::policy_applies(policy, request)
+    {
         return;
     }
     for rule in &policy.rules {

@@ -207,6 +207,7 @@ fn policy_of(
         .annotations
         .get("policies.kyverno.io/scored")
         .is_none_or(|v| v != "false");
+    let selects_by_namespace_labels = crate::compile::rules_select_by_namespace_labels(&rules);
     Ok(CompiledPolicy {
         kind,
         name: meta.name,
@@ -230,6 +231,7 @@ fn policy_of(
         // CEL reads `object` whole.
         reads_managed_fields: true,
         validation_reads_managed_fields: true,
+        selects_by_namespace_labels,
     })
 }
 
