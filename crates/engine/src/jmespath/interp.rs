@@ -340,6 +340,14 @@ impl<'e> Interp<'e> {
             Ast::Slice(start, stop, step) => slice(v, *start, *stop, *step),
             Ast::Subexpr(lhs, rhs) | Ast::IndexExpr(lhs, rhs) => {
                 let left = self.eval(lhs, v)?;
+                // A field of a value (not a scope) is one step without `eval`'s recursion:
+                // paths such as `spec.securityContext.capabilities` are chains of these.
+                if let Ast::Field(name) = &**rhs {
+                    if !matches!(left, Val::Scope(_)) {
+                        self.charge(1)?;
+                        return field(left, name);
+                    }
+                }
                 self.eval(rhs, left)
             }
             Ast::Projection(lhs, rhs) => {
