@@ -144,6 +144,14 @@ impl RuleResponse {
             _ => std::borrow::Cow::Borrowed(&self.message),
         }
     }
+
+    /// [`RuleResponse::message_in`], taking the message instead of copying it.
+    pub fn into_message(self, format: MessageFormat) -> String {
+        match (self.detail, format) {
+            (Some(detail), MessageFormat::Bylaw) => format!("{} ({detail})", self.message),
+            _ => self.message,
+        }
+    }
 }
 
 /// Every rule response of one policy for one resource.

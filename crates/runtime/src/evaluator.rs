@@ -365,7 +365,7 @@ impl PolicyEvaluator {
         if Instant::now() >= deadline {
             return Err(EvalError::DeadlineExceeded);
         }
-        Ok(decide(&evaluated, review, request, &namespace))
+        Ok(decide(evaluated, review, request, &namespace))
     }
 
     fn mutate(
@@ -859,23 +859,22 @@ fn message_with_path(rule: &RuleResponse) -> String {
 }
 
 fn decide(
-    evaluated: &[Evaluated<'_>],
+    evaluated: Vec<Evaluated<'_>>,
     review: &ReviewRequest,
     request: &Request,
     namespace: &str,
 ) -> Verdict {
     let namespace_labels = request.namespace_labels.as_ref();
-    let mut results = Vec::new();
+    let mut enforced = Vec::new();
     let mut blocked = false;
     let mut fail_closed = false;
     let mut errored = false;
-    for item in evaluated {
+    for item in &evaluated {
         let policy = item.policy;
         let enforce_policy = is_enforce_policy(policy);
         if enforce_policy {
             fail_closed |= policy.failure_policy == FailurePolicy::Fail;
         }
-        let share = per_rule(item.elapsed, item.response.rules.len());
         for rule in &item.response.rules {
             let enforce = effective_action(policy, &rule.name, namespace, namespace_labels)
                 == FailureAction::Enforce;
@@ -883,19 +882,7 @@ fn decide(
                 blocked |= enforce && rule.status == RuleStatus::Fail;
                 errored |= rule.status == RuleStatus::Error;
             }
-            results.push(RuleOutcome {
-                policy: policy.name.clone(),
-                policy_namespace: policy.namespace.clone(),
-                rule: rule.name.clone(),
-                rule_type: RuleType::Validate,
-                result: rule_result(rule.status),
-                message: rule
-                    .message_in(bylaw_engine::response::MessageFormat::Bylaw)
-                    .into_owned(),
-                enforce,
-                background: policy.background,
-                duration: share,
-            });
+            enforced.push(enforce);
         }
     }
     blocked |= errored && fail_closed;
@@ -905,36 +892,57 @@ fn decide(
             .iter()
             .filter(|item| is_enforce_policy(item.policy))
     };
-    if blocked {
-        return Verdict {
-            allowed: false,
-            message: Some(blocked_message(review, request, enforce_responses())),
-            results,
-            ..Verdict::default()
-        };
+    let (message, warnings) = if blocked {
+        (
+            Some(blocked_message(review, request, enforce_responses())),
+            Vec::new(),
+        )
+    } else {
+        let warn_audit = evaluated
+            .iter()
+            .filter(|item| !is_enforce_policy(item.policy) && item.policy.emit_warning);
+        let warnings = enforce_responses()
+            .chain(warn_audit)
+            .flat_map(|item| {
+                item.response
+                    .rules
+                    .iter()
+                    .filter(|rule| reportable(rule))
+                    .map(|rule| {
+                        format!(
+                            "policy {}.{}: {}",
+                            item.policy.name,
+                            rule.name,
+                            message_with_path(rule)
+                        )
+                    })
+            })
+            .collect();
+        (None, warnings)
+    };
+    // The outcomes take the rules' names and messages instead of copies.
+    let mut results = Vec::with_capacity(enforced.len());
+    let mut enforced = enforced.into_iter();
+    for item in evaluated {
+        let policy = item.policy;
+        let share = per_rule(item.elapsed, item.response.rules.len());
+        for mut rule in item.response.rules {
+            results.push(RuleOutcome {
+                policy: policy.name.clone(),
+                policy_namespace: policy.namespace.clone(),
+                rule: std::mem::take(&mut rule.name),
+                rule_type: RuleType::Validate,
+                result: rule_result(rule.status),
+                enforce: enforced.next().unwrap_or(false),
+                background: policy.background,
+                duration: share,
+                message: rule.into_message(bylaw_engine::response::MessageFormat::Bylaw),
+            });
+        }
     }
-    let warn_audit = evaluated
-        .iter()
-        .filter(|item| !is_enforce_policy(item.policy) && item.policy.emit_warning);
-    let warnings = enforce_responses()
-        .chain(warn_audit)
-        .flat_map(|item| {
-            item.response
-                .rules
-                .iter()
-                .filter(|rule| reportable(rule))
-                .map(|rule| {
-                    format!(
-                        "policy {}.{}: {}",
-                        item.policy.name,
-                        rule.name,
-                        message_with_path(rule)
-                    )
-                })
-        })
-        .collect();
     Verdict {
-        allowed: true,
+        allowed: !blocked,
+        message,
         warnings,
         results,
         ..Verdict::default()
