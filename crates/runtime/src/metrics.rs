@@ -152,6 +152,33 @@ pub struct PolicyCostLabels {
     pub policy_namespace: String,
 }
 
+impl PolicyResultLabels {
+    /// The labels of `outcome` for a resource of `kind` in `namespace`.
+    fn of(
+        outcome: &RuleOutcome,
+        cause: ExecutionCause,
+        kind: &str,
+        namespace: Option<&str>,
+        operation: &'static str,
+    ) -> Self {
+        let policy_namespace = outcome.policy_namespace.as_deref();
+        PolicyResultLabels {
+            policy_name: outcome.policy.clone(),
+            policy_namespace: dash(policy_namespace),
+            policy_type: policy_type(policy_namespace),
+            policy_validation_mode: validation_mode(outcome.enforce),
+            policy_background_mode: bool_label(outcome.background),
+            rule_name: outcome.rule.clone(),
+            rule_type: outcome.rule_type.metric_label(),
+            rule_result: outcome.result.as_str(),
+            rule_execution_cause: cause.label(),
+            resource_kind: kind.to_owned(),
+            resource_namespace: dash(namespace),
+            resource_request_operation: operation,
+        }
+    }
+}
+
 impl PolicyCostLabels {
     /// Overwrites these labels with `outcome`'s policy, reusing the buffers.
     fn set(&mut self, outcome: &RuleOutcome) {
@@ -582,21 +609,13 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner);
         let series = known.entry(resource_key).or_default();
         for outcome in unseen {
-            let namespace = outcome.policy_namespace.as_deref();
-            let labels = PolicyResultLabels {
-                policy_name: outcome.policy.clone(),
-                policy_namespace: dash(namespace),
-                policy_type: policy_type(namespace),
-                policy_validation_mode: validation_mode(outcome.enforce),
-                policy_background_mode: bool_label(outcome.background),
-                rule_name: outcome.rule.clone(),
-                rule_type: outcome.rule_type.metric_label(),
-                rule_result: outcome.result.as_str(),
-                rule_execution_cause: cause.label(),
-                resource_kind: resource.kind.to_owned(),
-                resource_namespace: dash(resource.namespace),
-                resource_request_operation: resource.operation.metric_label(),
-            };
+            let labels = PolicyResultLabels::of(
+                outcome,
+                cause,
+                resource.kind,
+                resource.namespace,
+                resource.operation.metric_label(),
+            );
             // Series are never removed from these families, so a kept handle stays exposed.
             let count = self.policy_results.get_or_create_owned(&labels);
             let duration = self.policy_execution_duration.get_or_create_owned(&labels);
@@ -615,21 +634,13 @@ impl Metrics {
         resource_kind: &str,
         resource_namespace: Option<&str>,
     ) {
-        let namespace = outcome.policy_namespace.as_deref();
-        let labels = PolicyResultLabels {
-            policy_name: outcome.policy.clone(),
-            policy_namespace: dash(namespace),
-            policy_type: policy_type(namespace),
-            policy_validation_mode: validation_mode(outcome.enforce),
-            policy_background_mode: bool_label(outcome.background),
-            rule_name: outcome.rule.clone(),
-            rule_type: outcome.rule_type.metric_label(),
-            rule_result: outcome.result.as_str(),
-            rule_execution_cause: ExecutionCause::BackgroundScan.label(),
-            resource_kind: resource_kind.to_owned(),
-            resource_namespace: dash(resource_namespace),
-            resource_request_operation: "background",
-        };
+        let labels = PolicyResultLabels::of(
+            outcome,
+            ExecutionCause::BackgroundScan,
+            resource_kind,
+            resource_namespace,
+            "background",
+        );
         self.policy_results.get_or_create(&labels).inc();
         self.policy_execution_duration
             .get_or_create(&labels)
