@@ -1017,6 +1017,23 @@ mod tests {
             ]
         );
     }
+    #[test]
+    fn whether_a_policy_selects_by_namespace_labels_is_known_once_compiled() {
+        let selecting = |block: &str| {
+            let mut rule = json!({"name": "r", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "validate": {"pattern": {"metadata": {"name": "?*"}}}});
+            rule[block] = json!({"any": [{"resources": {"kinds": ["Pod"],
+                "namespaceSelector": {"matchLabels": {"env": "prod"}}}}]});
+            compile_policy(&policy(json!([rule]))).unwrap()
+        };
+        assert!(selecting("match").selects_by_namespace_labels);
+        assert!(selecting("exclude").selects_by_namespace_labels);
+        let plain = compile_policy(&policy(json!([{"name": "r",
+            "match": {"any": [{"resources": {"kinds": ["Pod"], "namespaces": ["prod"]}}]},
+            "validate": {"pattern": {"metadata": {"name": "?*"}}}}])))
+        .unwrap();
+        assert!(!plain.selects_by_namespace_labels);
+    }
 }
 
 #[cfg(test)]

@@ -307,9 +307,6 @@ impl MatchBlock {
         }
     }
 
-    /// Whether a `namespaceSelector` of this block could decide about the request: some
-    /// filter that names the request's kind (or no kind) has one. When the namespace's labels
-    /// are unknown, such a block cannot be decided.
     /// Whether any filter of the block selects by namespace labels, for whichever kind.
     pub fn has_namespace_selector(&self) -> bool {
         self.filters()
@@ -325,6 +322,9 @@ impl MatchBlock {
         }
     }
 
+    /// Whether a `namespaceSelector` of this block could decide about the request: some
+    /// filter that names the request's kind (or no kind) has one. When the namespace's labels
+    /// are unknown, such a block cannot be decided.
     pub fn has_namespace_selector_for(&self, request: &Request) -> bool {
         self.filters().iter().any(|f| {
             let desc = &f.resources;

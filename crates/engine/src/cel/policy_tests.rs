@@ -395,3 +395,15 @@ fn exceptions_skip_validate_cel_rules() {
     let failed = set.validate(&Request::create(pod("new", "a:latest")), &NoContext);
     assert_eq!(failed[0].rules[0].status, RuleStatus::Fail);
 }
+
+#[test]
+fn a_namespace_selector_in_match_constraints_is_known_once_compiled() {
+    let mut constraints = pods_only();
+    let plain = compile(vpol(json!({"matchConstraints": constraints.clone(),
+        "validations": [{"expression": "true"}]})));
+    assert!(!plain.selects_by_namespace_labels);
+    constraints["namespaceSelector"] = json!({"matchLabels": {"env": "prod"}});
+    let selecting = compile(vpol(json!({"matchConstraints": constraints,
+        "validations": [{"expression": "true"}]})));
+    assert!(selecting.selects_by_namespace_labels);
+}
