@@ -865,7 +865,7 @@ fn decide(
     namespace: &str,
 ) -> Verdict {
     let namespace_labels = request.namespace_labels.as_ref();
-    let mut enforced = Vec::new();
+    let mut results = Vec::new();
     let mut blocked = false;
     let mut fail_closed = false;
     let mut errored = false;
@@ -875,6 +875,7 @@ fn decide(
         if enforce_policy {
             fail_closed |= policy.failure_policy == FailurePolicy::Fail;
         }
+        let share = per_rule(item.elapsed, item.response.rules.len());
         for rule in &item.response.rules {
             let enforce = effective_action(policy, &rule.name, namespace, namespace_labels)
                 == FailureAction::Enforce;
@@ -882,7 +883,18 @@ fn decide(
                 blocked |= enforce && rule.status == RuleStatus::Fail;
                 errored |= rule.status == RuleStatus::Error;
             }
-            enforced.push(enforce);
+            // The rule's name and message are moved in below, once the messages are built.
+            results.push(RuleOutcome {
+                policy: policy.name.clone(),
+                policy_namespace: policy.namespace.clone(),
+                rule: String::new(),
+                rule_type: RuleType::Validate,
+                result: rule_result(rule.status),
+                message: String::new(),
+                enforce,
+                background: policy.background,
+                duration: share,
+            });
         }
     }
     blocked |= errored && fail_closed;
@@ -920,25 +932,10 @@ fn decide(
             .collect();
         (None, warnings)
     };
-    // The outcomes take the rules' names and messages instead of copies.
-    let mut results = Vec::with_capacity(enforced.len());
-    let mut enforced = enforced.into_iter();
-    for item in evaluated {
-        let policy = item.policy;
-        let share = per_rule(item.elapsed, item.response.rules.len());
-        for mut rule in item.response.rules {
-            results.push(RuleOutcome {
-                policy: policy.name.clone(),
-                policy_namespace: policy.namespace.clone(),
-                rule: std::mem::take(&mut rule.name),
-                rule_type: RuleType::Validate,
-                result: rule_result(rule.status),
-                enforce: enforced.next().unwrap_or(false),
-                background: policy.background,
-                duration: share,
-                message: rule.into_message(bylaw_engine::response::MessageFormat::Bylaw),
-            });
-        }
+    let rules = evaluated.into_iter().flat_map(|item| item.response.rules);
+    for (outcome, mut rule) in results.iter_mut().zip(rules) {
+        outcome.rule = std::mem::take(&mut rule.name);
+        outcome.message = rule.into_message(bylaw_engine::response::MessageFormat::Bylaw);
     }
     Verdict {
         allowed: !blocked,
@@ -1663,6 +1660,56 @@ spec:
             .results
             .iter()
             .all(|o| o.result == RuleResult::Pass));
+    }
+
+    #[test]
+    fn each_outcome_carries_its_own_rules_name_message_and_action() {
+        let evaluator = evaluator(&[ENFORCE_LATEST, AUDIT_TEAM_WARN, AUDIT_SILENT]);
+        let verdict = validate(
+            &evaluator,
+            &review(
+                Operation::Create,
+                Some(pod("nginx:latest", json!({}))),
+                None,
+            ),
+        );
+        assert!(!verdict.allowed);
+        let outcomes: Vec<(&str, &str, RuleResult, bool)> = verdict
+            .results
+            .iter()
+            .map(|o| (o.policy.as_str(), o.rule.as_str(), o.result, o.enforce))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                (
+                    "disallow-latest-tag",
+                    "require-image-tag",
+                    RuleResult::Pass,
+                    true
+                ),
+                (
+                    "disallow-latest-tag",
+                    "validate-image-tag",
+                    RuleResult::Fail,
+                    true
+                ),
+                ("require-team", "check-team", RuleResult::Fail, false),
+                ("require-owner", "check-owner", RuleResult::Fail, false),
+            ]
+        );
+        // Each message is its own rule's: a pass names the rule, a failure carries its text.
+        let messages: Vec<&str> = verdict.results.iter().map(|o| o.message.as_str()).collect();
+        assert!(messages[0].contains("require-image-tag"), "{messages:?}");
+        assert!(messages[1].contains("mutable image tag"), "{messages:?}");
+        assert!(
+            messages[2].contains("label team is required"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[3].contains("label owner is required"),
+            "{messages:?}"
+        );
     }
 
     #[test]
