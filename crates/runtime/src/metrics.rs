@@ -331,19 +331,31 @@ struct ResourceSeriesKey {
 
 /// The labels of a rule outcome that come from its policy and rule (`policy_type` and
 /// `policy_validation_mode` follow from `policy_namespace` and `enforce`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct OutcomeSeriesKey {
     policy: String,
     /// Empty for a cluster policy.
     policy_namespace: String,
     rule: String,
-    rule_type: Option<RuleType>,
-    result: Option<RuleResult>,
+    rule_type: RuleType,
+    result: RuleResult,
     enforce: bool,
     background: bool,
 }
 
 impl OutcomeSeriesKey {
+    fn of(outcome: &RuleOutcome) -> Self {
+        OutcomeSeriesKey {
+            policy: outcome.policy.clone(),
+            policy_namespace: outcome.policy_namespace.clone().unwrap_or_default(),
+            rule: outcome.rule.clone(),
+            rule_type: outcome.rule_type,
+            result: outcome.result,
+            enforce: outcome.enforce,
+            background: outcome.background,
+        }
+    }
+
     /// Overwrites this key with `outcome`'s labels, reusing its buffers.
     fn set(&mut self, outcome: &RuleOutcome) {
         self.policy.clone_from(&outcome.policy);
@@ -351,8 +363,8 @@ impl OutcomeSeriesKey {
         self.policy_namespace
             .push_str(outcome.policy_namespace.as_deref().unwrap_or(""));
         self.rule.clone_from(&outcome.rule);
-        self.rule_type = Some(outcome.rule_type);
-        self.result = Some(outcome.result);
+        self.rule_type = outcome.rule_type;
+        self.result = outcome.result;
         self.enforce = outcome.enforce;
         self.background = outcome.background;
     }
@@ -569,9 +581,9 @@ impl Metrics {
         cause: ExecutionCause,
         resource: ResourceLabels<'_>,
     ) {
-        if outcomes.is_empty() {
+        let Some(first) = outcomes.first() else {
             return;
-        }
+        };
         let resource_key = ResourceSeriesKey {
             cause,
             kind: resource.kind.to_owned(),
@@ -581,7 +593,7 @@ impl Metrics {
                 .map(str::to_owned),
             operation: resource.operation,
         };
-        let mut key = OutcomeSeriesKey::default();
+        let mut key = OutcomeSeriesKey::of(first);
         let mut unseen: Vec<&RuleOutcome> = Vec::new();
         {
             let known = self
