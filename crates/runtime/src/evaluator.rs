@@ -314,14 +314,18 @@ impl PolicyEvaluator {
         let budget = ContextBudget::new(self.max_context_bytes);
 
         let mut evaluated = Vec::new();
+        // One clock read per policy: the end of one policy's evaluation is the start of the
+        // next one's and the moment the deadline is checked (reading the clock was 1.7% of the
+        // server's CPU under load with three reads per policy).
+        let mut now = Instant::now();
         for policy in &set.policies {
             if !policy.admission || !policy.has_validate() {
                 continue;
             }
-            if Instant::now() >= deadline {
+            if now >= deadline {
                 return Err(EvalError::DeadlineExceeded);
             }
-            let started = Instant::now();
+            let started = now;
             let scope = self.scope(policy, &budget);
             let mut response = validate_with_context_mut(
                 policy,
@@ -355,14 +359,15 @@ impl PolicyEvaluator {
                     matches!(b, RuleBody::Validate(_))
                 });
             }
+            now = Instant::now();
             evaluated.push(Evaluated {
                 policy,
                 response,
-                elapsed: started.elapsed(),
+                elapsed: now.saturating_duration_since(started),
             });
         }
         // Results cut short by the deadline say nothing about the request.
-        if Instant::now() >= deadline {
+        if now >= deadline {
             return Err(EvalError::DeadlineExceeded);
         }
         Ok(decide(evaluated, review, request, &namespace))
