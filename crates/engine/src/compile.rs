@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::conditions::Operator;
+use crate::jmespath;
 use crate::matching::{string_list, LabelSelector, MatchBlock};
 use crate::pattern::Pattern;
 use crate::podsecurity;
@@ -312,6 +313,9 @@ impl PatternSource {
 #[derive(Debug, Clone)]
 pub struct ForeachValidate {
     pub list: String,
+    /// `list` compiled once, when it holds no variable and parses; otherwise it is
+    /// substituted and compiled at evaluation, which also reports its errors.
+    pub list_expression: Option<jmespath::Expression>,
     pub element_scope: Option<bool>,
     pub context: Vec<Value>,
     pub preconditions: Option<ConditionBlock>,
@@ -339,6 +343,10 @@ pub struct RawCondition {
     /// `{{`); what it cannot change is used as written, without a copy.
     pub(crate) key_substitutes: bool,
     pub(crate) value_substitutes: bool,
+    /// `key` and `value` when each is a string that is exactly one variable (the usual
+    /// `"{{ request.operation }}"`), compiled for evaluation without substitution's scan.
+    pub(crate) key_variable: Option<variables::WholeVariable>,
+    pub(crate) value_variable: Option<variables::WholeVariable>,
 }
 
 /// `any`/`all` conditions (the legacy plain list is `all`).
@@ -781,6 +789,10 @@ fn compile_condition(value: &Value, path: &str) -> Result<RawCondition, CompileE
     Ok(RawCondition {
         key_substitutes: crate::variables::holds_open_braces(&key),
         value_substitutes: crate::variables::holds_open_braces(&condition_value),
+        key_variable: key.as_str().and_then(variables::WholeVariable::of),
+        value_variable: condition_value
+            .as_str()
+            .and_then(variables::WholeVariable::of),
         key,
         operator,
         value: condition_value,
@@ -921,8 +933,12 @@ fn compile_check(value: &Value, path: &str, depth: usize) -> Result<ValidateChec
                     CompileError::new(format!("{at}.list"), "foreach needs a list expression")
                 })?
                 .to_owned();
+            let list_expression = (!variables::has_open_braces(&list))
+                .then(|| jmespath::compile_uncached(&list).ok())
+                .flatten();
             entries.push(ForeachValidate {
                 list,
+                list_expression,
                 element_scope: item.get("elementScope").and_then(Value::as_bool),
                 context: compile_context(item.get("context"), &format!("{at}.context"))?,
                 preconditions: compile_conditions(

@@ -648,7 +648,7 @@ impl RuleScope<'_, '_, '_> {
                 }
                 continue;
             }
-            let elements = match self.foreach_list(&entry.list) {
+            let elements = match self.foreach_list(entry) {
                 Ok(elements) => elements,
                 Err(ListError::NotFound) => continue,
                 Err(ListError::Other(err)) => {
@@ -731,9 +731,16 @@ impl RuleScope<'_, '_, '_> {
     /// into it. Returns how many elements counted.
     fn foreach_bound(&self, entry: &ForeachValidate, depth: usize) -> Result<usize, EntryEnd> {
         let ctx = self.ctx();
-        let text = substitute_text(&entry.list, ctx).map_err(EntryEnd::ListError)?;
-        let expr = jmespath::compile(&text)
-            .map_err(|e| EntryEnd::ListError(format!("incorrect query {text}: {e}")))?;
+        let compiled;
+        let expr = match &entry.list_expression {
+            Some(expr) => expr,
+            None => {
+                let text = substitute_text(&entry.list, ctx).map_err(EntryEnd::ListError)?;
+                compiled = jmespath::compile(&text)
+                    .map_err(|e| EntryEnd::ListError(format!("incorrect query {text}: {e}")))?;
+                &compiled
+            }
+        };
         let elements = match expr.search_elements(ctx, &jmespath::SystemEnv) {
             Ok(elements) => elements,
             Err(e) if e.is_not_found() => return Err(EntryEnd::NotFound),
@@ -805,10 +812,17 @@ impl RuleScope<'_, '_, '_> {
     }
 
     /// The elements of a foreach `list`: an array's items, or the single value it yields.
-    fn foreach_list(&self, list: &str) -> Result<Vec<Value>, ListError> {
-        let text = substitute_text(list, self.ctx()).map_err(ListError::Other)?;
-        let expr = jmespath::compile(&text)
-            .map_err(|e| ListError::Other(format!("incorrect query {text}: {e}")))?;
+    fn foreach_list(&self, entry: &ForeachValidate) -> Result<Vec<Value>, ListError> {
+        let compiled;
+        let expr = match &entry.list_expression {
+            Some(expr) => expr,
+            None => {
+                let text = substitute_text(&entry.list, self.ctx()).map_err(ListError::Other)?;
+                compiled = jmespath::compile(&text)
+                    .map_err(|e| ListError::Other(format!("incorrect query {text}: {e}")))?;
+                &compiled
+            }
+        };
         match expr.search_with_env(self.ctx(), &jmespath::SystemEnv) {
             Ok(Value::Array(items)) => Ok(items),
             Ok(other) => Ok(vec![other]),
@@ -954,8 +968,16 @@ pub fn check_conditions<'a, 'c>(
     ctx: impl Into<Scope<'a>>,
 ) -> Result<(bool, Option<String>), String> {
     let ctx = ctx.into();
-    let operand = |value: &'c Value, substitutes: bool| -> Result<Cow<'c, Value>, String> {
-        if substitutes {
+    let operand = |value: &'c Value,
+                   substitutes: bool,
+                   variable: Option<&variables::WholeVariable>|
+     -> Result<Cow<'c, Value>, String> {
+        if let Some(variable) = variable {
+            let resolved = variables::Substitution::new(ctx)
+                .whole_variable(variable)
+                .map_err(|e| e.to_string())?;
+            Ok(Cow::Owned(resolved))
+        } else if substitutes {
             let substituted = variables::substitute_all(value, ctx).map_err(|e| e.to_string())?;
             Ok(Cow::Owned(substituted))
         } else {
@@ -964,9 +986,9 @@ pub fn check_conditions<'a, 'c>(
     };
     let resolve = |c: &'c RawCondition| -> Result<Condition<'c>, String> {
         Ok(Condition {
-            key: operand(&c.key, c.key_substitutes)?,
+            key: operand(&c.key, c.key_substitutes, c.key_variable.as_ref())?,
             operator: c.operator,
-            value: operand(&c.value, c.value_substitutes)?,
+            value: operand(&c.value, c.value_substitutes, c.value_variable.as_ref())?,
             message: c
                 .message
                 .as_deref()

@@ -234,6 +234,39 @@ struct TemplateVar {
     compiled: Option<jmespath::Expression>,
 }
 
+/// A string that is exactly one `{{ expr }}` variable, scanned and compiled when its policy is:
+/// substituting it is evaluating the expression, without a template lookup (a lock and a hash
+/// of the string, shared by every thread) on each evaluation.
+#[derive(Debug, Clone)]
+pub struct WholeVariable {
+    expr: String,
+    compiled: jmespath::Expression,
+}
+
+impl WholeVariable {
+    /// `Some` when `s` is one variable from its first to its last byte and its expression
+    /// compiles; anything else (text around it, several variables, nesting, `{{@}}`, an
+    /// escape) goes through [`substitute_str`].
+    pub fn of(s: &str) -> Option<WholeVariable> {
+        if !has_open_braces(s) {
+            return None;
+        }
+        let Ok(Template::Variables(vars)) = scan(s) else {
+            return None;
+        };
+        let [var] = vars.as_slice() else {
+            return None;
+        };
+        if var.start != 0 || var.end != s.len() {
+            return None;
+        }
+        Some(WholeVariable {
+            expr: var.expr.clone(),
+            compiled: var.compiled.clone()?,
+        })
+    }
+}
+
 /// Most distinct strings whose scan is kept; when full the cache is emptied.
 const TEMPLATE_CACHE_CAPACITY: usize = 4096;
 /// Longer strings are scanned every time rather than kept.
@@ -399,6 +432,13 @@ impl<'a> Substitution<'a> {
     /// Substitutes one string.
     pub fn string(&self, s: &str) -> Result<Value, VariableError> {
         self.leaf(s, &Path::Base(&self.base_path), 0)
+    }
+
+    /// Substitutes a string that is one variable: the same result as [`Self::string`] on
+    /// the text it was made from.
+    pub fn whole_variable(&self, var: &WholeVariable) -> Result<Value, VariableError> {
+        crate::deadline::check().map_err(VariableError::Limit)?;
+        self.resolve(&var.expr, Some(&var.compiled), &Path::Base(&self.base_path))
     }
 
     fn walk(&self, value: &Value, path: &Path<'_>, depth: usize) -> Result<Value, VariableError> {
@@ -591,13 +631,20 @@ impl<'a> Substitution<'a> {
         } else {
             (expr, compiled)
         };
+        // Borrowed, not cloned: the expression's reference count is shared by every thread
+        // evaluating the policy.
+        let fresh;
         let compiled = match compiled {
-            Some(c) => c.clone(),
-            None => jmespath::compile(expr).map_err(|source| VariableError::InvalidExpression {
-                variable: expr.to_owned(),
-                path: path.to_string(),
-                source,
-            })?,
+            Some(c) => c,
+            None => {
+                fresh =
+                    jmespath::compile(expr).map_err(|source| VariableError::InvalidExpression {
+                        variable: expr.to_owned(),
+                        path: path.to_string(),
+                        source,
+                    })?;
+                &fresh
+            }
         };
         compiled
             .search_with_env(self.ctx, self.env)
@@ -1060,5 +1107,85 @@ mod final_values {
         );
         let err = substitute_str("{{ to_upper('{{ quote }}') }}", &ctx).unwrap_err();
         assert_eq!(err.kind(), "injection", "{err}");
+    }
+}
+
+#[cfg(test)]
+mod whole_variables {
+    use super::*;
+    use serde_json::json;
+
+    fn context(operation: &str) -> Value {
+        json!({
+            "request": {
+                "operation": operation,
+                "object": {"metadata": {"name": "web", "labels": {"app": "shop"}}, "spec": {"replicas": 3}},
+                "oldObject": {"metadata": {"name": "old-web"}},
+                "userInfo": {"username": "{{ request.object.metadata.name }}"},
+            },
+            "images": null,
+        })
+    }
+
+    /// Strings that are one variable take the compiled path; it must give exactly what
+    /// substitution gives for the same text: values with their JSON types, the DELETE
+    /// rewrite to `oldObject`, and the same errors word for word.
+    #[test]
+    fn a_compiled_variable_substitutes_as_its_text_does() {
+        let texts = [
+            "{{ request.operation }}",
+            "{{request.operation || 'BACKGROUND'}}",
+            "{{ request.object.metadata.name }}",
+            "{{ request.object.metadata.labels }}",
+            "{{ request.object.spec.replicas }}",
+            "{{ images }}",
+            "{{ request.object.metadata.missing }}",
+            "{{ request.object.metadata.missing || `[]` }}",
+            "{{ to_number('x') }}",
+            "{{ request.userInfo.username }}",
+        ];
+        for operation in ["CREATE", "DELETE"] {
+            let ctx = context(operation);
+            for text in texts {
+                let variable = WholeVariable::of(text)
+                    .unwrap_or_else(|| panic!("{text} should compile as one variable"));
+                let substitution = Substitution::new(&ctx).at("/preconditions/all/0/key");
+                let compiled = substitution.whole_variable(&variable);
+                let scanned = substitution.string(text);
+                assert_eq!(
+                    compiled.as_ref().map_err(ToString::to_string),
+                    scanned.as_ref().map_err(ToString::to_string),
+                    "{operation} {text}"
+                );
+            }
+            assert_eq!(
+                Substitution::new(&ctx)
+                    .whole_variable(
+                        &WholeVariable::of("{{ request.object.metadata.name }}").unwrap()
+                    )
+                    .ok(),
+                Some(json!(if operation == "DELETE" {
+                    "old-web"
+                } else {
+                    "web"
+                })),
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_string_that_is_exactly_one_compilable_variable_is_compiled() {
+        for text in [
+            "plain",
+            "a {{ request.operation }}",
+            "{{ request.operation }} b",
+            "{{ request.operation }}{{ request.operation }}",
+            "{{@}}",
+            "\\{{ request.operation }}",
+            "{{ request.object.{{ request.operation }} }}",
+            "{{ request.object.[ }}",
+        ] {
+            assert!(WholeVariable::of(text).is_none(), "{text}");
+        }
     }
 }
