@@ -210,45 +210,45 @@ pub fn evaluate_block<'c, C, E>(
         any_result = false;
         for raw in any {
             let condition = resolve(raw)?;
-            let message = condition.message.unwrap_or_default();
-            if evaluate(&condition.key, condition.operator, &condition.value) {
+            let holds = evaluate(&condition.key, condition.operator, &condition.value);
+            // Only messages are kept: most conditions have none, and an empty list costs
+            // no allocation.
+            let messages = if holds {
+                &mut true_messages
+            } else {
+                &mut false_messages
+            };
+            messages.extend(condition.message.filter(|m| !m.is_empty()));
+            if holds {
                 any_result = true;
-                true_messages.push(message);
                 break;
             }
-            false_messages.push(message);
         }
     }
     let mut all_result = true;
     for raw in all {
         let condition = resolve(raw)?;
-        let message = condition.message.unwrap_or_default();
-        if evaluate(&condition.key, condition.operator, &condition.value) {
-            true_messages.push(message);
+        let holds = evaluate(&condition.key, condition.operator, &condition.value);
+        let messages = if holds {
+            &mut true_messages
         } else {
+            &mut false_messages
+        };
+        messages.extend(condition.message.filter(|m| !m.is_empty()));
+        if !holds {
             all_result = false;
-            false_messages.push(message);
             break;
         }
     }
-    Ok(if any_result && all_result {
-        (true, join_non_empty(&true_messages, "; "))
+    let messages = if any_result && all_result {
+        &true_messages
     } else {
-        (false, join_non_empty(&false_messages, "; "))
-    })
-}
-
-fn join_non_empty(messages: &[String], separator: &str) -> Option<String> {
-    let kept: Vec<&str> = messages
-        .iter()
-        .map(String::as_str)
-        .filter(|m| !m.is_empty())
-        .collect();
-    if kept.is_empty() {
-        None
-    } else {
-        Some(kept.join(separator))
-    }
+        &false_messages
+    };
+    Ok((
+        any_result && all_result,
+        (!messages.is_empty()).then(|| messages.join("; ")),
+    ))
 }
 
 // ---- Equals / NotEquals ----
