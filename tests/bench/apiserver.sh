@@ -206,6 +206,12 @@ bench() {
   echo "API server: $(kubectl version -o json 2>/dev/null | "$BYLAW" jp query -u serverVersion.gitVersion)"
 }
 
+# POLICIES=… (comma-separated paths) measures only that set, e.g. the issue's 18 Pod Security
+# policies without the podSecurity subrule ones: POLICIES=$POLICY_DIR/baseline,$POLICY_DIR/restricted
+if [ -n "${POLICIES:-}" ]; then
+  bench "policies" "$POLICIES"
+  exit 0
+fi
 bench "Pod Security" "$POLICY_DIR/baseline,$POLICY_DIR/restricted,$POLICY_DIR/subrule"
 mkdir -p "$work/none"
 bench "no policies" "$work/none"
