@@ -4,6 +4,7 @@
 //! Numbers in a pattern are compared the way Kyverno compares them: as 64-bit floats against
 //! integers, floats or numeric strings in the resource.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use serde_json::Value;
@@ -265,31 +266,32 @@ impl Compare {
 
 /// The text a value is parsed from for duration and quantity comparisons. A missing or null
 /// value counts as `"0"`, floats use six decimals.
-fn numeric_text(value: &Value) -> Option<String> {
+fn numeric_text(value: &Value) -> Option<Cow<'_, str>> {
     match value {
-        Value::Null => Some("0".to_owned()),
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+        Value::Null => Some(Cow::Borrowed("0")),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => i.to_string(),
             (None, Some(u), _) => u.to_string(),
             (None, None, Some(f)) => format!("{f:.6}"),
             (None, None, None) => return None,
-        }),
+        })),
         Value::Bool(_) | Value::Array(_) | Value::Object(_) => None,
     }
 }
 
 /// The text a value is wildcard-matched as: strings as-is, integers in decimal, floats in Go's
 /// shortest exponent form (`1.5E+00`), booleans as `true`/`false`. Null, lists and objects have
-/// none, so they never match (not even with `!`).
-fn comparable_text(value: &Value) -> Option<String> {
+/// none, so they never match (not even with `!`). Borrowed where the value has the text: a
+/// copy of every string compared was most of a scalar match.
+fn comparable_text(value: &Value) -> Option<Cow<'_, str>> {
     match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Some(i.to_string()),
-            (None, Some(u), _) => Some(u.to_string()),
-            (None, None, Some(f)) => Some(go_exponent_format(f)),
+            (Some(i), _, _) => Some(Cow::Owned(i.to_string())),
+            (None, Some(u), _) => Some(Cow::Owned(u.to_string())),
+            (None, None, Some(f)) => Some(Cow::Owned(go_exponent_format(f))),
             (None, None, None) => None,
         },
         Value::Null | Value::Array(_) | Value::Object(_) => None,
