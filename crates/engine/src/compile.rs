@@ -730,6 +730,31 @@ pub fn compile_conditions(
     value: Option<&Value>,
     path: &str,
 ) -> Result<Option<ConditionBlock>, CompileError> {
+    compile_conditions_for(value, path, Uses::Many)
+}
+
+/// [`compile_conditions`] for a block evaluated once (mutation reads its preconditions from
+/// the rule as written, at evaluation): one-variable operands are not compiled ahead, which
+/// would cost more than substituting them that one time.
+pub fn compile_conditions_for_one_use(
+    value: Option<&Value>,
+    path: &str,
+) -> Result<Option<ConditionBlock>, CompileError> {
+    compile_conditions_for(value, path, Uses::Once)
+}
+
+/// How often a compiled condition block will be evaluated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Uses {
+    Once,
+    Many,
+}
+
+fn compile_conditions_for(
+    value: Option<&Value>,
+    path: &str,
+    uses: Uses,
+) -> Result<Option<ConditionBlock>, CompileError> {
     let Some(value) = value.filter(|v| !v.is_null()) else {
         return Ok(None);
     };
@@ -740,7 +765,7 @@ pub fn compile_conditions(
         items
             .iter()
             .enumerate()
-            .map(|(i, c)| compile_condition(c, &format!("{at}[{i}]")))
+            .map(|(i, c)| compile_condition(c, &format!("{at}[{i}]"), uses))
             .collect()
     };
     match value {
@@ -771,7 +796,7 @@ pub fn compile_conditions(
     }
 }
 
-fn compile_condition(value: &Value, path: &str) -> Result<RawCondition, CompileError> {
+fn compile_condition(value: &Value, path: &str, uses: Uses) -> Result<RawCondition, CompileError> {
     let operator_text = value
         .get("operator")
         .and_then(Value::as_str)
@@ -789,9 +814,13 @@ fn compile_condition(value: &Value, path: &str) -> Result<RawCondition, CompileE
     Ok(RawCondition {
         key_substitutes: crate::variables::holds_open_braces(&key),
         value_substitutes: crate::variables::holds_open_braces(&condition_value),
-        key_variable: key.as_str().and_then(variables::WholeVariable::of),
+        key_variable: key
+            .as_str()
+            .filter(|_| uses == Uses::Many)
+            .and_then(variables::WholeVariable::of),
         value_variable: condition_value
             .as_str()
+            .filter(|_| uses == Uses::Many)
             .and_then(variables::WholeVariable::of),
         key,
         operator,

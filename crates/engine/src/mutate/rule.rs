@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::{check_depth, json6902, json6902_into, strategic_merge, strategic_merge_into};
-use crate::compile::compile_conditions;
+use crate::compile::compile_conditions_for_one_use;
 use crate::context::{add_variable, load_entries, ContextProvider, NoContext};
 use crate::pattern::wildcard_match;
 use crate::validate::check_conditions;
@@ -85,8 +85,8 @@ impl MutateEnv for ProviderEnv<'_> {
     }
 
     fn preconditions(&self, block: &Value, ctx: &Value) -> Result<(bool, Option<String>), String> {
-        let compiled =
-            compile_conditions(Some(block), "preconditions").map_err(|e| e.to_string())?;
+        let compiled = compile_conditions_for_one_use(Some(block), "preconditions")
+            .map_err(|e| e.to_string())?;
         match compiled {
             Some(block) => check_conditions(&block, ctx),
             None => Ok((true, None)),
