@@ -203,30 +203,11 @@ pub fn evaluate_block<'c, C, E>(
     all: &'c [C],
     mut resolve: impl FnMut(&'c C) -> Result<Condition<'c>, E>,
 ) -> Result<(bool, Option<String>), E> {
+    // Only messages are kept, by the outcome their condition had: most conditions have none,
+    // and an empty list costs no allocation.
     let mut false_messages: Vec<String> = Vec::new();
     let mut true_messages: Vec<String> = Vec::new();
-    let mut any_result = true;
-    if let Some(any) = any {
-        any_result = false;
-        for raw in any {
-            let condition = resolve(raw)?;
-            let holds = evaluate(&condition.key, condition.operator, &condition.value);
-            // Only messages are kept: most conditions have none, and an empty list costs
-            // no allocation.
-            let messages = if holds {
-                &mut true_messages
-            } else {
-                &mut false_messages
-            };
-            messages.extend(condition.message.filter(|m| !m.is_empty()));
-            if holds {
-                any_result = true;
-                break;
-            }
-        }
-    }
-    let mut all_result = true;
-    for raw in all {
+    let mut holds = |raw: &'c C| -> Result<bool, E> {
         let condition = resolve(raw)?;
         let holds = evaluate(&condition.key, condition.operator, &condition.value);
         let messages = if holds {
@@ -235,7 +216,21 @@ pub fn evaluate_block<'c, C, E>(
             &mut false_messages
         };
         messages.extend(condition.message.filter(|m| !m.is_empty()));
-        if !holds {
+        Ok(holds)
+    };
+    let mut any_result = true;
+    if let Some(any) = any {
+        any_result = false;
+        for raw in any {
+            if holds(raw)? {
+                any_result = true;
+                break;
+            }
+        }
+    }
+    let mut all_result = true;
+    for raw in all {
+        if !holds(raw)? {
             all_result = false;
             break;
         }
