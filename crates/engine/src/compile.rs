@@ -995,6 +995,48 @@ mod tests {
                "metadata": {"name": "p"}, "spec": {"rules": rules}})
     }
 
+    /// What round 6 of #11 compiles ahead is wired where it is evaluated many times (a rule's
+    /// conditions and foreach lists) and only there (mutation's preconditions, compiled at
+    /// each use, and anything holding more than one variable or text around one).
+    #[test]
+    fn one_variable_operands_and_plain_foreach_lists_are_compiled_with_the_policy() {
+        let block = json!({"all": [
+            {"key": "{{ request.operation }}", "operator": "NotEquals", "value": "DELETE"},
+            {"key": "a {{ b }}", "operator": "Equals", "value": "{{ c || 'd' }}"},
+        ]});
+        let compiled = |block: Option<ConditionBlock>| -> Vec<(bool, bool)> {
+            block
+                .map(|b| b.all)
+                .unwrap_or_default()
+                .iter()
+                .map(|c| (c.key_variable.is_some(), c.value_variable.is_some()))
+                .collect()
+        };
+        let many = compile_conditions(Some(&block), "preconditions").unwrap();
+        assert_eq!(compiled(many), [(true, false), (false, true)]);
+        let once = compile_conditions_for_one_use(Some(&block), "preconditions").unwrap();
+        assert_eq!(compiled(once), [(false, false), (false, false)]);
+
+        let rule = |list: &str| {
+            json!([{"name": "r", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                    "validate": {"foreach": [{"list": list, "deny": {}}]}}])
+        };
+        for (list, ahead) in [
+            ("request.object.spec.containers", true),
+            ("request.object.spec.{{ request.operation }}", false),
+            ("request.object.spec.[", false),
+        ] {
+            let compiled = compile_policy(&policy(rule(list))).unwrap();
+            let Some(RuleBody::Validate(validate)) = compiled.rules.first().map(|r| &r.body) else {
+                panic!("{list}: not a validate rule");
+            };
+            let ValidateCheck::Foreach(entries) = &validate.check else {
+                panic!("{list}: not a foreach");
+            };
+            assert_eq!(entries[0].list_expression.is_some(), ahead, "{list}");
+        }
+    }
+
     #[test]
     fn errors_name_the_field() {
         let err = compile_policy(&policy(json!([{"name": "r", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
