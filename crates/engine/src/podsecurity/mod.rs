@@ -367,9 +367,29 @@ pub fn control_name_of(check_id: &str) -> &'static str {
 
 /// Runs every applicable check on `pod`.
 fn run_checks(level: Level, version: &Version, pod: &PodView<'_>) -> Vec<ControlViolation> {
+    run_checks_after(level, version, pod, None)
+}
+
+/// [`run_checks`], given what the baseline checks found on the same pod at the same version
+/// when that is known: restricted is baseline and more, so only its own checks run.
+fn run_checks_after(
+    level: Level,
+    version: &Version,
+    pod: &PodView<'_>,
+    baseline: Option<&[ControlViolation]>,
+) -> Vec<ControlViolation> {
     let mut out = Vec::new();
+    // In `CHECKS` order, as the baseline run found them.
+    let mut known = baseline.map(|found| found.iter().peekable());
     for check in CHECKS {
         if level == Level::Baseline && check.level != CheckLevel::Baseline {
+            continue;
+        }
+        if let Some(known) = known
+            .as_mut()
+            .filter(|_| check.level == CheckLevel::Baseline)
+        {
+            out.extend(known.next_if(|v| v.check_id == check.id).cloned());
             continue;
         }
         // Kyverno starts from the first revision and moves to later ones the version allows;
@@ -461,7 +481,19 @@ impl CheckRuns {
         let violations = match found {
             Some(violations) => violations,
             None => {
-                let violations = run_checks(level, version, &pod);
+                // A restricted run after a baseline one (the library's podSecurity policies
+                // come as a pair) runs only the restricted checks.
+                let baseline = (level == Level::Restricted)
+                    .then(|| {
+                        self.runs.borrow().iter().find_map(|run| {
+                            (run.level == Level::Baseline
+                                && run.version == *version
+                                && run.pod == key)
+                                .then(|| run.violations.clone())
+                        })
+                    })
+                    .flatten();
+                let violations = run_checks_after(level, version, &pod, baseline.as_deref());
                 self.runs.borrow_mut().push(CheckRun {
                     level,
                     version: version.clone(),
