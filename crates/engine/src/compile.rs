@@ -194,6 +194,10 @@ pub struct CompiledRule {
     /// The only kinds `match_block` can select, when it names them all without wildcards:
     /// a request of another kind is passed over without looking at the block.
     pub match_kinds: Option<Vec<String>>,
+    /// `match_block` names plain kinds and nothing else
+    /// ([`MatchBlock::selects_by_kinds_alone`]): past `match_kinds` it selects the main
+    /// resource, which is checked without walking the block.
+    pub match_by_kinds_alone: bool,
     pub exclude_block: MatchBlock,
     pub context: Vec<Value>,
     pub preconditions: Option<ConditionBlock>,
@@ -665,6 +669,7 @@ fn compile_rule(rule: &Value, path: &str, autogen: bool) -> Result<CompiledRule,
         name,
         autogen,
         match_kinds: match_block.literal_kinds(),
+        match_by_kinds_alone: match_block.selects_by_kinds_alone(),
         match_block,
         exclude_block,
         context,

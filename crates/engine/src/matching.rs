@@ -376,6 +376,37 @@ impl MatchBlock {
         Some(kinds)
     }
 
+    /// Whether the block selects by nothing but plain kinds (`Pod`: no group, version,
+    /// subresource, wildcard or other criterion, user criteria included) in `any` filters or
+    /// the legacy form. For a request of one of its kinds such a block answers
+    /// [`selects_main_resource`], which rules use instead of walking the block.
+    pub fn selects_by_kinds_alone(&self) -> bool {
+        let filters: &[ResourceFilter] = match self {
+            MatchBlock::Any(filters) => filters,
+            MatchBlock::Legacy(filter) => std::slice::from_ref(filter),
+            MatchBlock::Empty | MatchBlock::All(_) => return false,
+        };
+        !filters.is_empty()
+            && filters.iter().all(|filter| {
+                let kinds = &filter.resources.kinds;
+                let kinds_alone = ResourceDescription {
+                    kinds: Vec::new(),
+                    raw_kinds: Vec::new(),
+                    ..filter.resources.clone()
+                }
+                .is_empty();
+                kinds_alone
+                    && !filter.has_user_info()
+                    && !kinds.is_empty()
+                    && kinds.iter().all(|k| {
+                        k.group == "*"
+                            && k.version == "*"
+                            && k.subresource.is_empty()
+                            && !has_wildcard(&k.kind)
+                    })
+            })
+    }
+
     /// Whether an exclude block excludes the request (an empty block excludes nothing).
     /// User criteria always count here, as in Kyverno.
     pub fn excludes(&self, request: &Request) -> bool {
@@ -390,6 +421,17 @@ impl MatchBlock {
             MatchBlock::Legacy(f) => !f.is_empty() && filter_matches(f, request, true),
         }
     }
+}
+
+/// What a block that [`MatchBlock::selects_by_kinds_alone`] answers for a request of one of
+/// its kinds: the resource itself, not a subresource of it — except a core Pod's
+/// `ephemeralcontainers`, which Kyverno selects as the Pod.
+pub fn selects_main_resource(request: &Request) -> bool {
+    request.subresource.is_empty()
+        || (request.subresource == "ephemeralcontainers"
+            && request.kind.kind == "Pod"
+            && request.kind.group.is_empty()
+            && matches!(request.kind.version.as_str(), "v1" | ""))
 }
 
 /// A match filter selects when it is not empty and every criterion holds. Without a known
@@ -603,6 +645,68 @@ pub fn scalar_string(value: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_block_of_plain_kinds_selects_the_main_resource_of_its_kinds() {
+        let alone = [
+            json!({"any": [{"resources": {"kinds": ["Pod"]}}]}),
+            json!({"resources": {"kinds": ["Pod", "Deployment"]}}),
+            json!({"any": [{"resources": {"kinds": ["Pod"]}}, {"resources": {"kinds": ["ConfigMap"]}}]}),
+        ];
+        let not_alone = [
+            json!({"any": [{"resources": {"kinds": ["Pod"], "namespaces": ["a"]}}]}),
+            json!({"any": [{"resources": {"kinds": ["Pod"], "operations": ["CREATE"]}}]}),
+            json!({"any": [{"resources": {"kinds": ["v1/Pod"]}}]}),
+            json!({"any": [{"resources": {"kinds": ["Pod/status"]}}]}),
+            json!({"any": [{"resources": {"kinds": ["Po*"]}}]}),
+            json!({"all": [{"resources": {"kinds": ["Pod"]}}]}),
+            json!({"any": [{"resources": {"kinds": ["Pod"]}, "clusterRoles": ["admin"]}]}),
+        ];
+        let mut requests = Vec::new();
+        for (api_version, kind) in [
+            ("v1", "Pod"),
+            ("", "Pod"),
+            ("example.com/v1", "Pod"),
+            ("apps/v1", "Deployment"),
+            ("v1", "ConfigMap"),
+        ] {
+            for subresource in ["", "status", "exec", "ephemeralcontainers"] {
+                let mut request = Request::create(json!({
+                    "apiVersion": api_version, "kind": kind,
+                    "metadata": {"name": "a", "namespace": "a"},
+                }));
+                request.subresource = subresource.to_owned();
+                requests.push(request);
+            }
+        }
+        let (mut selected, mut passed_over) = (0, 0);
+        for written in &alone {
+            let block = MatchBlock::compile(Some(written), "match").unwrap();
+            assert!(block.selects_by_kinds_alone(), "{written}");
+            let kinds = block.literal_kinds().unwrap();
+            for request in requests.iter().filter(|r| kinds.contains(&r.kind.kind)) {
+                let matches = block.matches(request);
+                assert_eq!(
+                    selects_main_resource(request),
+                    matches,
+                    "{written} {request:?}"
+                );
+                if matches {
+                    selected += 1;
+                } else {
+                    passed_over += 1;
+                }
+            }
+        }
+        assert!(
+            selected >= 10 && passed_over >= 10,
+            "{selected} / {passed_over}"
+        );
+        for written in &not_alone {
+            let block = MatchBlock::compile(Some(written), "match").unwrap();
+            assert!(!block.selects_by_kinds_alone(), "{written}");
+        }
+    }
 
     fn pod(name: &str, ns: &str, labels: Value) -> Request {
         Request::create(json!({

@@ -71,7 +71,12 @@ pub fn rule_selects(rule: &CompiledRule, request: &Request) -> bool {
             return false;
         }
     }
-    rule.match_block.matches(request) && !rule.exclude_block.excludes(request)
+    let matched = if rule.match_by_kinds_alone && rule.match_kinds.is_some() {
+        crate::matching::selects_main_resource(request)
+    } else {
+        rule.match_block.matches(request)
+    };
+    matched && !rule.exclude_block.excludes(request)
 }
 
 /// Evaluates every validate rule of a policy. Rules that do not select the resource produce no

@@ -181,6 +181,7 @@ fn cel_rule_named(name: String, rule: CelRule, source: Value) -> CompiledRule {
         // Everything; the rule's match constraints decide when it is evaluated.
         match_block: MatchBlock::All(Vec::new()),
         match_kinds: None,
+        match_by_kinds_alone: false,
         exclude_block: MatchBlock::Empty,
         context: Vec::new(),
         preconditions: None,
