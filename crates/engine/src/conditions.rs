@@ -209,14 +209,14 @@ pub fn evaluate_block<'c, C, E>(
     let mut true_messages: Vec<String> = Vec::new();
     let mut holds = |raw: &'c C| -> Result<bool, E> {
         let condition = resolve(raw)?;
-        let holds = evaluate(&condition.key, condition.operator, &condition.value);
-        let messages = if holds {
+        let held = evaluate(&condition.key, condition.operator, &condition.value);
+        let messages = if held {
             &mut true_messages
         } else {
             &mut false_messages
         };
         messages.extend(condition.message.filter(|m| !m.is_empty()));
-        Ok(holds)
+        Ok(held)
     };
     let mut any_result = true;
     if let Some(any) = any {
