@@ -71,6 +71,7 @@ pub fn rule_selects(rule: &CompiledRule, request: &Request) -> bool {
             return false;
         }
     }
+    // The shortcut answers only for a request the kind pre-filter above let through.
     let matched = if rule.match_by_kinds_alone && rule.match_kinds.is_some() {
         crate::matching::selects_main_resource(request)
     } else {
