@@ -453,7 +453,7 @@ pub fn load_entries_over(
 ) -> Result<(), String> {
     let mut variable_bytes = 0usize;
     for entry in entries {
-        crate::deadline::check()?;
+        crate::deadline::check_after_work()?;
         let Some(name) = entry.field("name").and_then(Value::as_str) else {
             continue;
         };

@@ -11,7 +11,15 @@ use std::time::Instant;
 
 thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Units of work [`check_after_work`] may still count before it reads the clock again.
+    static UNCHECKED: Cell<u32> = const { Cell::new(0) };
 }
+
+/// Units of work between two clock reads of [`check_after_work`]. A unit is small (a list
+/// element, a substitution), and work that can be long inside one unit (a JMESPath search)
+/// checks the clock itself; reading the clock for every unit was about 60 reads per Pod
+/// Security review.
+const UNITS_PER_CLOCK_READ: u32 = 32;
 
 /// The message of every error a passed deadline causes (metrics and callers match on it).
 pub const EXPIRED_MESSAGE: &str = "evaluation deadline exceeded";
@@ -26,6 +34,7 @@ pub struct DeadlineGuard {
 impl Drop for DeadlineGuard {
     fn drop(&mut self) {
         DEADLINE.with(|d| d.set(self.previous));
+        UNCHECKED.with(|u| u.set(0));
     }
 }
 
@@ -39,6 +48,8 @@ pub fn scope(deadline: Instant) -> DeadlineGuard {
             _ => deadline,
         };
         d.set(Some(effective));
+        // The first unit of work under a new deadline reads the clock.
+        UNCHECKED.with(|u| u.set(0));
         DeadlineGuard { previous }
     })
 }
@@ -55,6 +66,26 @@ pub fn check() -> Result<(), String> {
     } else {
         Ok(())
     }
+}
+
+/// Counts one unit of work and answers like [`check`], reading the clock only every
+/// [`UNITS_PER_CLOCK_READ`] units: the first unit under a deadline reads it, and once the
+/// deadline has passed every later unit does, so a passed deadline is seen at once and keeps
+/// being seen.
+pub fn check_after_work() -> Result<(), String> {
+    let Some(deadline) = DEADLINE.with(Cell::get) else {
+        return Ok(());
+    };
+    let unchecked = UNCHECKED.with(Cell::get);
+    if unchecked > 0 {
+        UNCHECKED.with(|u| u.set(unchecked - 1));
+        return Ok(());
+    }
+    if Instant::now() >= deadline {
+        return Err(EXPIRED_MESSAGE.to_owned());
+    }
+    UNCHECKED.with(|u| u.set(UNITS_PER_CLOCK_READ - 1));
+    Ok(())
 }
 
 /// Counts work and looks at the clock only every `EVERY` units, so a hot loop pays for a
@@ -103,6 +134,43 @@ mod tests {
         let _outer = scope(Instant::now());
         let _inner = scope(Instant::now() + Duration::from_secs(3600));
         assert!(expired());
+    }
+
+    #[test]
+    fn work_under_a_passed_deadline_fails_at_its_first_unit_and_every_later_one() {
+        let _guard = scope(Instant::now());
+        for unit in 0..3 * UNITS_PER_CLOCK_READ {
+            assert_eq!(
+                check_after_work(),
+                Err(EXPIRED_MESSAGE.to_owned()),
+                "unit {unit}"
+            );
+        }
+    }
+
+    #[test]
+    fn work_reads_the_clock_once_per_units_per_clock_read() {
+        let soon = Instant::now() + Duration::from_millis(30);
+        let _guard = scope(soon);
+        // The first unit read the clock before the deadline; the next ones do not read it.
+        assert_eq!(check_after_work(), Ok(()));
+        std::thread::sleep(Duration::from_millis(40));
+        let unread = (1..UNITS_PER_CLOCK_READ).filter(|_| check_after_work().is_ok()).count();
+        assert_eq!(unread, (UNITS_PER_CLOCK_READ - 1) as usize);
+        assert_eq!(check_after_work(), Err(EXPIRED_MESSAGE.to_owned()));
+    }
+
+    #[test]
+    fn a_new_deadline_is_read_at_its_first_unit() {
+        let _outer = scope(Instant::now() + Duration::from_secs(3600));
+        assert_eq!(check_after_work(), Ok(()));
+        let _inner = scope(Instant::now());
+        assert_eq!(check_after_work(), Err(EXPIRED_MESSAGE.to_owned()));
+    }
+
+    #[test]
+    fn without_a_deadline_work_never_expires() {
+        assert!((0..100).all(|_| check_after_work().is_ok()));
     }
 
     #[test]

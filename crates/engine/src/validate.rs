@@ -666,7 +666,7 @@ impl RuleScope<'_, '_, '_> {
                 if element.is_null() {
                     continue;
                 }
-                crate::deadline::check()?;
+                crate::deadline::check_after_work()?;
                 let mark = self.saved.len();
                 let result = self.foreach_element(
                     entry,
@@ -764,7 +764,7 @@ impl RuleScope<'_, '_, '_> {
             if element.is_null() {
                 continue;
             }
-            crate::deadline::check().map_err(|e| EntryEnd::Decided(Err(e)))?;
+            crate::deadline::check_after_work().map_err(|e| EntryEnd::Decided(Err(e)))?;
             let index_value = Value::from(index);
             // The names in the order foreach used to write them into the context.
             let mut bound: [(&str, &Value); 4] = [

@@ -437,7 +437,7 @@ impl<'a> Substitution<'a> {
     /// Substitutes a string that is one variable: the same result as [`Self::string`] on
     /// the text it was made from.
     pub fn whole_variable(&self, var: &WholeVariable) -> Result<Value, VariableError> {
-        crate::deadline::check().map_err(VariableError::Limit)?;
+        crate::deadline::check_after_work().map_err(VariableError::Limit)?;
         self.resolve(&var.expr, Some(&var.compiled), &Path::Base(&self.base_path))
     }
 
@@ -476,7 +476,7 @@ impl<'a> Substitution<'a> {
     /// A string leaf. What a variable resolved to is final: a typed result is not walked
     /// again (Kyverno's traversal does, which evaluates `{{ }}` found in request data).
     fn leaf(&self, s: &str, path: &Path<'_>, _depth: usize) -> Result<Value, VariableError> {
-        crate::deadline::check().map_err(VariableError::Limit)?;
+        crate::deadline::check_after_work().map_err(VariableError::Limit)?;
         self.substitute_text(s, path)
     }
 

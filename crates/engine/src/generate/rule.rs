@@ -188,7 +188,7 @@ impl Scope<'_> {
                 if element.is_null() {
                     continue;
                 }
-                if let Err(expired) = crate::deadline::check() {
+                if let Err(expired) = crate::deadline::check_after_work() {
                     out.errors.push(expired);
                     break;
                 }

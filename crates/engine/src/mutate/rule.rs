@@ -386,7 +386,7 @@ fn foreach_elements(
         else {
             continue;
         };
-        if let Err(expired) = crate::deadline::check() {
+        if let Err(expired) = crate::deadline::check_after_work() {
             return Step::Failed(expired);
         }
         // Each element sees the context with its own variables; they are taken out again

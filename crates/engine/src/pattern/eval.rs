@@ -338,8 +338,8 @@ fn check_array(array: &ArrayNode, items: &[Value], path: &Path<'_>) -> Result<()
             let mut tally = Tally::default();
             for (i, item) in items.iter().enumerate() {
                 // Long lists of objects are where a pattern walk spends its time.
-                if crate::deadline::expired() {
-                    return Err(fail(path, crate::deadline::EXPIRED_MESSAGE.to_owned()));
+                if let Err(expired) = crate::deadline::check_after_work() {
+                    return Err(fail(path, expired));
                 }
                 let here = path.index(i);
                 let result = match item {
