@@ -155,7 +155,9 @@ mod tests {
         // The first unit read the clock before the deadline; the next ones do not read it.
         assert_eq!(check_after_work(), Ok(()));
         std::thread::sleep(Duration::from_millis(40));
-        let unread = (1..UNITS_PER_CLOCK_READ).filter(|_| check_after_work().is_ok()).count();
+        let unread = (1..UNITS_PER_CLOCK_READ)
+            .filter(|_| check_after_work().is_ok())
+            .count();
         assert_eq!(unread, (UNITS_PER_CLOCK_READ - 1) as usize);
         assert_eq!(check_after_work(), Err(EXPIRED_MESSAGE.to_owned()));
     }

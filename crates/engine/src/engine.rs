@@ -58,8 +58,8 @@ impl PolicySet {
     /// request's object and old object are read from the request rather than copied in.
     /// Mutation and generation change `request.object` as they go and need
     /// [`PolicySet::context_for`].
-    pub fn validation_context(&self, request: &Request) -> Value {
-        crate::context::request_context_without_objects(request, self.uses_images())
+    pub fn validation_context(&self, request: &Request) -> crate::context::ValidationContext {
+        crate::context::ValidationContext::of(request, self.uses_images())
     }
 
     /// Runs every policy's validate rules against the request, sharing one context document.
@@ -77,7 +77,7 @@ impl PolicySet {
                 validate_with_context_mut(
                     policy,
                     request,
-                    &mut context,
+                    context.document_mut(),
                     &memo,
                     provider,
                     &self.exceptions,

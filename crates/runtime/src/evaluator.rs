@@ -330,7 +330,7 @@ impl PolicyEvaluator {
             let mut response = validate_with_context_mut(
                 policy,
                 request,
-                &mut context,
+                context.document_mut(),
                 &memo,
                 &scope,
                 &set.exceptions,
