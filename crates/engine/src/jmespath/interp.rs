@@ -165,8 +165,50 @@ pub(crate) fn evaluate_elements<'a>(
     data: Scope<'a>,
     env: &dyn Env,
 ) -> Result<Vec<Cow<'a, Value>>, JmespathError> {
+    elements_of(Interp::new(env), ast, root(data))
+}
+
+/// An interpreter that has gone where `request.object` took the whole expression: one level
+/// deep and three steps (the two fields and the sub-expression), so that an expression meets
+/// the depth and step limits exactly where it did when searched whole.
+fn past_request_object(env: &dyn Env) -> Result<Interp<'_>, JmespathError> {
     let mut interp = Interp::new(env);
-    let result = interp.eval(ast, root(data)).map_err(public_error)?;
+    interp.depth = 1;
+    interp.charge(2)?;
+    Ok(interp)
+}
+
+/// [`evaluate_ref`] of an expression that starts with `request.object`: `rest` is the
+/// expression with `@` in its place, `object` what `request.object` is.
+pub(crate) fn evaluate_rest_of_request_object<'a>(
+    rest: &'a Ast,
+    object: &'a Value,
+    env: &dyn Env,
+) -> Result<Cow<'a, Value>, JmespathError> {
+    let mut interp = past_request_object(env)?;
+    interp
+        .eval(rest, Val::Ref(object))
+        .and_then(|v| interp.materialize(v))
+        .map_err(public_error)
+}
+
+/// [`evaluate_elements`] of an expression that starts with `request.object`, as
+/// [`evaluate_rest_of_request_object`].
+pub(crate) fn elements_of_rest_of_request_object<'a>(
+    rest: &'a Ast,
+    object: &'a Value,
+    env: &dyn Env,
+) -> Result<Vec<Cow<'a, Value>>, JmespathError> {
+    let interp = past_request_object(env)?;
+    elements_of(interp, rest, Val::Ref(object))
+}
+
+fn elements_of<'a>(
+    mut interp: Interp<'_>,
+    ast: &'a Ast,
+    start: Val<'a>,
+) -> Result<Vec<Cow<'a, Value>>, JmespathError> {
+    let result = interp.eval(ast, start).map_err(public_error)?;
     let single = match result {
         Val::Ref(Value::Array(items)) => return Ok(items.iter().map(Cow::Borrowed).collect()),
         Val::Owned(Value::Array(items)) => return Ok(items.into_iter().map(Cow::Owned).collect()),

@@ -195,6 +195,19 @@ impl<'a> Scope<'a> {
         self.doc.field(name).map(Member::Value)
     }
 
+    /// What `request.object` is in this scope when it is bound over the document's `request`
+    /// map (as [`Scope::member`] finds it); `None` when it is read from the document.
+    pub(crate) fn bound_request_object(&self) -> Option<&'a Value> {
+        if self.bound.iter().any(|(bound, _)| *bound == "request") {
+            return None;
+        }
+        self.request_bound
+            .iter()
+            .rev()
+            .find(|(bound, _)| *bound == "object")
+            .map(|(_, value)| *value)
+    }
+
     /// The scope as one document: a copy with the bound names inserted, as the context looked
     /// when they were written into it.
     pub fn to_value(&self) -> Value {
@@ -236,6 +249,31 @@ pub struct Expression {
 struct Compiled {
     source: String,
     ast: parser::Ast,
+    /// For an expression that starts with `request.object`: the rest of it, searched from the
+    /// object itself where the scope binds it (see [`Scope::bound_request_object`]).
+    object_rest: Option<parser::Ast>,
+}
+
+/// `ast` with the `request.object` it starts from (the leftmost operand of its chain of
+/// sub-expressions, projections, flattens and pipes, the only part of it that sees the
+/// document) replaced by `@`; `None` when it does not start from there.
+fn strip_request_object(ast: &parser::Ast) -> Option<parser::Ast> {
+    use parser::Ast;
+    let field = |ast: &Ast, name: &str| matches!(ast, Ast::Field(f) if f == name);
+    let strip = |inner: &Ast| strip_request_object(inner).map(Box::new);
+    Some(match ast {
+        Ast::Subexpr(lhs, rhs) if field(lhs, "request") && field(rhs, "object") => Ast::Identity,
+        Ast::Subexpr(lhs, rhs) => Ast::Subexpr(strip(lhs)?, rhs.clone()),
+        Ast::IndexExpr(lhs, rhs) => Ast::IndexExpr(strip(lhs)?, rhs.clone()),
+        Ast::Projection(lhs, rhs) => Ast::Projection(strip(lhs)?, rhs.clone()),
+        Ast::ValueProjection(lhs, rhs) => Ast::ValueProjection(strip(lhs)?, rhs.clone()),
+        Ast::FilterProjection(lhs, rhs, cond) => {
+            Ast::FilterProjection(strip(lhs)?, rhs.clone(), cond.clone())
+        }
+        Ast::Flatten(inner) => Ast::Flatten(strip(inner)?),
+        Ast::Pipe(lhs, rhs) => Ast::Pipe(strip(lhs)?, rhs.clone()),
+        _ => return None,
+    })
 }
 
 impl Expression {
@@ -260,7 +298,14 @@ impl Expression {
         data: impl Into<Scope<'a>>,
         env: &dyn Env,
     ) -> Result<Value, JmespathError> {
-        interp::evaluate(&self.inner.ast, data.into(), env)
+        let scope = data.into();
+        // `request.object` bound over the document: searched from the object, without
+        // looking `request` up in the document and `object` up in its bindings.
+        if let (Some(rest), Some(object)) = (&self.inner.object_rest, scope.bound_request_object())
+        {
+            return interp::evaluate_rest_of_request_object(rest, object, env).map(Cow::into_owned);
+        }
+        interp::evaluate(&self.inner.ast, scope, env)
     }
 
     /// The elements a foreach `list` yields, borrowed from `data` where they are part of it:
@@ -271,7 +316,12 @@ impl Expression {
         data: impl Into<Scope<'a>>,
         env: &dyn Env,
     ) -> Result<Vec<Cow<'a, Value>>, JmespathError> {
-        interp::evaluate_elements(&self.inner.ast, data.into(), env)
+        let scope = data.into();
+        if let (Some(rest), Some(object)) = (&self.inner.object_rest, scope.bound_request_object())
+        {
+            return interp::elements_of_rest_of_request_object(rest, object, env);
+        }
+        interp::evaluate_elements(&self.inner.ast, scope, env)
     }
 
     /// Like [`Expression::search`], but borrows the result when it is part of `data` (or a
@@ -329,10 +379,12 @@ pub fn compile_uncached(expr: &str) -> Result<Expression, JmespathError> {
         )));
     }
     let ast = parser::parse(expr)?;
+    let object_rest = strip_request_object(&ast);
     Ok(Expression {
         inner: Arc::new(Compiled {
             source: expr.to_owned(),
             ast,
+            object_rest,
         }),
     })
 }

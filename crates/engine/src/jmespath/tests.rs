@@ -426,3 +426,62 @@ fn foreach_elements_are_borrowed_from_the_document() {
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
 }
+
+/// An expression that starts with `request.object`, searched where the object is bound over
+/// the document's placeholder, answers as it does against the document holding the object:
+/// values, elements, missing keys, errors, and the depth limit at the same length.
+#[test]
+fn request_object_searched_from_its_binding_answers_as_the_document_does() {
+    let whole = document();
+    let object = whole["request"]["object"].clone();
+    let mut placeholders = whole.clone();
+    placeholders["request"]["object"] = Value::Null;
+    let objects = [("object", &object)];
+    let bound = Scope::from(&placeholders).with_request(&objects);
+    assert!(bound.bound_request_object().is_some());
+    let text = |result: Result<Value, JmespathError>| format!("{result:?}");
+    let mut exprs: Vec<String> = [
+        "request.object",
+        "request.object.metadata.name",
+        "request.object.spec.containers[].image",
+        "request.object.spec.[initContainers, containers][]",
+        "request.object.spec.containers[?securityContext.privileged].name",
+        "request.object.spec.containers[0].ports[*].containerPort",
+        "request.object.metadata.labels.*",
+        "request.object.metadata | keys(@)",
+        "request.object.metadata.missing",
+        "request.object.metadata.missing.deeper",
+        "request.object.metadata.missing || 'default'",
+        "request.object.spec.containers[].missing",
+        "request.object.metadata.name.length(@)",
+        "request.object.metadata.labels.app == 'web'",
+        "request.operation",
+        "request.objectx.metadata",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    // Around the evaluator's depth limit: both forms must fail from the same length on.
+    for fields in super::interp::MAX_EVAL_DEPTH - 3..super::interp::MAX_EVAL_DEPTH + 3 {
+        exprs.push(format!("request.object{}", ".metadata".repeat(fields)));
+    }
+    let mut limited = 0;
+    for expr in &exprs {
+        let compiled = compile(expr).unwrap();
+        let want = compiled.search_with_env(&whole, &FixedEnv);
+        limited += usize::from(matches!(&want, Err(e) if e.kind() == "limit"));
+        assert_eq!(
+            text(compiled.search_with_env(bound, &FixedEnv)),
+            text(want),
+            "{expr}"
+        );
+        assert_eq!(
+            format!("{:?}", compiled.search_elements(bound, &FixedEnv)),
+            format!("{:?}", compiled.search_elements(&whole, &FixedEnv)),
+            "{expr}"
+        );
+    }
+    assert!(
+        limited > 0 && limited < 6,
+        "the depth cases straddle the limit"
+    );
+}
