@@ -92,11 +92,11 @@ impl PolicySet {
 /// [`crate::context::request_context`]. Where the document's `request.object` or
 /// `request.oldObject` is null, the request's own is read in its place. `memo` is kept by the
 /// caller for the request, across the policies it validates.
-pub fn validate_with_context_mut(
-    policy: &CompiledPolicy,
-    request: &Request,
+pub fn validate_with_context_mut<'m>(
+    policy: &'m CompiledPolicy,
+    request: &'m Request,
     context: &mut Value,
-    memo: &RequestMemo<'_>,
+    memo: &RequestMemo<'m>,
     provider: &dyn ContextProvider,
     exceptions: &[CompiledException],
 ) -> PolicyResponse {

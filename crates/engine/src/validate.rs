@@ -3,6 +3,7 @@
 
 use crate::json::Lookup;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -22,7 +23,7 @@ use crate::response::{PolicyResponse, RuleResponse, RuleStatus, RuleType};
 use crate::{jmespath, variables};
 
 /// Inputs that are the same for every policy evaluated against one request.
-pub struct Evaluation<'a> {
+pub struct Evaluation<'a, 'm> {
     pub request: &'a Request,
     pub provider: &'a dyn ContextProvider,
     pub exceptions: &'a [CompiledException],
@@ -30,7 +31,7 @@ pub struct Evaluation<'a> {
     /// ([`crate::context::request_context_without_objects`]); `None` when it holds them.
     pub objects: Option<[(&'static str, &'a Value); 2]>,
     /// Results shared by the policies validating this request.
-    pub memo: &'a RequestMemo<'a>,
+    pub memo: &'a RequestMemo<'m>,
 }
 
 /// What the policies validating one request share: the results of the Pod Security checks,
@@ -40,14 +41,46 @@ pub struct Evaluation<'a> {
 pub struct RequestMemo<'r> {
     request: &'r Request,
     pod_security: podsecurity::CheckRuns,
+    /// foreach lists that start with `request.object`, by expression: rules of several
+    /// policies often walk the same list (`request.object.spec.containers`). Each is the
+    /// elements as the first rule found them, borrowed from the request's object.
+    object_lists: ObjectLists<'r>,
 }
+
+type ObjectLists<'r> = RefCell<Vec<(&'r jmespath::Expression, Vec<Cow<'r, Value>>)>>;
 
 impl<'r> RequestMemo<'r> {
     pub fn new(request: &'r Request) -> Self {
         RequestMemo {
             request,
             pod_security: podsecurity::CheckRuns::default(),
+            object_lists: RefCell::default(),
         }
+    }
+
+    /// The elements of a foreach list searched where `request.object` is `object`: kept for
+    /// the request when `object` is this memo's request's object and the list depends on it
+    /// alone ([`jmespath::Expression::depends_on_request_object_alone`]); `None` for any
+    /// other list, which is searched as usual.
+    fn object_list(
+        &self,
+        list: &'r jmespath::Expression,
+        object: &Value,
+    ) -> Option<Result<Vec<Cow<'r, Value>>, jmespath::JmespathError>> {
+        if !list.depends_on_request_object_alone() || !std::ptr::eq(object, &self.request.object) {
+            return None;
+        }
+        if let Ok(kept) = self.object_lists.try_borrow() {
+            if let Some((_, elements)) = kept.iter().find(|(kept, _)| kept.same_expression(list)) {
+                return Some(Ok(elements.clone()));
+            }
+        }
+        let object: &'r Value = &self.request.object;
+        let elements = list.elements_from_request_object(object, &jmespath::SystemEnv)?;
+        if let (Ok(found), Ok(mut kept)) = (&elements, self.object_lists.try_borrow_mut()) {
+            kept.push((list, found.clone()));
+        }
+        Some(elements)
     }
 
     fn pod_security_for(&self, request: &Request) -> Option<&podsecurity::CheckRuns> {
@@ -86,9 +119,9 @@ pub fn rule_selects(rule: &CompiledRule, request: &Request) -> bool {
 /// `ctx` is the request's context document (see [`crate::context::request_context`]). Rules add
 /// to it (context entries, foreach elements) and take their additions back before returning, so
 /// one document serves every rule and policy of a request without copies.
-pub fn validate_policy(
-    policy: &CompiledPolicy,
-    eval: &Evaluation<'_>,
+pub fn validate_policy<'m>(
+    policy: &'m CompiledPolicy,
+    eval: &Evaluation<'_, 'm>,
     ctx: &mut Value,
 ) -> PolicyResponse {
     let mut rules = Vec::new();
@@ -114,11 +147,11 @@ pub fn validate_policy(
 
 /// Evaluates one selected rule. `None` where Kyverno produces no response at all (pattern and
 /// podSecurity rules on DELETE).
-fn validate_rule(
-    policy: &CompiledPolicy,
-    rule: &CompiledRule,
-    validate: &ValidateRule,
-    eval: &Evaluation<'_>,
+fn validate_rule<'m>(
+    policy: &'m CompiledPolicy,
+    rule: &'m CompiledRule,
+    validate: &'m ValidateRule,
+    eval: &Evaluation<'_, 'm>,
     ctx: &mut Value,
 ) -> Option<RuleResponse> {
     let deleting = eval.request.operation == crate::request::Operation::Delete;
@@ -185,10 +218,10 @@ fn skipped_by_exception(rule: &str, key: String) -> RuleResponse {
 
 /// A rule's evaluation state. It writes into the request's shared context document and
 /// records the old value of every top-level key it touches; dropping the scope puts them back.
-struct RuleScope<'p, 'e, 'c> {
-    policy: &'p CompiledPolicy,
-    rule: &'p CompiledRule,
-    eval: &'p Evaluation<'e>,
+struct RuleScope<'p, 'e, 'c, 'm> {
+    policy: &'m CompiledPolicy,
+    rule: &'m CompiledRule,
+    eval: &'p Evaluation<'e, 'm>,
     ctx: &'c mut Value,
     /// Top-level context keys this rule changed, with what they held before (restored in
     /// reverse order).
@@ -209,13 +242,13 @@ fn passed(lead: &str, name: &str) -> String {
     [lead, name, "' passed."].concat()
 }
 
-impl Drop for RuleScope<'_, '_, '_> {
+impl Drop for RuleScope<'_, '_, '_, '_> {
     fn drop(&mut self) {
         self.restore_to(0);
     }
 }
 
-impl RuleScope<'_, '_, '_> {
+impl<'m> RuleScope<'_, '_, '_, 'm> {
     /// The context as searches see it (the request's objects bound over it when the document
     /// holds placeholders).
     fn ctx(&self) -> Scope<'_> {
@@ -287,7 +320,7 @@ impl RuleScope<'_, '_, '_> {
         }
     }
 
-    fn run(&mut self, validate: &ValidateRule) -> Outcome {
+    fn run(&mut self, validate: &'m ValidateRule) -> Outcome {
         let rule = self.rule;
         let name = rule.name.as_str();
         // Values files stand in for context entries: they go in first, then entries that can be
@@ -441,7 +474,7 @@ impl RuleScope<'_, '_, '_> {
 
     fn check(
         &mut self,
-        check: &ValidateCheck,
+        check: &'m ValidateCheck,
         target: &Value,
         depth: usize,
     ) -> Result<CheckResult, String> {
@@ -629,7 +662,7 @@ impl RuleScope<'_, '_, '_> {
     /// no element applied is skipped — or an error, when a list could not be evaluated.
     fn foreach(
         &mut self,
-        entries: &[ForeachValidate],
+        entries: &'m [ForeachValidate],
         depth: usize,
     ) -> Result<CheckResult, String> {
         let mut applied = 0usize;
@@ -735,7 +768,7 @@ impl RuleScope<'_, '_, '_> {
     /// A read-only foreach entry: each element (borrowed from the context where the list is
     /// part of it) is bound as `element`/`elementIndex` over the context rather than copied
     /// into it. Returns how many elements counted.
-    fn foreach_bound(&self, entry: &ForeachValidate, depth: usize) -> Result<usize, EntryEnd> {
+    fn foreach_bound(&self, entry: &'m ForeachValidate, depth: usize) -> Result<usize, EntryEnd> {
         let ctx = self.ctx();
         let compiled;
         let expr = match &entry.list_expression {
@@ -747,7 +780,17 @@ impl RuleScope<'_, '_, '_> {
                 &compiled
             }
         };
-        let elements = match expr.search_elements(ctx, &jmespath::SystemEnv) {
+        // A list compiled with the policy that reads only the request's object is searched
+        // once per request, whichever rule asks first.
+        let kept = entry.list_expression.as_ref().and_then(|list| {
+            let object = ctx.bound_request_object()?;
+            self.eval.memo.object_list(list, object)
+        });
+        let searched = match kept {
+            Some(elements) => elements,
+            None => expr.search_elements(ctx, &jmespath::SystemEnv),
+        };
+        let elements = match searched {
             Ok(elements) => elements,
             Err(e) if e.is_not_found() => return Err(EntryEnd::NotFound),
             Err(e) => {
@@ -839,7 +882,7 @@ impl RuleScope<'_, '_, '_> {
 
     fn foreach_element(
         &mut self,
-        entry: &ForeachValidate,
+        entry: &'m ForeachValidate,
         element: Value,
         index: usize,
         depth: usize,

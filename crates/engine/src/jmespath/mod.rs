@@ -252,6 +252,31 @@ struct Compiled {
     /// For an expression that starts with `request.object`: the rest of it, searched from the
     /// object itself where the scope binds it (see [`Scope::bound_request_object`]).
     object_rest: Option<parser::Ast>,
+    /// `object_rest` calls no function: its result depends on the object alone (some
+    /// functions read the clock, randomness or the environment).
+    rest_calls_no_function: bool,
+}
+
+fn calls_no_function(ast: &parser::Ast) -> bool {
+    use parser::Ast;
+    match ast {
+        Ast::Function(..) | Ast::Expref(_) => false,
+        Ast::Identity | Ast::Field(_) | Ast::Index(_) | Ast::Slice(..) | Ast::Literal(_) => true,
+        Ast::Subexpr(lhs, rhs)
+        | Ast::IndexExpr(lhs, rhs)
+        | Ast::Projection(lhs, rhs)
+        | Ast::ValueProjection(lhs, rhs)
+        | Ast::Pipe(lhs, rhs)
+        | Ast::Or(lhs, rhs)
+        | Ast::And(lhs, rhs)
+        | Ast::Compare(_, lhs, rhs) => calls_no_function(lhs) && calls_no_function(rhs),
+        Ast::FilterProjection(lhs, rhs, cond) => {
+            calls_no_function(lhs) && calls_no_function(rhs) && calls_no_function(cond)
+        }
+        Ast::Flatten(inner) | Ast::Not(inner) => calls_no_function(inner),
+        Ast::MultiList(items) => items.iter().all(calls_no_function),
+        Ast::MultiHash(pairs) => pairs.iter().all(|(_, item)| calls_no_function(item)),
+    }
 }
 
 /// `ast` with the `request.object` it starts from (the leftmost operand of its chain of
@@ -324,6 +349,30 @@ impl Expression {
         interp::evaluate_elements(&self.inner.ast, scope, env)
     }
 
+    /// Whether the expression starts with `request.object` and reads nothing else: what it
+    /// yields for a request's object is the same wherever it is searched.
+    pub(crate) fn depends_on_request_object_alone(&self) -> bool {
+        self.inner.rest_calls_no_function
+    }
+
+    /// [`Expression::search_elements`] where `request.object` is `object`, for an expression
+    /// that starts with `request.object`; `None` for any other.
+    pub(crate) fn elements_from_request_object<'a>(
+        &'a self,
+        object: &'a Value,
+        env: &dyn Env,
+    ) -> Option<Result<Vec<Cow<'a, Value>>, JmespathError>> {
+        let rest = self.inner.object_rest.as_ref()?;
+        Some(interp::elements_of_rest_of_request_object(
+            rest, object, env,
+        ))
+    }
+
+    /// Whether both are the same expression: one compilation, or the same text.
+    pub(crate) fn same_expression(&self, other: &Expression) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner) || self.inner.source == other.inner.source
+    }
+
     /// Like [`Expression::search`], but borrows the result when it is part of `data` (or a
     /// literal of the expression), so `request.object.spec.containers` copies nothing.
     pub fn search_ref<'a>(&'a self, data: &'a Value) -> Result<Cow<'a, Value>, JmespathError> {
@@ -380,11 +429,13 @@ pub fn compile_uncached(expr: &str) -> Result<Expression, JmespathError> {
     }
     let ast = parser::parse(expr)?;
     let object_rest = strip_request_object(&ast);
+    let rest_calls_no_function = object_rest.as_ref().is_some_and(calls_no_function);
     Ok(Expression {
         inner: Arc::new(Compiled {
             source: expr.to_owned(),
             ast,
             object_rest,
+            rest_calls_no_function,
         }),
     })
 }
