@@ -559,7 +559,7 @@ impl<'e> Interp<'e> {
 
 /// What copying `value` costs in steps: one per node, plus one per 64 bytes of every key and
 /// string.
-fn copy_cost(value: &Value) -> usize {
+pub(crate) fn copy_cost(value: &Value) -> usize {
     let mut units = 0usize;
     let mut stack = vec![value];
     while let Some(node) = stack.pop() {

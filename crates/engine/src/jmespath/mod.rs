@@ -19,6 +19,7 @@ mod lexer;
 mod parser;
 pub(crate) use parser::Ast;
 mod semver_range;
+mod simple;
 pub(crate) mod value;
 mod x509;
 
@@ -255,6 +256,8 @@ struct Compiled {
     /// `object_rest` calls no function: its result depends on the object alone (some
     /// functions read the clock, randomness or the environment).
     rest_calls_no_function: bool,
+    /// The expression's shape when it is one [`simple`] answers without the interpreter.
+    simple: Option<simple::Simple>,
 }
 
 fn calls_no_function(ast: &parser::Ast) -> bool {
@@ -324,6 +327,9 @@ impl Expression {
         env: &dyn Env,
     ) -> Result<Value, JmespathError> {
         let scope = data.into();
+        if let Some(found) = self.simple_search(scope) {
+            return found.map(Cow::into_owned);
+        }
         // `request.object` bound over the document: searched from the object, without
         // looking `request` up in the document and `object` up in its bindings.
         if let (Some(rest), Some(object)) = (&self.inner.object_rest, scope.bound_request_object())
@@ -385,7 +391,19 @@ impl Expression {
         data: &'a Value,
         env: &dyn Env,
     ) -> Result<Cow<'a, Value>, JmespathError> {
+        if let Some(found) = self.simple_search(Scope::from(data)) {
+            return found;
+        }
         interp::evaluate_ref(&self.inner.ast, Scope::from(data), env)
+    }
+
+    /// The answer of the evaluator for simple shapes, when the expression is one and the
+    /// search is one it takes on.
+    fn simple_search<'a>(
+        &'a self,
+        scope: Scope<'a>,
+    ) -> Option<Result<Cow<'a, Value>, JmespathError>> {
+        simple::evaluate_ref(self.inner.simple.as_ref()?, scope)
     }
 }
 
@@ -430,12 +448,15 @@ pub fn compile_uncached(expr: &str) -> Result<Expression, JmespathError> {
     let ast = parser::parse(expr)?;
     let object_rest = strip_request_object(&ast);
     let rest_calls_no_function = object_rest.as_ref().is_some_and(calls_no_function);
+    // The shape is taken from a copy: the interpreter keeps the tree for what the shape hands back.
+    let simple = simple::Simple::of(ast.clone());
     Ok(Expression {
         inner: Arc::new(Compiled {
             source: expr.to_owned(),
             ast,
             object_rest,
             rest_calls_no_function,
+            simple,
         }),
     })
 }

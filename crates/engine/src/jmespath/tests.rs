@@ -485,3 +485,106 @@ fn request_object_searched_from_its_binding_answers_as_the_document_does() {
         "the depth cases straddle the limit"
     );
 }
+
+/// Every expression of the shapes `simple` takes on answers there as the interpreter does —
+/// values, nulls, "not found" errors with their key — over a plain document, names bound over
+/// it, and `request` bindings; and what it hands back (a scope as the result, work near the
+/// interpreter's first clock check) it does hand back.
+#[test]
+fn simple_shapes_answer_as_the_interpreter_does() {
+    let whole = json!({
+        "request": {"operation": "UPDATE", "object": null, "name": ""},
+        "a": {
+            "b": {"c": 1, "s": "text", "f": false, "e": [], "o": {}},
+            "list": [[1, null, [2]], null, 3, "x", {"k": 1}, [], [null]],
+            "flat": ["x", null, "y"],
+            "nulls": [null, [null]],
+            "scalar": 7,
+        },
+        "big": (0..600).collect::<Vec<_>>(),
+    });
+    let object = json!({"spec": {"containers": [{"name": "c", "securityContext": {
+        "capabilities": {"drop": ["ALL"], "add": ["NET_RAW", null]}}}]}});
+    let element = json!({"securityContext": {"capabilities": {"drop": ["ALL", "KILL"]}}});
+    let objects = [("object", &object)];
+    let elements = [("element", &element), ("a", &object)];
+    let plain = Scope::from(&whole);
+    let bound = Scope::from(&whole).with_bound(&elements);
+    let with_request = Scope::from(&whole).with_request(&objects);
+    let both = Scope::from(&whole)
+        .with_bound(&elements)
+        .with_request(&objects);
+
+    let exprs = [
+        "a",
+        "a.b.c",
+        "a.b.missing",
+        "a.missing.deeper",
+        "a.b.s.deeper",
+        "a.scalar.x.y",
+        "a.list[]",
+        "a.flat[]",
+        "a.nulls[]",
+        "a.b[]",
+        "a.b.e[]",
+        "a.missing[]",
+        "a.b.s[] || 'fallback'",
+        "a.missing || 'x'",
+        "a.b.f || a.b.e || a.b.o || a.b.s",
+        "a.b.e || `[]`",
+        "a.missing || a.other",
+        "`{\"k\": [1]}` || a",
+        "'lit'",
+        "request.operation || 'BACKGROUND'",
+        "request.name || 'none'",
+        "request.object.spec.containers",
+        "request.object.spec.containers[].name",
+        "request.object.missing",
+        "element.securityContext.capabilities.drop[] || `[]`",
+        "element.securityContext.capabilities.add[] || `[]`",
+        "element.missing",
+        "a.spec",
+    ];
+    let text = |result: &Result<Cow<'_, Value>, JmespathError>| format!("{result:?}");
+    let mut fast = 0;
+    for expr in exprs {
+        let compiled = compile_uncached(expr).unwrap();
+        let shape = compiled.inner.simple.as_ref();
+        for scope in [plain, bound, with_request, both] {
+            let want = interp::evaluate_ref(compiled.ast(), scope, &FixedEnv);
+            let got = shape.and_then(|shape| simple::evaluate_ref(shape, scope));
+            if expr.contains("[].") {
+                assert!(shape.is_none(), "{expr} is not a simple shape");
+                continue;
+            }
+            let got = got.unwrap_or_else(|| panic!("{expr} is answered without the interpreter"));
+            assert_eq!(text(&got), text(&want), "{expr} over {scope:?}");
+            fast += 1;
+        }
+    }
+    assert_eq!(fast, (exprs.len() - 1) * 4);
+
+    // Handed back: `request` itself when names are bound over it, alone or through `||`, and
+    // a flatten whose work nears the interpreter's first clock check.
+    for (expr, scope) in [
+        ("request", with_request),
+        ("request || 'x'", both),
+        ("big[]", plain),
+    ] {
+        let compiled = compile_uncached(expr).unwrap();
+        let shape = compiled.inner.simple.as_ref().expect("a simple shape");
+        assert!(simple::evaluate_ref(shape, scope).is_none(), "{expr}");
+        // … and the public search still answers, through the interpreter.
+        assert_eq!(
+            format!("{:?}", compiled.search_with_env(scope, &FixedEnv)),
+            format!(
+                "{:?}",
+                interp::evaluate_ref(compiled.ast(), scope, &FixedEnv).map(Cow::into_owned)
+            ),
+            "{expr}"
+        );
+    }
+    // A short flatten of the same list is answered here.
+    let short = compile_uncached("a.list[]").unwrap();
+    assert!(simple::evaluate_ref(short.inner.simple.as_ref().unwrap(), plain).is_some());
+}
