@@ -348,6 +348,14 @@ impl Expression {
         env: &dyn Env,
     ) -> Result<Vec<Cow<'a, Value>>, JmespathError> {
         let scope = data.into();
+        if let Some(found) = self
+            .inner
+            .simple
+            .as_ref()
+            .and_then(|s| simple::elements(s, scope))
+        {
+            return found;
+        }
         if let (Some(rest), Some(object)) = (&self.inner.object_rest, scope.bound_request_object())
         {
             return interp::elements_of_rest_of_request_object(rest, object, env);
@@ -369,6 +377,10 @@ impl Expression {
         env: &dyn Env,
     ) -> Option<Result<Vec<Cow<'a, Value>>, JmespathError>> {
         let rest = self.inner.object_rest.as_ref()?;
+        let simple = self.inner.simple.as_ref();
+        if let Some(found) = simple.and_then(|s| simple::elements_of_request_object(s, object)) {
+            return Some(found);
+        }
         Some(interp::elements_of_rest_of_request_object(
             rest, object, env,
         ))

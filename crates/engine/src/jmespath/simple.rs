@@ -1,13 +1,15 @@
 //! The expressions most policies write, answered without the interpreter: a path of fields
-//! (`element.securityContext.runAsUser`), the same path flattened (`…capabilities.drop[]`),
+//! (`element.securityContext.runAsUser`), the same path flattened and projected
+//! (`…capabilities.drop[]`, `request.object.spec.[initContainers, containers][].ports[].hostPort`),
 //! literals, and alternatives joined by `||` (`request.operation || 'BACKGROUND'`).
 //!
 //! The interpreter moves a 72-byte result through a dispatch per node and collects a flattened
-//! list twice (the flatten, then its projection); here a path is a loop over field names and a
-//! flattened path one pass. The answers are the interpreter's, errors included. What this
-//! evaluator does not take on it hands back (`None`): a result that is a scope, and any search
-//! that could do enough work to meet the interpreter's step limit or its first look at the
-//! clock, so that limits and deadlines fall exactly where they do there.
+//! list twice (the flatten, then its projection); here a path is a loop over field names and
+//! each flatten-and-project one pass over borrowed values. The answers are the interpreter's,
+//! errors included. What this evaluator does not take on it hands back (`None`): a result that
+//! is a scope, and any search that could do enough work to meet the interpreter's step limit or
+//! its first look at the clock, so that limits and deadlines fall exactly where they do there.
+//! Foreach lists are answered here too, borrowed as the interpreter borrows them.
 
 use std::borrow::Cow;
 
@@ -15,7 +17,7 @@ use serde_json::Value;
 
 use super::interp::copy_cost;
 use super::parser::Ast;
-use super::{Member, Scope};
+use super::{JmespathError, Member, Scope};
 use crate::json::Lookup;
 
 /// Longest path and deepest nesting of `||` taken on; both keep the interpreter's depth far
@@ -32,8 +34,8 @@ const MAX_UNITS: usize = 1000;
 pub(crate) enum Simple {
     /// `a.b.c`: the first name is looked up at the root.
     Path(Vec<String>),
-    /// `a.b.c[]`: the path's array flattened one level, nulls left out.
-    Flattened(Vec<String>),
+    /// Flattens and projections of a path, as in `a.b[].c[].d`.
+    Pipeline(Pipeline),
     Literal(Value),
     Or(Box<Simple>, Box<Simple>),
 }
@@ -54,10 +56,7 @@ impl Simple {
                 Box::new(Self::within(*lhs, nesting + 1)?),
                 Box::new(Self::within(*rhs, nesting + 1)?),
             ),
-            Ast::Projection(lhs, rhs) => match (*lhs, *rhs) {
-                (Ast::Flatten(inner), Ast::Identity) => Simple::Flattened(path(*inner)?),
-                _ => return None,
-            },
+            projection @ Ast::Projection(..) => Simple::Pipeline(Pipeline::of(projection)?),
             other => Simple::Path(path(other)?),
         })
     }
@@ -88,6 +87,60 @@ fn path(ast: Ast) -> Option<Vec<String>> {
     }
     names.reverse();
     Some(names)
+}
+
+/// `start.[fields…][].then[].then…`: a path, optionally a list of fields of what it leads to,
+/// then one or more stages, each flattening the list before it one level and following a
+/// (possibly empty) path from every element, nulls left out.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    start: Vec<String>,
+    /// `.[x, y.z]`: paths from the value `start` leads to, missing ones null.
+    fields: Option<Vec<Vec<String>>>,
+    /// What each `[]` projects, in order; empty for `[]` at the end.
+    stages: Vec<Vec<String>>,
+}
+
+impl Pipeline {
+    fn of(ast: Ast) -> Option<Pipeline> {
+        let mut stages = Vec::new();
+        let mut at = ast;
+        // `a[].b[].c` is `Projection(Flatten(Projection(Flatten(a), b)), c)`: peel from the outside.
+        let source = loop {
+            if stages.len() >= MAX_PATH {
+                return None;
+            }
+            match at {
+                Ast::Projection(lhs, rhs) => {
+                    let Ast::Flatten(inner) = *lhs else {
+                        return None;
+                    };
+                    stages.push(match *rhs {
+                        Ast::Identity => Vec::new(),
+                        other => path(other)?,
+                    });
+                    at = *inner;
+                }
+                other => break other,
+            }
+        };
+        stages.reverse();
+        let (start, fields) = match source {
+            Ast::Subexpr(lhs, rhs) => match *rhs {
+                Ast::MultiList(items) if items.len() <= MAX_PATH => {
+                    let fields = items.into_iter().map(path).collect::<Option<Vec<_>>>()?;
+                    (path(*lhs)?, Some(fields))
+                }
+                rhs => (path(Ast::Subexpr(lhs, Box::new(rhs)))?, None),
+            },
+            other => (path(other)?, None),
+        };
+        Some(Pipeline {
+            start,
+            fields,
+            stages,
+        })
+    }
 }
 
 static NULL: Value = Value::Null;
@@ -124,28 +177,40 @@ enum Miss<'a> {
 
 struct Search<'a> {
     root: At<'a>,
+    /// Leading names of the first path followed that `root` already stands for (the
+    /// `request.object` of a search from the request's object).
+    skip: usize,
     /// An upper bound of the units the interpreter would count.
     units: usize,
+}
+
+fn root(data: Scope<'_>) -> At<'_> {
+    if data.has_bindings() {
+        At::Scope(data)
+    } else {
+        At::Value(data.document())
+    }
+}
+
+fn not_found(key: &str) -> JmespathError {
+    JmespathError::NotFound {
+        key: key.to_owned(),
+    }
 }
 
 /// Searches `data`; `None` when the interpreter must.
 pub(crate) fn evaluate_ref<'a>(
     simple: &'a Simple,
     data: Scope<'a>,
-) -> Option<Result<Cow<'a, Value>, super::JmespathError>> {
-    let root = if data.has_bindings() {
-        At::Scope(data)
-    } else {
-        At::Value(data.document())
+) -> Option<Result<Cow<'a, Value>, JmespathError>> {
+    let mut search = Search {
+        root: root(data),
+        skip: 0,
+        units: 0,
     };
-    let mut search = Search { root, units: 0 };
     let found = match search.eval(simple) {
         Ok(found) => found,
-        Err(Miss::NotFound(key)) => {
-            return Some(Err(super::JmespathError::NotFound {
-                key: key.to_owned(),
-            }))
-        }
+        Err(Miss::NotFound(key)) => return Some(Err(not_found(key))),
         Err(Miss::Interpreter) => return None,
     };
     Some(Ok(match found {
@@ -159,22 +224,60 @@ pub(crate) fn evaluate_ref<'a>(
                     return None;
                 }
             }
-            Cow::Owned(copied(&items))
+            Cow::Owned(Value::Array(items.into_iter().cloned().collect()))
         }
     }))
 }
 
-/// The elements of a flattened result, copied into an array.
-#[inline(never)]
-fn copied(items: &[&Value]) -> Value {
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        out.push(Value::clone(item));
+/// The elements a foreach list yields from `data`, as `interp::evaluate_elements` finds them:
+/// an array's items or the one value, all borrowed. `None` when the interpreter must.
+pub(crate) fn elements<'a>(
+    simple: &'a Simple,
+    data: Scope<'a>,
+) -> Option<Result<Vec<Cow<'a, Value>>, JmespathError>> {
+    let search = Search {
+        root: root(data),
+        skip: 0,
+        units: 0,
+    };
+    search.elements(simple)
+}
+
+/// [`elements`] of a path or pipeline that starts with `request.object`, searched from what
+/// `request.object` is; `None` for any other shape or when the interpreter must.
+pub(crate) fn elements_of_request_object<'a>(
+    simple: &'a Simple,
+    object: &'a Value,
+) -> Option<Result<Vec<Cow<'a, Value>>, JmespathError>> {
+    let (Simple::Path(start) | Simple::Pipeline(Pipeline { start, .. })) = simple else {
+        return None;
+    };
+    if !matches!(start.as_slice(), [request, object, ..] if request == "request" && object == "object")
+    {
+        return None;
     }
-    Value::Array(out)
+    let search = Search {
+        root: At::Value(object),
+        skip: 2,
+        units: 0,
+    };
+    search.elements(simple)
 }
 
 impl<'a> Search<'a> {
+    fn elements(
+        mut self,
+        simple: &'a Simple,
+    ) -> Option<Result<Vec<Cow<'a, Value>>, JmespathError>> {
+        Some(Ok(match self.eval(simple) {
+            Ok(Found::Value(Value::Array(items))) => items.iter().map(Cow::Borrowed).collect(),
+            Ok(Found::Value(value)) => vec![Cow::Borrowed(value)],
+            Ok(Found::List(items)) => items.into_iter().map(Cow::Borrowed).collect(),
+            Err(Miss::NotFound(key)) => return Some(Err(not_found(key))),
+            Err(Miss::Interpreter) => return None,
+        }))
+    }
+
     fn charge(&mut self, units: usize) -> Result<(), Miss<'a>> {
         self.units += units;
         if self.units >= MAX_UNITS {
@@ -193,30 +296,7 @@ impl<'a> Search<'a> {
                 At::Value(value) => Ok(Found::Value(value)),
                 At::Scope(_) => Err(Miss::Interpreter),
             },
-            Simple::Flattened(names) => {
-                self.charge(2)?;
-                // A missing field, a scope or anything but an array leaves nothing to flatten.
-                let items = match self.follow(names) {
-                    Ok(At::Value(Value::Array(items))) => items,
-                    Ok(_) | Err(Miss::NotFound(_)) => return Ok(Found::Value(&NULL)),
-                    Err(Miss::Interpreter) => return Err(Miss::Interpreter),
-                };
-                let mut out = Vec::with_capacity(items.len());
-                for item in items {
-                    match item {
-                        Value::Array(nested) => {
-                            self.charge(nested.len() * 2 + 1)?;
-                            out.extend(nested.iter().filter(|v| !v.is_null()));
-                        }
-                        Value::Null => self.charge(2)?,
-                        other => {
-                            self.charge(2)?;
-                            out.push(other);
-                        }
-                    }
-                }
-                Ok(Found::List(out))
-            }
+            Simple::Pipeline(pipeline) => self.pipeline(pipeline),
             Simple::Or(lhs, rhs) => {
                 self.charge(1)?;
                 let left = self.or_null(lhs)?;
@@ -227,6 +307,54 @@ impl<'a> Search<'a> {
                 }
             }
         }
+    }
+
+    /// The list a pipeline yields, or null where there is nothing to flatten.
+    fn pipeline(&mut self, pipeline: &'a Pipeline) -> Result<Found<'a>, Miss<'a>> {
+        self.charge(2 * pipeline.stages.len())?;
+        // What the first `[]` flattens: the value the path leads to, or its list of fields.
+        let mut list: Vec<&'a Value> = match (self.follow(&pipeline.start), &pipeline.fields) {
+            (Err(Miss::Interpreter), _) | (Ok(At::Scope(_)), Some(_)) => {
+                return Err(Miss::Interpreter)
+            }
+            // A missing field, a scope or anything but an array: nothing to flatten.
+            (Err(Miss::NotFound(_)) | Ok(At::Scope(_)), None) => return Ok(Found::Value(&NULL)),
+            (Ok(At::Value(Value::Array(items))), None) => items.iter().collect(),
+            (Ok(At::Value(_)), None) => return Ok(Found::Value(&NULL)),
+            (Err(Miss::NotFound(_)), Some(_)) | (Ok(At::Value(Value::Null)), Some(_)) => {
+                return Ok(Found::Value(&NULL))
+            }
+            (Ok(At::Value(value)), Some(fields)) => {
+                let mut list = Vec::with_capacity(fields.len());
+                for names in fields {
+                    self.charge(2 * names.len() + 1)?;
+                    list.push(follow_value(value, names));
+                }
+                list
+            }
+        };
+        for then in &pipeline.stages {
+            let mut flat = Vec::with_capacity(list.len());
+            for item in list {
+                match item {
+                    Value::Array(nested) => {
+                        self.charge(nested.len() + 1)?;
+                        flat.extend(nested.iter());
+                    }
+                    other => {
+                        self.charge(1)?;
+                        flat.push(other);
+                    }
+                }
+            }
+            self.charge(flat.len() * (2 * then.len() + 2))?;
+            list = flat
+                .into_iter()
+                .map(|item| follow_value(item, then))
+                .filter(|found| !found.is_null())
+                .collect();
+        }
+        Ok(Found::List(list))
     }
 
     /// A missing field read as null, as `||` reads its operands.
@@ -242,6 +370,9 @@ impl<'a> Search<'a> {
     fn follow(&mut self, names: &'a [String]) -> Result<At<'a>, Miss<'a>> {
         self.charge(names.len() * 2)?;
         let mut at = self.root;
+        let names = names
+            .get(std::mem::take(&mut self.skip)..)
+            .unwrap_or_default();
         for name in names {
             at = match at {
                 At::Scope(scope) => match scope.member(name) {
@@ -258,4 +389,16 @@ impl<'a> Search<'a> {
         }
         Ok(at)
     }
+}
+
+/// Follows `names` from a value, as a projection does from each element: a missing field, or a
+/// field of anything but an object, is null.
+fn follow_value<'a>(mut at: &'a Value, names: &[String]) -> &'a Value {
+    for name in names {
+        at = match at {
+            Value::Object(map) => map.field(name).unwrap_or(&NULL),
+            _ => &NULL,
+        };
+    }
+    at
 }

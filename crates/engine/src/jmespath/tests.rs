@@ -544,25 +544,78 @@ fn simple_shapes_answer_as_the_interpreter_does() {
         "element.securityContext.capabilities.add[] || `[]`",
         "element.missing",
         "a.spec",
+        "request.object.spec.[initContainers, containers][]",
+        "request.object.spec.[ephemeralContainers, initContainers, containers][].securityContext.capabilities.add[]",
+        "request.object.spec.[missing, containers][].name",
+        "a.[list, flat, b.c, missing.x][]",
+        "a.[list, flat][][]",
+        "a.list[][]",
+        "a.list[].k",
+        "a.list[][].k",
+        "a.b.[c, s][]",
+        "a.b.s.[x, y][]",
+        "a.missing.[x][]",
+        "request.[operation][]",
+        "element.securityContext.[capabilities][].drop[]",
+        "a.list[].k || 'none'",
     ];
     let text = |result: &Result<Cow<'_, Value>, JmespathError>| format!("{result:?}");
     let mut fast = 0;
+    let mut from_object = 0;
     for expr in exprs {
         let compiled = compile_uncached(expr).unwrap();
         let shape = compiled.inner.simple.as_ref();
         for scope in [plain, bound, with_request, both] {
             let want = interp::evaluate_ref(compiled.ast(), scope, &FixedEnv);
             let got = shape.and_then(|shape| simple::evaluate_ref(shape, scope));
-            if expr.contains("[].") {
-                assert!(shape.is_none(), "{expr} is not a simple shape");
+            if expr == "request.[operation][]" && !scope.request_bound.is_empty() {
+                // `request` is a scope there: its fields are the interpreter's to list.
+                assert!(got.is_none(), "{expr} over {scope:?}");
                 continue;
             }
             let got = got.unwrap_or_else(|| panic!("{expr} is answered without the interpreter"));
             assert_eq!(text(&got), text(&want), "{expr} over {scope:?}");
+            // As a foreach list: the same elements, borrowed alike.
+            let shape = shape.unwrap();
+            assert_eq!(
+                format!("{:?}", simple::elements(shape, scope).unwrap()),
+                format!(
+                    "{:?}",
+                    interp::evaluate_elements(compiled.ast(), scope, &FixedEnv)
+                ),
+                "{expr} as a list over {scope:?}"
+            );
             fast += 1;
         }
+        // A list searched from the request's object itself.
+        if let Some(rest) = &compiled.inner.object_rest {
+            let got = compiled.elements_from_request_object(&object, &FixedEnv);
+            let want = interp::elements_of_rest_of_request_object(rest, &object, &FixedEnv);
+            assert_eq!(format!("{got:?}"), format!("{:?}", Some(want)), "{expr}");
+            assert!(simple::elements_of_request_object(shape.unwrap(), &object).is_some());
+            from_object += 1;
+        }
     }
-    assert_eq!(fast, (exprs.len() - 1) * 4);
+    assert_eq!(from_object, 6);
+    assert_eq!(fast, exprs.len() * 4 - 2);
+    for expr in [
+        "a.list[*].k",
+        "a.list[0]",
+        "a.b.*",
+        "a.[list, flat]",
+        "a.list[?k].k",
+        "a.b | c",
+        "length(a.list)",
+        "a.list[].[k]",
+        "@",
+        "a.b && a.c",
+    ] {
+        let compiled = compile_uncached(expr).unwrap();
+        assert!(
+            compiled.inner.simple.is_none(),
+            "{expr} is left to the interpreter"
+        );
+    }
 
     // Handed back: `request` itself when names are bound over it, alone or through `||`, and
     // a flatten whose work nears the interpreter's first clock check.
