@@ -20,9 +20,11 @@ use super::parser::Ast;
 use super::{JmespathError, Member, Scope};
 use crate::json::Lookup;
 
-/// Longest path and deepest nesting of `||` taken on; both keep the interpreter's depth far
-/// from its limit.
+/// Longest path, most `[]` stages and deepest nesting of `||` taken on: together they keep
+/// the depth the interpreter would reach (about `MAX_NESTING + 2 × MAX_STAGES + 2 × MAX_PATH`)
+/// under its limit of 64, so that no expression answered here is one it refuses as too deep.
 const MAX_PATH: usize = 16;
+const MAX_STAGES: usize = 8;
 const MAX_NESTING: usize = 8;
 
 /// Units of work below which the interpreter neither reads the clock nor meets its step limit
@@ -107,14 +109,14 @@ impl Pipeline {
         let mut at = ast;
         // `a[].b[].c` is `Projection(Flatten(Projection(Flatten(a), b)), c)`: peel from the outside.
         let source = loop {
-            if stages.len() >= MAX_PATH {
-                return None;
-            }
             match at {
                 Ast::Projection(lhs, rhs) => {
                     let Ast::Flatten(inner) = *lhs else {
                         return None;
                     };
+                    if stages.len() == MAX_STAGES {
+                        return None;
+                    }
                     stages.push(match *rhs {
                         Ast::Identity => Vec::new(),
                         other => path(other)?,

@@ -617,6 +617,28 @@ fn simple_shapes_answer_as_the_interpreter_does() {
         );
     }
 
+    // The deepest shape taken on is one the interpreter answers too, not one it finds too deep.
+    let long_path = |root: &str| format!("{root}{}", ".f".repeat(15));
+    let mut deepest = format!(
+        "{}{}",
+        long_path("a"),
+        format!("[]{}", long_path("")).repeat(8)
+    );
+    for _ in 0..8 {
+        deepest = format!("({deepest} || 'x')");
+    }
+    let compiled = compile_uncached(&deepest).unwrap();
+    let shape = compiled
+        .inner
+        .simple
+        .as_ref()
+        .expect("the deepest simple shape");
+    let want = interp::evaluate_ref(compiled.ast(), plain, &FixedEnv);
+    assert!(want.is_ok(), "{want:?}");
+    assert_eq!(
+        text(&simple::evaluate_ref(shape, plain).unwrap()),
+        text(&want)
+    );
     // Handed back: `request` itself when names are bound over it, alone or through `||`, and
     // a flatten whose work nears the interpreter's first clock check.
     for (expr, scope) in [
