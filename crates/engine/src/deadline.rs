@@ -150,11 +150,15 @@ mod tests {
 
     #[test]
     fn work_reads_the_clock_once_per_units_per_clock_read() {
-        let soon = Instant::now() + Duration::from_millis(30);
+        // Half a second leaves the first unit room to run before the deadline on a busy
+        // machine (a test thread can be descheduled for tens of milliseconds).
+        let soon = Instant::now() + Duration::from_millis(500);
         let _guard = scope(soon);
         // The first unit read the clock before the deadline; the next ones do not read it.
         assert_eq!(check_after_work(), Ok(()));
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(
+            soon.saturating_duration_since(Instant::now()) + Duration::from_millis(10),
+        );
         let unread = (1..UNITS_PER_CLOCK_READ)
             .filter(|_| check_after_work().is_ok())
             .count();
