@@ -157,16 +157,20 @@ fn verb_of(method: &Method, path: &ResourcePath, query: &Query) -> Option<&'stat
     }
 }
 
-/// Handles one request; returns the reply and what to record about it.
+/// Handles one request and records it.
+///
+/// The request log stays locked while the request takes effect, so a test that sees the effect
+/// (an object patched) also sees the request that made it.
 pub(crate) async fn handle(
     inner: &Arc<Inner>,
     call: Call,
     shutdown: watch::Receiver<bool>,
-) -> (Reply, RecordedRequest) {
+) -> Reply {
     let latency = *lock(&inner.latency);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let mut requests = lock(&inner.requests);
     let mut record = RecordedRequest {
         method: call.method.to_string(),
         path: call.path.clone(),
@@ -204,7 +208,8 @@ pub(crate) async fn handle(
         _ => Reply::error(&ApiError::method_not_allowed()),
     };
     record.status = reply.code();
-    (reply, record)
+    requests.push(record);
+    reply
 }
 
 fn discovery_request(inner: &Inner, call: &Call, route: Route) -> Reply {

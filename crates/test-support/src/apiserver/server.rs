@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::errors::ApiError;
-use super::handlers::{handle, lock, Call, Inner, Reply, MAX_BODY_BYTES};
+use super::handlers::{handle, Call, Inner, Reply, MAX_BODY_BYTES};
 use super::paths::Query;
 
 /// A whole JSON body, or a watch stream fed through a channel.
@@ -111,8 +111,7 @@ async fn serve_request(
         headers: parts.headers,
         body,
     };
-    let (reply, record) = handle(&inner, call, shutdown).await;
-    lock(&inner.requests).push(record);
+    let reply = handle(&inner, call, shutdown).await;
     response(reply)
 }
 
