@@ -394,8 +394,15 @@ async fn serve_files(
         PolicyEvaluator::new(cache.clone(), context.clone())
             .with_max_context_bytes(max_context_bytes),
     );
-    let (results, outcomes) = results_channel(RESULTS_CAPACITY, metrics.clone());
-    let server = Server::new_from_config(webhook, evaluator, metrics)?.with_results(results);
+    // Standalone, outcomes only feed the debug log: with it off they are not sent at all, which
+    // spares every review a hand-off of its outcomes to another task (and their freeing there).
+    let log_outcomes_wanted = tracing::enabled!(tracing::Level::DEBUG);
+    let mut server = Server::new_from_config(webhook, evaluator, metrics.clone())?;
+    if log_outcomes_wanted {
+        let (results, outcomes) = results_channel(RESULTS_CAPACITY, metrics);
+        server = server.with_results(results);
+        tokio::spawn(log_outcomes(outcomes));
+    }
     let bound = server.bind().await?;
     output::line(&format!(
         "bylaw serve: listening on https://{}",
@@ -405,7 +412,6 @@ async fn serve_files(
     let shutdown = Shutdown::new();
     let signal = shutdown.signal();
     tokio::spawn(cache.watch(source, context, reload_interval, signal.clone()));
-    tokio::spawn(log_outcomes(outcomes));
     shutdown.trigger_on_os_signal();
     bound.run(signal).await?;
     Ok(())

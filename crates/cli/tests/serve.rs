@@ -100,6 +100,66 @@ fn serves_the_examples_and_answers_the_sample_reviews() {
     serve.stop();
 }
 
+/// Standalone, outcomes go only to the debug log (and are not even sent when it is off): with
+/// it on, each failing rule is logged with its policy, rule and message.
+#[test]
+fn with_debug_logging_failing_rules_are_logged() {
+    let root = repo_root();
+    let serve = Serve::start_logging(
+        &[
+            "--policies".into(),
+            root.join("examples/disallow-latest-tag/policy.yaml").into(),
+        ],
+        "bylaw=debug,warn",
+    );
+    let started = Instant::now();
+    while serve.request("GET", "/readyz", b"").0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(20), "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let body = std::fs::read(root.join("examples/admission-reviews/02-create-pod-latest-tag.json"))
+        .unwrap();
+    let (status, answer) = serve.request("POST", "/validate/fail?timeout=10s", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("\"allowed\":false"), "{answer}");
+    // The logging task takes outcomes in batches; give it time to write.
+    let started = Instant::now();
+    let logged = loop {
+        let log = without_colours(&serve.log());
+        if let Some(line) = log.lines().find(|l| l.contains("rule outcome")) {
+            break line.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nothing logged: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for fragment in [
+        "policy=disallow-latest-tag",
+        "rule=forbid-latest",
+        "result=\"fail\"",
+        "The `latest` tag is not allowed",
+    ] {
+        assert!(logged.contains(fragment), "{fragment} in {logged}");
+    }
+    serve.stop();
+}
+
+/// The text without ANSI colour sequences (`ESC [ … m`).
+fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
 #[test]
 fn missing_policy_directory_is_a_clear_error() {
     let output = Command::new(env!("CARGO_BIN_EXE_bylaw"))

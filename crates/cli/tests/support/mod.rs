@@ -14,6 +14,8 @@ pub struct Serve {
     child: Child,
     addr: String,
     tls: Arc<rustls::ClientConfig>,
+    /// What the server printed after it started listening (its log goes to stdout).
+    output: Arc<std::sync::Mutex<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -52,13 +54,32 @@ impl Serve {
 
     /// Like [`Serve::start`], listening on `listen`.
     pub fn start_on(args: &[OsString], listen: &str) -> Serve {
+        Self::launch(args, listen, "warn")
+    }
+
+    /// Like [`Serve::start`] with `--log-filter FILTER`; see [`Serve::log`].
+    #[allow(dead_code)]
+    pub fn start_logging(args: &[OsString], filter: &str) -> Serve {
+        Self::launch(args, "127.0.0.1:0", filter)
+    }
+
+    /// What the server has logged since it started listening.
+    #[allow(dead_code)]
+    pub fn log(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn launch(args: &[OsString], listen: &str, filter: &str) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_bylaw"))
             .arg("serve")
             .args(args)
             .args(["--dev-tls", "--dev-tls-dir"])
             .arg(dir.path())
-            .args(["--listen", listen, "--log-filter", "warn"])
+            .args(["--listen", listen, "--log-filter", filter])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -75,7 +96,17 @@ impl Serve {
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let output = Arc::new(std::sync::Mutex::new(String::new()));
+        let collected = Arc::clone(&output);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut output = collected
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                output.push_str(&line);
+                output.push('\n');
+            }
+        });
 
         let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
         let mut roots = rustls::RootCertStore::empty();
@@ -93,6 +124,7 @@ impl Serve {
             child,
             addr,
             tls: Arc::new(tls),
+            output,
             _dir: dir,
         }
     }
