@@ -420,7 +420,7 @@ pub fn violation_events(batch: &ReviewOutcomes, audit: bool) -> Vec<EventRequest
                 PolicyKind::ClusterPolicy
             },
             namespace: outcome.policy_namespace.clone().unwrap_or_default(),
-            name: outcome.policy.clone(),
+            name: outcome.policy.to_string(),
         };
         let action = if blocked {
             "Resource Blocked"

@@ -58,7 +58,7 @@ fn main() {
             policies: set
                 .policies
                 .into_iter()
-                .filter(|p| p.name == name)
+                .filter(|p| *p.name == *name)
                 .collect(),
             exceptions: set.exceptions,
         },

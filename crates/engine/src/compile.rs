@@ -96,7 +96,7 @@ pub struct ActionOverride {
 #[derive(Debug, Clone)]
 pub struct CompiledPolicy {
     pub kind: PolicyKind,
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// Set for a namespaced Policy: it only ever applies in this namespace.
     pub namespace: Option<String>,
     pub annotations: BTreeMap<String, String>,
@@ -133,7 +133,7 @@ impl CompiledPolicy {
     pub fn key(&self) -> String {
         match &self.namespace {
             Some(ns) => format!("{ns}/{}", self.name),
-            None => self.name.clone(),
+            None => self.name.to_string(),
         }
     }
 
@@ -551,7 +551,7 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
     let selects_by_namespace_labels = rules_select_by_namespace_labels(&rules);
     Ok(CompiledPolicy {
         kind,
-        name,
+        name: name.into(),
         namespace,
         annotations,
         validation_failure_action,

@@ -157,7 +157,8 @@ impl RuleResponse {
 /// Every rule response of one policy for one resource.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicyResponse {
-    pub policy: String,
+    /// Shared with the compiled policy: every review answers with each policy's name.
+    pub policy: std::sync::Arc<str>,
     /// Set for a namespaced `Policy`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_namespace: Option<String>,
@@ -170,7 +171,7 @@ impl PolicyResponse {
     pub fn policy_key(&self) -> String {
         match &self.policy_namespace {
             Some(ns) if !ns.is_empty() => format!("{ns}/{}", self.policy),
-            _ => self.policy.clone(),
+            _ => self.policy.to_string(),
         }
     }
 }

@@ -101,7 +101,7 @@ fn rules_sharing_a_list_answer_as_each_does_alone() {
     let status = |name: &str| {
         together
             .iter()
-            .find(|r| r.policy == name)
+            .find(|r| &*r.policy == name)
             .and_then(|r| r.rules.first())
             .unwrap_or_else(|| panic!("no response for {name}"))
             .status

@@ -311,7 +311,7 @@ impl RuleType {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuleOutcome {
     /// Policy name.
-    pub policy: String,
+    pub policy: std::sync::Arc<str>,
     /// Namespace of a namespaced `Policy`; `None` for a `ClusterPolicy`.
     pub policy_namespace: Option<String>,
     /// Rule name.

@@ -967,7 +967,7 @@ fn blocked_message<'a>(
         }
         if !rules.is_empty() {
             failures
-                .entry(item.policy.name.as_str())
+                .entry(&*item.policy.name)
                 .or_default()
                 .extend(rules);
         }
@@ -1647,7 +1647,7 @@ spec:
             .results
             .iter()
             .filter(|o| o.result == RuleResult::Fail)
-            .map(|o| o.policy.as_str())
+            .map(|o| &*o.policy)
             .collect();
         assert_eq!(failed, ["require-team", "require-owner"]);
 
@@ -1682,7 +1682,7 @@ spec:
         let outcomes: Vec<(&str, &str, RuleResult, bool)> = verdict
             .results
             .iter()
-            .map(|o| (o.policy.as_str(), o.rule.as_str(), o.result, o.enforce))
+            .map(|o| (&*o.policy, o.rule.as_str(), o.result, o.enforce))
             .collect();
         assert_eq!(
             outcomes,

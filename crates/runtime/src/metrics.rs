@@ -163,7 +163,7 @@ impl PolicyResultLabels {
     ) -> Self {
         let policy_namespace = outcome.policy_namespace.as_deref();
         PolicyResultLabels {
-            policy_name: outcome.policy.clone(),
+            policy_name: outcome.policy.to_string(),
             policy_namespace: dash(policy_namespace),
             policy_type: policy_type(policy_namespace),
             policy_validation_mode: validation_mode(outcome.enforce),
@@ -182,7 +182,8 @@ impl PolicyResultLabels {
 impl PolicyCostLabels {
     /// Overwrites these labels with `outcome`'s policy, reusing the buffers.
     fn set(&mut self, outcome: &RuleOutcome) {
-        self.policy_name.clone_from(&outcome.policy);
+        self.policy_name.clear();
+        self.policy_name.push_str(&outcome.policy);
         self.policy_namespace.clear();
         self.policy_namespace
             .push_str(match outcome.policy_namespace.as_deref() {
@@ -333,7 +334,8 @@ struct ResourceSeriesKey {
 /// `policy_validation_mode` follow from `policy_namespace` and `enforce`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct OutcomeSeriesKey {
-    policy: String,
+    /// The outcome's own name: comparing equal names of one policy set is comparing pointers.
+    policy: Arc<str>,
     /// Empty for a cluster policy.
     policy_namespace: String,
     rule: String,
@@ -358,7 +360,9 @@ impl OutcomeSeriesKey {
 
     /// Overwrites this key with `outcome`'s labels, reusing its buffers.
     fn set(&mut self, outcome: &RuleOutcome) {
-        self.policy.clone_from(&outcome.policy);
+        if !Arc::ptr_eq(&self.policy, &outcome.policy) {
+            self.policy = Arc::clone(&outcome.policy);
+        }
         self.policy_namespace.clear();
         self.policy_namespace
             .push_str(outcome.policy_namespace.as_deref().unwrap_or(""));

@@ -191,7 +191,7 @@ pub fn compile_documents(docs: &[PolicyDocument]) -> CompiledBatch {
                     rejected.push(PolicyError {
                         origin: doc.origin.clone(),
                         kind: key.0,
-                        name: policy.name.clone(),
+                        name: policy.name.to_string(),
                         namespace: policy.namespace.clone(),
                         rejection: Rejection::Duplicate,
                         message: format!("metadata.name: also defined in {first}"),
@@ -585,7 +585,7 @@ mod tests {
             .unwrap()
             .policies
             .iter()
-            .map(|p| p.name.clone())
+            .map(|p| p.name.to_string())
             .collect();
         assert_eq!(names, ["a", "c"]);
 
@@ -643,7 +643,7 @@ mod tests {
             .unwrap()
             .policies
             .iter()
-            .map(|p| p.name.clone())
+            .map(|p| p.name.to_string())
             .collect();
         assert_eq!(served, ["a"]);
         let text = metrics.encode_openmetrics().unwrap();

@@ -1410,7 +1410,7 @@ impl Shared {
             regarding: ObjectReference {
                 api_version: Some(api_version.to_owned()),
                 kind: Some(kind.to_owned()),
-                name: Some(entry.policy.name.clone()),
+                name: Some(entry.policy.name.to_string()),
                 namespace: entry.policy.namespace.clone(),
                 uid: (!entry.uid.is_empty()).then(|| entry.uid.clone()),
                 ..ObjectReference::default()

@@ -46,7 +46,7 @@ async fn serve(harness: &Harness, policy: Value) {
         let set = harness.cache.current()?;
         set.policies
             .iter()
-            .any(|p| p.name == name && p.source["spec"] == source["spec"])
+            .any(|p| *p.name == *name && p.source["spec"] == source["spec"])
             .then_some(())
     })
     .await;
@@ -292,7 +292,7 @@ async fn api_calls_reach_the_api_server_within_the_policys_namespace() {
         let outcome = verdict
             .results
             .iter()
-            .find(|o| o.policy == "steal")
+            .find(|o| &*o.policy == "steal")
             .unwrap();
         assert_eq!(outcome.result, RuleResult::Error, "{path}");
         assert!(

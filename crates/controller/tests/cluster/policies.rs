@@ -69,7 +69,7 @@ async fn a_policy_applied_is_served_and_its_status_turns_ready() {
     harness.apply(require_team("require-team", "Audit"));
     eventually("the Audit version", || {
         let set = harness.cache.current()?;
-        let policy = set.policies.iter().find(|p| p.name == "require-team")?;
+        let policy = set.policies.iter().find(|p| &*p.name == "require-team")?;
         (policy.source["spec"]["validationFailureAction"] == "Audit").then_some(())
     })
     .await;
@@ -291,9 +291,9 @@ async fn with_the_api_server_gone_the_last_set_serves_and_changes_arrive_after()
     eventually("the changes made while away", || {
         let set = harness.cache.current()?;
         let audit = set.policies.iter().any(|p| {
-            p.name == "require-team" && p.source["spec"]["validationFailureAction"] == "Audit"
+            &*p.name == "require-team" && p.source["spec"]["validationFailureAction"] == "Audit"
         });
-        (audit && set.policies.iter().any(|p| p.name == "added-while-away")).then_some(())
+        (audit && set.policies.iter().any(|p| &*p.name == "added-while-away")).then_some(())
     })
     .await;
     harness

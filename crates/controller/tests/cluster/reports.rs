@@ -164,7 +164,7 @@ async fn an_audit_admission_result_of_a_non_background_policy_is_reported() {
     let verdict = h.evaluate(Phase::Validate, review.clone()).await;
     assert!(verdict.allowed, "Audit admits");
     let mut outcomes = verdict.clone();
-    outcomes.results.retain(|r| r.policy == "admission-only");
+    outcomes.results.retain(|r| &*r.policy == "admission-only");
     assert!(!outcomes.results.is_empty());
     h.results.send(bylaw_runtime::ReviewOutcomes {
         phase: Phase::Validate,

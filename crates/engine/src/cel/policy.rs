@@ -211,7 +211,7 @@ fn policy_of(
     let selects_by_namespace_labels = crate::compile::rules_select_by_namespace_labels(&rules);
     Ok(CompiledPolicy {
         kind,
-        name: meta.name,
+        name: meta.name.into(),
         namespace: meta.namespace,
         annotations: meta.annotations,
         validation_failure_action: action.0,
