@@ -93,7 +93,7 @@ impl ApplyResult {
     ) -> Self {
         ApplyResult {
             policy: policy.key(),
-            rule: rule.name.clone(),
+            rule: rule.name.to_string(),
             resource: resource.to_owned(),
             status,
             action,

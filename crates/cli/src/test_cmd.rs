@@ -425,7 +425,7 @@ fn run_suite(
                         resource_name: id.name,
                         resource_namespace: id.namespace,
                         rules: vec![(
-                            response.name.clone(),
+                            response.name.to_string(),
                             report_status(run.policy, response),
                             response.message_in(format).into_owned(),
                         )],
@@ -507,7 +507,7 @@ fn statuses(
         .iter()
         .map(|r| {
             let message = r.message_in(format).into_owned();
-            (r.name.clone(), report_status(policy, r), message)
+            (r.name.to_string(), report_status(policy, r), message)
         })
         .collect()
 }

@@ -134,7 +134,7 @@ pub fn unevaluated_rules(policy: &CompiledPolicy, request: &Request) -> PolicyRe
     let mut rules = Vec::new();
     if policy_applies(policy, request) {
         for unsupported in policy.unsupported_rules() {
-            let Some(rule) = policy.rules.iter().find(|r| r.name == unsupported.rule) else {
+            let Some(rule) = policy.rules.iter().find(|r| *r.name == *unsupported.rule) else {
                 continue;
             };
             if !matches!(rule.body, RuleBody::VerifyImages(_)) || !rule_selects(rule, request) {
@@ -187,7 +187,7 @@ pub fn effective_action(
             (by_name || by_labels).then_some(o.action)
         })
     };
-    let rule = policy.rules.iter().find(|r| r.name == rule_name);
+    let rule = policy.rules.iter().find(|r| *r.name == *rule_name);
     if let Some(RuleBody::Validate(v)) = rule.map(|r| &r.body) {
         if let Some(action) = overridden(&v.action_overrides) {
             return action;
@@ -419,7 +419,7 @@ pub fn mutate_existing_policy(
     if !policy_applies(policy, request) {
         return results;
     }
-    let respond = |rule: &str, status: RuleStatus, message: String| TargetMutation {
+    let respond = |rule: &Arc<str>, status: RuleStatus, message: String| TargetMutation {
         response: RuleResponse::new(rule, RuleType::Mutation, status, message),
         target: None,
         patched: None,
@@ -640,7 +640,7 @@ fn generate_for_request(
     use crate::validate::{check_conditions, rule_selects};
 
     let outcome = |response: Option<RuleResponse>, downstream: DownstreamAction| RuleGeneration {
-        rule: rule.name.clone(),
+        rule: rule.name.to_string(),
         settings,
         response,
         resources: Vec::new(),
@@ -821,7 +821,7 @@ mod context_tests {
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}
         }));
         let response = unevaluated_rules(&policy, &pod);
-        let names: Vec<&str> = response.rules.iter().map(|r| r.name.as_str()).collect();
+        let names: Vec<&str> = response.rules.iter().map(|r| &*r.name).collect();
         // `jobs` does not select a Pod; `plain` is evaluated by validation.
         assert_eq!(names, ["pods"]);
         assert_eq!(response.rules[0].status, RuleStatus::Error);

@@ -85,7 +85,8 @@ impl FailureAction {
 /// One rule's result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleResponse {
-    pub name: String,
+    /// Shared with the compiled rule: every review answers with each rule's name.
+    pub name: std::sync::Arc<str>,
     pub rule_type: RuleType,
     pub status: RuleStatus,
     pub message: String,
@@ -123,9 +124,24 @@ impl MessageFormat {
 }
 
 impl RuleResponse {
-    pub fn new(name: &str, rule_type: RuleType, status: RuleStatus, message: String) -> Self {
+    /// A response named after a compiled rule, sharing its name.
+    pub fn new(
+        name: &std::sync::Arc<str>,
+        rule_type: RuleType,
+        status: RuleStatus,
+        message: String,
+    ) -> Self {
+        Self::named(std::sync::Arc::clone(name), rule_type, status, message)
+    }
+
+    pub fn named(
+        name: std::sync::Arc<str>,
+        rule_type: RuleType,
+        status: RuleStatus,
+        message: String,
+    ) -> Self {
         RuleResponse {
-            name: name.to_owned(),
+            name,
             rule_type,
             status,
             message,

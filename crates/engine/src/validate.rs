@@ -205,7 +205,7 @@ fn validate_rule<'m>(
     })
 }
 
-fn skipped_by_exception(rule: &str, key: String) -> RuleResponse {
+fn skipped_by_exception(rule: &std::sync::Arc<str>, key: String) -> RuleResponse {
     let mut response = RuleResponse::new(
         rule,
         RuleType::Validation,
@@ -322,7 +322,7 @@ impl<'m> RuleScope<'_, '_, '_, 'm> {
 
     fn run(&mut self, validate: &'m ValidateRule) -> Outcome {
         let rule = self.rule;
-        let name = rule.name.as_str();
+        let name = &rule.name;
         // Values files stand in for context entries: they go in first, then entries that can be
         // computed offline (variables) are loaded on top, as in Kyverno's CLI.
         let values = self
@@ -368,7 +368,7 @@ impl<'m> RuleScope<'_, '_, '_, 'm> {
     /// Turns a check result into the rule response with Kyverno-shaped messages, plus the
     /// offending field and what was expected there.
     fn respond(&self, result: CheckResult) -> RuleResponse {
-        let name = self.rule.name.as_str();
+        let name = &self.rule.name;
         match result {
             CheckResult::Pass => RuleResponse::new(
                 name,
@@ -412,7 +412,7 @@ impl<'m> RuleScope<'_, '_, '_, 'm> {
 
     /// Kyverno's message for a pattern that failed at `path`.
     fn pattern_message(&self, path: Option<&str>, vars: Scope<'_>) -> String {
-        let name = self.rule.name.as_str();
+        let name = &self.rule.name;
         let path = path.unwrap_or_default();
         match self.rule_message(vars) {
             Some(m) => {
@@ -591,7 +591,7 @@ impl<'m> RuleScope<'_, '_, '_, 'm> {
             provider: self.eval.provider,
             exceptions: &exceptions,
         };
-        let name = self.rule.name.as_str();
+        let name = &self.rule.name;
         let respond =
             |status, message| RuleResponse::new(name, RuleType::Validation, status, message);
         match cel.evaluate(&inputs) {
@@ -606,7 +606,7 @@ impl<'m> RuleScope<'_, '_, '_, 'm> {
     }
 
     fn pod_security(&self, ps: &PodSecurityRule) -> RuleResponse {
-        let name = self.rule.name.as_str();
+        let name = &self.rule.name;
         let target = self.eval.request.resource();
         let Some((metadata, spec)) = podsecurity::pod_parts(target) else {
             return RuleResponse::new(

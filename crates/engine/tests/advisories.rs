@@ -32,7 +32,7 @@ fn statuses(responses: &[PolicyResponse]) -> Vec<(String, RuleStatus)> {
     responses
         .iter()
         .flat_map(|r| r.rules.iter())
-        .map(|r| (r.name.clone(), r.status))
+        .map(|r| (r.name.to_string(), r.status))
         .collect()
 }
 

@@ -175,7 +175,7 @@ fn placeholders_give_kyvernos_answers() {
         responses[0]
             .rules
             .iter()
-            .find(|r| r.name == name)
+            .find(|r| *r.name == *name)
             .unwrap_or_else(|| panic!("no response for {name}"))
             .status
     };

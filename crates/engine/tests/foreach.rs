@@ -148,7 +148,7 @@ fn bound_elements_give_kyvernos_answers() {
     let rule = |name: &str| {
         rules
             .iter()
-            .find(|r| r.name == name)
+            .find(|r| *r.name == *name)
             .unwrap_or_else(|| panic!("no response for {name}: {rules:?}"))
     };
     let privileged = rule("deny-privileged");

@@ -315,7 +315,7 @@ pub struct RuleOutcome {
     /// Namespace of a namespaced `Policy`; `None` for a `ClusterPolicy`.
     pub policy_namespace: Option<String>,
     /// Rule name.
-    pub rule: String,
+    pub rule: std::sync::Arc<str>,
     /// Kind of rule.
     pub rule_type: RuleType,
     /// Pass, fail, warn, error or skip.

@@ -773,7 +773,7 @@ fn old_object_request(request: &Request) -> (Request, Value) {
 /// `failureAction`, else the policy's `validationFailureAction`; overrides are not consulted)
 /// is Enforce and that allow existing violations.
 fn tolerates_existing(policy: &CompiledPolicy, rule_name: &str) -> bool {
-    let Some(rule) = policy.rules.iter().find(|r| r.name == rule_name) else {
+    let Some(rule) = policy.rules.iter().find(|r| *r.name == *rule_name) else {
         return false;
     };
     let RuleBody::Validate(validate) = &rule.body else {
@@ -888,11 +888,11 @@ fn decide(
                 blocked |= enforce && rule.status == RuleStatus::Fail;
                 errored |= rule.status == RuleStatus::Error;
             }
-            // The rule's name and message are moved in below, once the messages are built.
+            // The rule's message is moved in below, once the messages are built.
             results.push(RuleOutcome {
                 policy: policy.name.clone(),
                 policy_namespace: policy.namespace.clone(),
-                rule: String::new(),
+                rule: rule.name.clone(),
                 rule_type: RuleType::Validate,
                 result: rule_result(rule.status),
                 message: String::new(),
@@ -938,8 +938,7 @@ fn decide(
         (None, warnings)
     };
     let rules = evaluated.into_iter().flat_map(|item| item.response.rules);
-    for (outcome, mut rule) in results.iter_mut().zip(rules) {
-        outcome.rule = std::mem::take(&mut rule.name);
+    for (outcome, rule) in results.iter_mut().zip(rules) {
         outcome.message = rule.into_message(bylaw_engine::response::MessageFormat::Bylaw);
     }
     Verdict {
@@ -962,7 +961,7 @@ fn blocked_message<'a>(
         let mut rules = BTreeMap::new();
         for rule in &item.response.rules {
             if reportable(rule) && rule.message != "preconditions not met" {
-                rules.insert(rule.name.as_str(), message_with_path(rule));
+                rules.insert(&*rule.name, message_with_path(rule));
             }
         }
         if !rules.is_empty() {
@@ -1617,7 +1616,7 @@ spec:
         let outcomes: Vec<(&str, RuleResult, bool)> = verdict
             .results
             .iter()
-            .map(|o| (o.rule.as_str(), o.result, o.enforce))
+            .map(|o| (&*o.rule, o.result, o.enforce))
             .collect();
         assert_eq!(
             outcomes,
@@ -1682,7 +1681,7 @@ spec:
         let outcomes: Vec<(&str, &str, RuleResult, bool)> = verdict
             .results
             .iter()
-            .map(|o| (&*o.policy, o.rule.as_str(), o.result, o.enforce))
+            .map(|o| (&*o.policy, &*o.rule, o.result, o.enforce))
             .collect();
         assert_eq!(
             outcomes,
@@ -1738,7 +1737,7 @@ spec:
         let skipped = verdict
             .results
             .iter()
-            .find(|o| o.rule == "validate-image-tag")
+            .find(|o| &*o.rule == "validate-image-tag")
             .unwrap();
         assert_eq!(skipped.result, RuleResult::Skip);
         assert_eq!(skipped.message, EXISTING_VIOLATION_SKIP);
@@ -2159,7 +2158,7 @@ spec:
         let rules: Vec<(&str, RuleType, RuleResult)> = verdict
             .results
             .iter()
-            .map(|o| (o.rule.as_str(), o.rule_type, o.result))
+            .map(|o| (&*o.rule, o.rule_type, o.result))
             .collect();
         assert_eq!(
             rules,

@@ -168,7 +168,7 @@ impl PolicyResultLabels {
             policy_type: policy_type(policy_namespace),
             policy_validation_mode: validation_mode(outcome.enforce),
             policy_background_mode: bool_label(outcome.background),
-            rule_name: outcome.rule.clone(),
+            rule_name: outcome.rule.to_string(),
             rule_type: outcome.rule_type.metric_label(),
             rule_result: outcome.result.as_str(),
             rule_execution_cause: cause.label(),
@@ -334,11 +334,11 @@ struct ResourceSeriesKey {
 /// `policy_validation_mode` follow from `policy_namespace` and `enforce`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct OutcomeSeriesKey {
-    /// The outcome's own name: comparing equal names of one policy set is comparing pointers.
+    /// The outcome's own names: comparing equal names of one policy set is comparing pointers.
     policy: Arc<str>,
     /// Empty for a cluster policy.
     policy_namespace: String,
-    rule: String,
+    rule: Arc<str>,
     rule_type: RuleType,
     result: RuleResult,
     enforce: bool,
@@ -366,7 +366,9 @@ impl OutcomeSeriesKey {
         self.policy_namespace.clear();
         self.policy_namespace
             .push_str(outcome.policy_namespace.as_deref().unwrap_or(""));
-        self.rule.clone_from(&outcome.rule);
+        if !Arc::ptr_eq(&self.rule, &outcome.rule) {
+            self.rule = Arc::clone(&outcome.rule);
+        }
         self.rule_type = outcome.rule_type;
         self.result = outcome.result;
         self.enforce = outcome.enforce;

@@ -144,7 +144,7 @@ pub fn compile_one(doc: &PolicyDocument) -> Result<Compiled, Box<PolicyError>> {
         Ok(CompiledDocument::Policy(policy)) => {
             let mut unsupported = policy.unsupported_rules();
             // Autogen copies repeat their rule's problem; name the rules the user wrote.
-            let written = |name: &str| policy.rules.iter().any(|r| r.name == name && !r.autogen);
+            let written = |name: &str| policy.rules.iter().any(|r| *r.name == *name && !r.autogen);
             if unsupported.iter().any(|u| written(&u.rule)) {
                 unsupported.retain(|u| written(&u.rule));
             }

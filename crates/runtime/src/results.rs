@@ -207,7 +207,7 @@ mod tests {
                 .map(|i| RuleOutcome {
                     policy: "p".into(),
                     policy_namespace: None,
-                    rule: format!("r{i}"),
+                    rule: format!("r{i}").into(),
                     rule_type: RuleType::Validate,
                     result: RuleResult::Pass,
                     message: String::new(),

@@ -818,7 +818,7 @@ impl Shared {
             }
         }
         for mutation in mutations {
-            if !mutate_rules.contains(mutation.response.name.as_str()) {
+            if !mutate_rules.contains(&*mutation.response.name) {
                 continue;
             }
             if self.patch_target(&entry, &mutation).await == Outcome::Retry {

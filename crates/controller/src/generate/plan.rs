@@ -89,7 +89,7 @@ impl PolicyEntry {
                 RuleBody::Generate(block) => {
                     let settings = settings(&policy, block);
                     generate.push(GenerateRule {
-                        name: rule.name.clone(),
+                        name: rule.name.to_string(),
                         settings,
                         downstream: downstream_kinds(block),
                         sources: if settings.synchronize {
@@ -106,7 +106,7 @@ impl PolicyEntry {
                         .and_then(Value::as_bool)
                         .unwrap_or_else(|| policy_flag("mutateExistingOnPolicyUpdate"));
                     mutate.push(MutateRule {
-                        name: rule.name.clone(),
+                        name: rule.name.to_string(),
                         on_policy_update,
                         targets: mutate_targets(block, policy.namespace.as_deref()),
                     });
@@ -655,8 +655,8 @@ mod tests {
         let outcome = |status: RuleStatus, message: &str| RuleGeneration {
             rule: "r".into(),
             settings: rule(true, SourceKind::Data).settings,
-            response: Some(RuleResponse::new(
-                "r",
+            response: Some(RuleResponse::named(
+                "r".into(),
                 RuleType::Generation,
                 status,
                 message.to_owned(),

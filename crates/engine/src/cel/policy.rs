@@ -176,7 +176,7 @@ fn enabled(spec: &Value, which: &str) -> bool {
 
 fn cel_rule_named(name: String, rule: CelRule, source: Value) -> CompiledRule {
     CompiledRule {
-        name,
+        name: name.into(),
         autogen: false,
         // Everything; the rule's match constraints decide when it is evaluated.
         match_block: MatchBlock::All(Vec::new()),

@@ -49,7 +49,7 @@ fn statuses(response: &PolicyResponse) -> Vec<(String, RuleStatus)> {
     response
         .rules
         .iter()
-        .map(|r| (r.name.clone(), r.status))
+        .map(|r| (r.name.to_string(), r.status))
         .collect()
 }
 
@@ -158,7 +158,7 @@ fn validating_policy_matches_by_constraints_and_autogens_controllers() {
         policy.validation_failure_action,
         crate::response::FailureAction::Enforce
     );
-    let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
+    let names: Vec<&str> = policy.rules.iter().map(|r| &*r.name).collect();
     assert_eq!(
         names,
         [

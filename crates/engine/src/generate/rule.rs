@@ -113,8 +113,8 @@ pub fn generate_rule(
 
 fn respond(rule_name: &str, out: Output) -> (RuleResponse, Vec<GeneratedResource>) {
     if !out.errors.is_empty() {
-        let response = RuleResponse::new(
-            rule_name,
+        let response = RuleResponse::named(
+            rule_name.into(),
             RuleType::Generation,
             RuleStatus::Error,
             out.errors.join("; "),
@@ -139,7 +139,12 @@ fn respond(rule_name: &str, out: Output) -> (RuleResponse, Vec<GeneratedResource
         done.join(", ")
     };
     (
-        RuleResponse::new(rule_name, RuleType::Generation, RuleStatus::Pass, message),
+        RuleResponse::named(
+            rule_name.into(),
+            RuleType::Generation,
+            RuleStatus::Pass,
+            message,
+        ),
         out.resources,
     )
 }
