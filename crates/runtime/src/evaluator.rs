@@ -313,7 +313,8 @@ impl PolicyEvaluator {
         let mut old: Option<(Request, Value)> = None;
         let budget = ContextBudget::new(self.max_context_bytes);
 
-        let mut evaluated = Vec::new();
+        // Sized once: growing these vectors was 8 of a review's allocations.
+        let mut evaluated = Vec::with_capacity(set.policies.len());
         // One clock read per policy: the end of one policy's evaluation is the start of the
         // next one's and the moment the deadline is checked (reading the clock was 1.7% of the
         // server's CPU under load with three reads per policy).
@@ -870,7 +871,12 @@ fn decide(
     namespace: &str,
 ) -> Verdict {
     let namespace_labels = request.namespace_labels.as_ref();
-    let mut results = Vec::new();
+    let mut results = Vec::with_capacity(
+        evaluated
+            .iter()
+            .map(|item| item.response.rules.len())
+            .sum::<usize>(),
+    );
     let mut blocked = false;
     let mut fail_closed = false;
     let mut errored = false;
