@@ -20,7 +20,10 @@ for n in 100 1000 10000; do
   done > "$work/pods.yaml"
   /usr/bin/time -f '%U %S %e %M' -o "$work/time" \
     "$BYLAW" apply "$POLICY_DIR" --resource "$work/pods.yaml" > /dev/null 2> "$work/stderr" || true
-  read -r user sys wall rss < "$work/time"
+  # GNU time puts "Command exited with non-zero status N" first when the policies find
+  # violations (exit 1): the figures are on the last line.
+  tail -n 1 "$work/time" > "$work/figures"
+  read -r user sys wall rss < "$work/figures"
   printf '%8d  %10.2f  %10.2f  %9d KiB\n' "$n" "$(awk "BEGIN{print $user + $sys}")" "$wall" "$rss"
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
