@@ -134,6 +134,7 @@ impl RuleResponse {
         Self::named(std::sync::Arc::clone(name), rule_type, status, message)
     }
 
+    /// A response whose name is not a compiled rule's (generated rules, tests).
     pub fn named(
         name: std::sync::Arc<str>,
         rule_type: RuleType,
