@@ -330,15 +330,48 @@ struct ResourceSeriesKey {
     operation: Operation,
 }
 
+/// A policy or rule name compared and hashed by its address. The compiled policy set gives
+/// every outcome of a rule the same `Arc`s, so a series is found without reading a name. The
+/// key holds its `Arc`, so the address cannot pass to another name while the entry exists.
+/// A name that arrives as a new `Arc` each time only adds entries, which
+/// [`MAX_FAST_SERIES`] bounds.
+#[derive(Clone, Debug)]
+struct ByAddress(Arc<str>);
+
+impl PartialEq for ByAddress {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ByAddress {}
+
+impl std::hash::Hash for ByAddress {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0).cast::<u8>(), state);
+    }
+}
+
+impl ByAddress {
+    /// Points at `name`, taking a reference only when it is another `Arc`.
+    fn point_at(&mut self, name: &Arc<str>) {
+        if !Arc::ptr_eq(&self.0, name) {
+            self.0 = Arc::clone(name);
+        }
+    }
+}
+
+/// Entries a fast-lookup map holds before it is emptied and refilled from the families
+/// (which keep every series): a bound for names that do not come from a compiled policy set.
+const MAX_FAST_SERIES: usize = 65_536;
+
 /// The labels of a rule outcome that come from its policy and rule (`policy_type` and
 /// `policy_validation_mode` follow from `policy_namespace` and `enforce`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct OutcomeSeriesKey {
-    /// The outcome's own names: comparing equal names of one policy set is comparing pointers.
-    policy: Arc<str>,
-    /// Empty for a cluster policy.
-    policy_namespace: String,
-    rule: Arc<str>,
+    policy: ByAddress,
+    policy_namespace: Option<String>,
+    rule: ByAddress,
     rule_type: RuleType,
     result: RuleResult,
     enforce: bool,
@@ -348,9 +381,9 @@ struct OutcomeSeriesKey {
 impl OutcomeSeriesKey {
     fn of(outcome: &RuleOutcome) -> Self {
         OutcomeSeriesKey {
-            policy: outcome.policy.clone(),
-            policy_namespace: outcome.policy_namespace.clone().unwrap_or_default(),
-            rule: outcome.rule.clone(),
+            policy: ByAddress(Arc::clone(&outcome.policy)),
+            policy_namespace: outcome.policy_namespace.clone(),
+            rule: ByAddress(Arc::clone(&outcome.rule)),
             rule_type: outcome.rule_type,
             result: outcome.result,
             enforce: outcome.enforce,
@@ -360,15 +393,11 @@ impl OutcomeSeriesKey {
 
     /// Overwrites this key with `outcome`'s labels, reusing its buffers.
     fn set(&mut self, outcome: &RuleOutcome) {
-        if !Arc::ptr_eq(&self.policy, &outcome.policy) {
-            self.policy = Arc::clone(&outcome.policy);
+        self.policy.point_at(&outcome.policy);
+        if self.policy_namespace != outcome.policy_namespace {
+            self.policy_namespace.clone_from(&outcome.policy_namespace);
         }
-        self.policy_namespace.clear();
-        self.policy_namespace
-            .push_str(outcome.policy_namespace.as_deref().unwrap_or(""));
-        if !Arc::ptr_eq(&self.rule, &outcome.rule) {
-            self.rule = Arc::clone(&outcome.rule);
-        }
+        self.rule.point_at(&outcome.rule);
         self.rule_type = outcome.rule_type;
         self.result = outcome.result;
         self.enforce = outcome.enforce;
@@ -377,7 +406,41 @@ impl OutcomeSeriesKey {
 }
 
 /// `bylaw_policy_evaluations_total` and `bylaw_policy_evaluation_seconds_total` of one policy.
-type CostSeriesMap = HashMap<PolicyCostLabels, (Counter, Counter<f64, AtomicU64>), FoldHash>;
+type CostSeriesMap = HashMap<CostSeriesKey, (Counter, Counter<f64, AtomicU64>), FoldHash>;
+
+/// A policy as the cost series are found: by its name's address (see [`ByAddress`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct CostSeriesKey {
+    policy: ByAddress,
+    policy_namespace: Option<String>,
+}
+
+impl CostSeriesKey {
+    fn of(outcome: &RuleOutcome) -> Self {
+        CostSeriesKey {
+            policy: ByAddress(Arc::clone(&outcome.policy)),
+            policy_namespace: outcome.policy_namespace.clone(),
+        }
+    }
+
+    /// Overwrites this key with `outcome`'s policy.
+    fn set(&mut self, outcome: &RuleOutcome) {
+        self.policy.point_at(&outcome.policy);
+        if self.policy_namespace != outcome.policy_namespace {
+            self.policy_namespace.clone_from(&outcome.policy_namespace);
+        }
+    }
+
+    /// Whether this is the policy `name` in `namespace` (`None` or empty: a cluster policy).
+    fn is(&self, name: &str, namespace: Option<&str>) -> bool {
+        let cluster_wide = |ns: Option<&str>| ns.is_none_or(str::is_empty);
+        *self.policy.0 == *name
+            && match (self.policy_namespace.as_deref(), namespace) {
+                (a, b) if cluster_wide(a) && cluster_wide(b) => true,
+                (a, b) => a == b,
+            }
+    }
+}
 
 /// Reasons a policy document is not loaded, as `reason` label values.
 pub const LOAD_ERROR_REASONS: [&str; 4] = ["unreadable", "invalid", "unsupported", "duplicate"];
@@ -640,6 +703,9 @@ impl Metrics {
             count.inc();
             duration.observe(outcome.duration.as_secs_f64());
             key.set(outcome);
+            if series.len() >= MAX_FAST_SERIES {
+                series.clear();
+            }
             series.insert(key.clone(), (count, duration));
         }
     }
@@ -731,12 +797,12 @@ impl Metrics {
     /// Records the time each policy took in one review: the rule outcomes of a policy come
     /// together, so consecutive outcomes of one policy are one evaluation.
     pub fn record_policy_evaluations(&self, outcomes: &[RuleOutcome]) {
-        // One label buffer and one read lock for the review; policies without a series yet
-        // are created afterwards under the write lock.
-        let mut labels = PolicyCostLabels {
-            policy_name: String::new(),
-            policy_namespace: String::new(),
+        let Some(first) = outcomes.first() else {
+            return;
         };
+        // One key and one read lock for the review; policies without a series yet are
+        // created afterwards under the write lock.
+        let mut key = CostSeriesKey::of(first);
         let mut unseen: Vec<(&RuleOutcome, f64)> = Vec::new();
         {
             let known = self
@@ -744,8 +810,8 @@ impl Metrics {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
             for (first, seconds) in policy_groups(outcomes) {
-                labels.set(first);
-                match known.get(&labels) {
+                key.set(first);
+                match known.get(&key) {
                     Some((count, time)) => {
                         count.inc();
                         time.inc_by(seconds);
@@ -763,13 +829,20 @@ impl Metrics {
             .cost_series
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        let mut labels = PolicyCostLabels {
+            policy_name: String::new(),
+            policy_namespace: String::new(),
+        };
         for (first, seconds) in unseen {
             labels.set(first);
             let count = self.policy_evaluations.get_or_create_owned(&labels);
             let time = self.policy_evaluation_seconds.get_or_create_owned(&labels);
             count.inc();
             time.inc_by(seconds);
-            known.insert(labels.clone(), (count, time));
+            if known.len() >= MAX_FAST_SERIES {
+                known.clear();
+            }
+            known.insert(CostSeriesKey::of(first), (count, time));
         }
     }
 
@@ -798,7 +871,7 @@ impl Metrics {
             .cost_series
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        known.remove(&labels);
+        known.retain(|key, _| !key.is(name, namespace));
         self.policy_evaluations.remove(&labels);
         self.policy_evaluation_seconds.remove(&labels);
     }
@@ -1113,6 +1186,70 @@ mod tests {
             "bylaw_policy_evaluations_total{policy_name=\"a\",policy_namespace=\"-\"} 1"
         ));
         assert_eq!(metrics.policy_cost("b", None).evaluations, 1);
+    }
+
+    /// Series are found by the address of the outcome's names: outcomes sharing the compiled
+    /// policy's `Arc`s hit one entry, and names that come as new `Arc`s every time still
+    /// count into the same series while the lookup maps stay bounded.
+    #[test]
+    fn series_are_found_by_shared_names_and_new_names_stay_bounded() {
+        let metrics = Metrics::new("dev");
+        let policy: Arc<str> = "shared".into();
+        let rule: Arc<str> = "r".into();
+        let shared = RuleOutcome {
+            policy: Arc::clone(&policy),
+            rule: Arc::clone(&rule),
+            ..outcome()
+        };
+        for _ in 0..3 {
+            metrics.record_rule_outcomes(
+                std::slice::from_ref(&shared),
+                ExecutionCause::AdmissionRequest,
+                POD_CREATE,
+            );
+            metrics.record_policy_evaluations(std::slice::from_ref(&shared));
+        }
+        let entries = |metrics: &Metrics| {
+            let rules = metrics
+                .rule_series
+                .read()
+                .unwrap()
+                .values()
+                .map(HashMap::len)
+                .sum::<usize>();
+            (rules, metrics.cost_series.read().unwrap().len())
+        };
+        assert_eq!(entries(&metrics), (1, 1));
+        assert_eq!(metrics.policy_cost("shared", None).evaluations, 3);
+
+        let fresh = || RuleOutcome {
+            policy: "fresh".into(),
+            rule: "r".into(),
+            ..outcome()
+        };
+        let reviews = MAX_FAST_SERIES + 10;
+        for _ in 0..reviews / 1000 + 1 {
+            let batch: Vec<RuleOutcome> = (0..1000).map(|_| fresh()).collect();
+            metrics.record_rule_outcomes(&batch, ExecutionCause::AdmissionRequest, POD_CREATE);
+            for outcome in &batch {
+                metrics.record_policy_evaluations(std::slice::from_ref(outcome));
+            }
+        }
+        let total = (reviews / 1000 + 1) * 1000;
+        let (rules, costs) = entries(&metrics);
+        assert!(
+            rules <= MAX_FAST_SERIES + 1 && costs <= MAX_FAST_SERIES + 1,
+            "{rules} {costs}"
+        );
+        assert_eq!(metrics.policy_cost("fresh", None).evaluations, total as u64);
+        let text = metrics.encode_openmetrics().unwrap();
+        let counted = text
+            .lines()
+            .find(|l| {
+                l.starts_with("bylaw_policy_results_total{") && l.contains("policy_name=\"fresh\"")
+            })
+            .unwrap_or_default();
+        assert!(counted.ends_with(&format!(" {total}")), "{counted}");
     }
 
     #[test]
