@@ -17,7 +17,7 @@ pub enum LogFormat {
 /// Logging flags shared by every bylaw server.
 #[derive(Clone, Debug, clap::Args)]
 pub struct LogArgs {
-    /// Log line format.
+    /// Log line format; `text` is coloured only on a terminal without `NO_COLOR`.
     #[arg(long = "log-format", env = "BYLAW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub format: LogFormat,
     /// Log filter in `RUST_LOG` syntax, e.g. `info,bylaw_webhook=debug`.
@@ -48,13 +48,23 @@ fn parse_filter(filter: &str) -> Result<EnvFilter, crate::Error> {
     })
 }
 
+/// Colours only on a terminal: piped to a file or a container runtime (`kubectl logs`), escape
+/// codes would split every `key=value` a reader or a log pipeline looks for. `NO_COLOR` turns
+/// them off on a terminal too.
+fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global tracing subscriber. Fails on an invalid filter or when a subscriber is
 /// already installed.
 pub fn init_tracing(format: LogFormat, filter: &str) -> Result<LogHandle, crate::Error> {
     let (filter_layer, handle) = reload::Layer::new(parse_filter(filter)?);
     let registry = tracing_subscriber::registry().with(filter_layer);
     let result = match format {
-        LogFormat::Text => registry.with(fmt::layer().with_target(true)).try_init(),
+        LogFormat::Text => registry
+            .with(fmt::layer().with_target(true).with_ansi(colour_wanted()))
+            .try_init(),
         LogFormat::Json => registry
             .with(
                 fmt::layer()
