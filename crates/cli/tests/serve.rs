@@ -24,11 +24,7 @@ fn serves_the_examples_and_answers_the_sample_reviews() {
         root.join("examples/admission-reviews/namespaces.yaml")
             .into(),
     ]);
-    let started = Instant::now();
-    while serve.request("GET", "/readyz", b"").0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(20), "never ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    serve.wait_ready();
 
     // (review file, admitted, text the denial must contain)
     let cases: &[(&str, bool, &[&str])] = &[
@@ -112,11 +108,7 @@ fn with_debug_logging_failing_rules_are_logged() {
         ],
         "bylaw=debug,warn",
     );
-    let started = Instant::now();
-    while serve.request("GET", "/readyz", b"").0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(20), "never ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    serve.wait_ready();
     let body = std::fs::read(root.join("examples/admission-reviews/02-create-pod-latest-tag.json"))
         .unwrap();
     let (status, answer) = serve.request("POST", "/validate/fail?timeout=10s", &body);

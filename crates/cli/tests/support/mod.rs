@@ -63,6 +63,16 @@ impl Serve {
         Self::launch(args, "127.0.0.1:0", filter)
     }
 
+    /// Waits (up to 20 s) until `/readyz` answers 200.
+    #[allow(dead_code)]
+    pub fn wait_ready(&self) {
+        let started = Instant::now();
+        while self.request("GET", "/readyz", b"").0 != 200 {
+            assert!(started.elapsed() < Duration::from_secs(20), "never ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// What the server has logged since it started listening.
     #[allow(dead_code)]
     pub fn log(&self) -> String {
