@@ -72,6 +72,31 @@ impl Quantity {
         }
     }
 
+    /// The value as an `i64` when it is a whole number that fits one: patterns compare JSON
+    /// integers (ports, user IDs) with it directly instead of parsing their text.
+    pub fn as_exact_i64(&self) -> Option<i64> {
+        if self.digits.is_empty() {
+            return Some(0);
+        }
+        // Digits below the decimal point must all be zeros.
+        let fraction = usize::try_from(self.exp.checked_neg()?).unwrap_or(0);
+        let whole_digits = self.digits.len().checked_sub(fraction)?;
+        let (whole, below) = self.digits.split_at(whole_digits);
+        if below.iter().any(|&digit| digit != 0) {
+            return None;
+        }
+        let mut value: i64 = 0;
+        for &digit in whole {
+            value = value.checked_mul(10)?.checked_add(i64::from(digit))?;
+        }
+        if value != 0 {
+            for _ in 0..self.exp {
+                value = value.checked_mul(10)?;
+            }
+        }
+        Some(if self.negative { -value } else { value })
+    }
+
     /// Parses a quantity exactly as Kubernetes' `resource.ParseQuantity` does; `None` where it
     /// returns an error.
     pub fn parse(s: &str) -> Option<Quantity> {
@@ -1059,6 +1084,28 @@ mod tests {
 
     fn q(s: &str) -> Quantity {
         Quantity::parse(s).unwrap_or_else(|| panic!("{s:?} should parse"))
+    }
+
+    #[test]
+    fn whole_quantities_read_as_integers() {
+        let cases = [
+            ("0", Some(0)),
+            ("-0", Some(0)),
+            ("1000", Some(1000)),
+            ("1k", Some(1000)),
+            ("1e3", Some(1000)),
+            ("1Ki", Some(1024)),
+            ("-5", Some(-5)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("0.0", Some(0)),
+            ("500m", None),
+            ("1.5", None),
+            ("2000m", Some(2)),
+            ("0.000000001", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(q(text).as_exact_i64(), want, "{text}");
+        }
     }
 
     #[test]

@@ -55,6 +55,8 @@ struct Compare {
     operand: String,
     duration: Option<i64>,
     quantity: Option<Quantity>,
+    /// The operand as a whole number, when it is one.
+    integer: Option<i64>,
 }
 
 impl ScalarPattern {
@@ -221,15 +223,28 @@ fn range_endpoint_len(text: &str) -> Option<usize> {
 
 impl Compare {
     fn new(op: Op, operand: &str) -> Compare {
+        let quantity = Quantity::parse(operand);
         Compare {
             op,
             operand: operand.to_owned(),
             duration: parse_duration(operand),
-            quantity: Quantity::parse(operand),
+            integer: quantity.as_ref().and_then(Quantity::as_exact_i64),
+            quantity,
         }
     }
 
     fn matches(&self, value: &Value) -> bool {
+        // A JSON integer against a whole-number operand: what the quantity comparison below
+        // finds, without writing the integer out and parsing it back. (Only 0 is both an
+        // integer's text and a duration, and there both comparisons agree; the guard keeps
+        // the order below anyway.)
+        if let (Some(want), Value::Number(number)) = (self.integer, value) {
+            if let Some(got) = number.as_i64() {
+                if self.duration.is_none() || got != 0 {
+                    return self.holds(got.cmp(&want));
+                }
+            }
+        }
         // Durations first, then quantities, then plain (wildcard) string comparison.
         if let Some(want) = self.duration {
             if let Some(got) = numeric_text(value).as_deref().and_then(parse_duration) {
@@ -343,6 +358,28 @@ mod tests {
         assert_eq!(go_exponent_format(100.25), "1.0025E+02");
         assert_eq!(go_exponent_format(0.001), "1E-03");
         assert_eq!(go_exponent_format(1e100), "1E+100");
+    }
+
+    /// A JSON integer compared by value must match exactly as its decimal text does.
+    #[test]
+    fn integers_compare_as_their_text_does() {
+        let operands = [
+            ">0", "<1000", ">=1Ki", "<=1k", "1e3", "!0", "0", "-5", ">-5", "!=1024", "5m", ">0.5",
+            "<1h", "1*", "abc",
+        ];
+        let values = [-7i64, -5, 0, 1, 5, 999, 1000, 1024, 3000, i64::MAX];
+        for operand in operands {
+            for value in values {
+                assert_eq!(
+                    check(json!(value), json!(operand)),
+                    check(json!(value.to_string()), json!(operand)),
+                    "{value} against {operand:?}"
+                );
+            }
+        }
+        assert!(check(json!(1024), json!(">=1Ki")));
+        assert!(!check(json!(1023), json!(">=1Ki")));
+        assert!(check(json!(0), json!("<1h")));
     }
 
     // Expectations from Kyverno's documented value semantics and its pattern test table.
