@@ -4,7 +4,6 @@
 use crate::json::Lookup;
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -564,14 +563,21 @@ impl<'m> RuleScope<'_, '_, '_, 'm> {
         }
     }
 
-    fn pattern(&self, source: &PatternSource, vars: Scope<'_>) -> Result<Arc<Pattern>, String> {
+    /// The pattern to check: the compiled one, borrowed (a reference count bumped per rule
+    /// and review was a cache line both server threads wrote), or one compiled after
+    /// substitution.
+    fn pattern<'s>(
+        &self,
+        source: &'s PatternSource,
+        vars: Scope<'_>,
+    ) -> Result<Cow<'s, Pattern>, String> {
         match source {
-            PatternSource::Static(p) => Ok(Arc::clone(p)),
+            PatternSource::Static(p) => Ok(Cow::Borrowed(p)),
             PatternSource::Dynamic(raw) => {
                 let substituted = variables::substitute_all(raw, vars)
                     .map_err(|e| format!("variable substitution failed: {e}"))?;
                 Pattern::compile(&substituted)
-                    .map(Arc::new)
+                    .map(Cow::Owned)
                     .map_err(|e| format!("invalid pattern after substitution: {e}"))
             }
         }
