@@ -320,7 +320,8 @@ pub struct RuleOutcome {
     pub rule_type: RuleType,
     /// Pass, fail, warn, error or skip.
     pub result: RuleResult,
-    /// Human-readable message (the rule's message on failure).
+    /// Human-readable message (the rule's message on failure); empty for a pass, which
+    /// reports, events and logs show without one.
     pub message: String,
     /// True when a failure blocks the request (`Enforce`), false for `Audit`.
     pub enforce: bool,
