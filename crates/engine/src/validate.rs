@@ -120,7 +120,8 @@ pub fn policy_applies(policy: &CompiledPolicy, request: &Request) -> bool {
 /// Whether a rule selects the request (match, and not exclude).
 pub fn rule_selects(rule: &CompiledRule, request: &Request) -> bool {
     if let Some(kinds) = &rule.match_kinds {
-        if !kinds.contains(&request.kind.kind) {
+        let kind = request.kind.kind.as_str();
+        if !kinds.iter().any(|k| crate::json::same_key(k, kind)) {
             return false;
         }
     }
