@@ -315,7 +315,19 @@ async fn a_watcher_relists_after_its_watch_expires() {
         requests.iter().filter(|r| r.verb == "list").count() > lists_before,
         "the watcher listed again"
     );
-    let watches = requests.iter().filter(|r| r.verb == "watch").count();
+    // The store holds the relisted objects before the watcher opens its next watch.
+    let watches = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.verb == "watch")
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while watches() < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let watches = watches();
     assert!(
         watches >= 3,
         "first watch, the expired resume, the watch after the relist: {watches}"
