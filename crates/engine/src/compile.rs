@@ -360,6 +360,57 @@ pub struct ConditionBlock {
     pub all: Vec<RawCondition>,
     /// `any` was written (even empty): Kyverno treats an absent `any` as satisfied.
     pub has_any: bool,
+    /// Every operand and message is a literal or one variable that reads only `request`
+    /// ([`RawCondition::reads_only_request`]): against one request, the block has one answer.
+    pub(crate) reads_only_request: bool,
+}
+
+impl ConditionBlock {
+    /// `any` and `all` as compiled, with [`ConditionBlock::reads_only_request`] worked out.
+    fn new(any: Vec<RawCondition>, all: Vec<RawCondition>, has_any: bool) -> ConditionBlock {
+        let reads_only_request = any.iter().chain(&all).all(RawCondition::reads_only_request);
+        ConditionBlock {
+            any,
+            all,
+            has_any,
+            reads_only_request,
+        }
+    }
+
+    /// Whether both blocks say the same: the same conditions, written the same way.
+    pub(crate) fn same_conditions(&self, other: &ConditionBlock) -> bool {
+        let same = |a: &[RawCondition], b: &[RawCondition]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.same_condition(b))
+        };
+        self.has_any == other.has_any && same(&self.any, &other.any) && same(&self.all, &other.all)
+    }
+}
+
+impl RawCondition {
+    /// Whether the condition reads nothing but `request`: each operand is a literal or one
+    /// variable whose expression only follows paths from `request`, and the message has no
+    /// variables. Text around a variable, functions and every other name say no.
+    fn reads_only_request(&self) -> bool {
+        let operand = |substitutes: bool, variable: &Option<variables::WholeVariable>| {
+            !substitutes
+                || variable
+                    .as_ref()
+                    .is_some_and(variables::WholeVariable::reads_only_request)
+        };
+        operand(self.key_substitutes, &self.key_variable)
+            && operand(self.value_substitutes, &self.value_variable)
+            && !self
+                .message
+                .as_deref()
+                .is_some_and(crate::variables::has_open_braces)
+    }
+
+    fn same_condition(&self, other: &RawCondition) -> bool {
+        self.operator == other.operator
+            && self.key == other.key
+            && self.value == other.value
+            && self.message == other.message
+    }
 }
 
 /// Whether a document mentions the `images` context variable anywhere (in `{{ }}`, a foreach
@@ -774,11 +825,11 @@ fn compile_conditions_for(
             .collect()
     };
     match value {
-        Value::Array(_) => Ok(Some(ConditionBlock {
-            any: Vec::new(),
-            all: list(value, path)?,
-            has_any: false,
-        })),
+        Value::Array(_) => Ok(Some(ConditionBlock::new(
+            Vec::new(),
+            list(value, path)?,
+            false,
+        ))),
         Value::Object(map) => {
             let any = match map.get("any") {
                 Some(v) if !v.is_null() => Some(list(v, &format!("{path}.any"))?),
@@ -788,11 +839,12 @@ fn compile_conditions_for(
                 Some(v) if !v.is_null() => list(v, &format!("{path}.all"))?,
                 _ => Vec::new(),
             };
-            Ok(Some(ConditionBlock {
-                has_any: any.is_some(),
-                any: any.unwrap_or_default(),
+            let has_any = any.is_some();
+            Ok(Some(ConditionBlock::new(
+                any.unwrap_or_default(),
                 all,
-            }))
+                has_any,
+            )))
         }
         _ => Err(CompileError::new(
             path,

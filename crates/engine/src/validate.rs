@@ -46,7 +46,12 @@ pub struct RequestMemo<'r> {
     object_lists: ObjectLists<'r>,
     /// Whether passing rules get Kyverno's "validation rule '…' passed." message.
     pass_messages: bool,
+    /// Answers of rule preconditions that read only `request`, by block: most of the
+    /// library's policies open with the same `request.operation` precondition.
+    preconditions: RefCell<Vec<(&'r ConditionBlock, PreconditionAnswer)>>,
 }
+
+type PreconditionAnswer = (bool, Option<String>);
 
 type ObjectLists<'r> = RefCell<Vec<(&'r jmespath::Expression, Vec<Cow<'r, Value>>)>>;
 
@@ -57,7 +62,33 @@ impl<'r> RequestMemo<'r> {
             pod_security: podsecurity::CheckRuns::default(),
             object_lists: RefCell::default(),
             pass_messages: true,
+            preconditions: RefCell::default(),
         }
+    }
+
+    /// A rule's preconditions `block` against `request`: answered once per request for every
+    /// block that says the same, when the block reads only `request` and the caller knows
+    /// the rule has not written under `request` (its values or context entries). Errors are
+    /// not kept: `evaluate` runs again and says why.
+    fn preconditions(
+        &self,
+        block: &'r ConditionBlock,
+        request: &Request,
+        evaluate: impl FnOnce() -> Result<PreconditionAnswer, String>,
+    ) -> Result<PreconditionAnswer, String> {
+        if !block.reads_only_request || !std::ptr::eq(self.request, request) {
+            return evaluate();
+        }
+        if let Ok(kept) = self.preconditions.try_borrow() {
+            if let Some((_, answer)) = kept.iter().find(|(kept, _)| kept.same_conditions(block)) {
+                return Ok(answer.clone());
+            }
+        }
+        let answer = evaluate()?;
+        if let Ok(mut kept) = self.preconditions.try_borrow_mut() {
+            kept.push((block, answer.clone()));
+        }
+        Ok(answer)
     }
 
     /// Passing rules answer with an empty message: for a caller that shows no message for a
@@ -359,8 +390,18 @@ impl<'m> RuleScope<'_, '_, '_, 'm> {
             .map_err(|e| format!("failed to load context: {e}"))?;
 
         if let Some(pre) = &rule.preconditions {
-            let (passed, message) = check_conditions(pre, self.ctx())
-                .map_err(|e| format!("failed to evaluate preconditions: {e}"))?;
+            let evaluate = || check_conditions(pre, self.ctx());
+            // Still bound over the document means nothing of this rule (values, context
+            // entries) wrote under `request`: it sees the request as every other rule does.
+            let answer = if self.objects.is_some() {
+                self.eval
+                    .memo
+                    .preconditions(pre, self.eval.request, evaluate)
+            } else {
+                evaluate()
+            };
+            let (passed, message) =
+                answer.map_err(|e| format!("failed to evaluate preconditions: {e}"))?;
             if !passed {
                 let text = match message {
                     Some(m) => format!("preconditions not met: {m}"),

@@ -244,6 +244,11 @@ pub struct WholeVariable {
 }
 
 impl WholeVariable {
+    /// Whether the variable reads only `request` (see [`jmespath::Expression::reads_only`]).
+    pub(crate) fn reads_only_request(&self) -> bool {
+        self.compiled.reads_only("request")
+    }
+
     /// `Some` when `s` is one variable from its first to its last byte and its expression
     /// compiles; anything else (text around it, several variables, nesting, `{{@}}`, an
     /// escape) goes through [`substitute_str`].

@@ -386,6 +386,15 @@ impl Expression {
         ))
     }
 
+    /// Whether the expression reads nothing but the top-level name `root`: one of the simple
+    /// shapes (paths, flattens, literals, `||`; no functions) whose every path starts there.
+    pub(crate) fn reads_only(&self, root: &str) -> bool {
+        self.inner
+            .simple
+            .as_ref()
+            .is_some_and(|simple| simple.reads_only(root))
+    }
+
     /// Whether both are the same expression: one compilation, or the same text.
     pub(crate) fn same_expression(&self, other: &Expression) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner) || self.inner.source == other.inner.source

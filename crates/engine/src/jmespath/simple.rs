@@ -43,6 +43,18 @@ pub(crate) enum Simple {
 }
 
 impl Simple {
+    /// Whether every path the expression follows starts at the top-level name `root`
+    /// (literals read nothing).
+    pub(crate) fn reads_only(&self, root: &str) -> bool {
+        match self {
+            Simple::Path(names) | Simple::Pipeline(Pipeline { start: names, .. }) => {
+                names.first().is_some_and(|first| first == root)
+            }
+            Simple::Literal(_) => true,
+            Simple::Or(lhs, rhs) => lhs.reads_only(root) && rhs.reads_only(root),
+        }
+    }
+
     /// The simple form of `ast`, if it has one.
     pub(crate) fn of(ast: Ast) -> Option<Simple> {
         Self::within(ast, 0)
