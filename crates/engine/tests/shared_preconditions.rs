@@ -26,7 +26,7 @@ fn policy(name: &str, preconditions: Value, context: Value) -> Value {
     })
 }
 
-fn not_deleting() -> Value {
+fn not_creating() -> Value {
     json!({"all": [{"key": "{{ request.operation || 'BACKGROUND' }}",
                     "operator": "NotEquals", "value": "CREATE"}]})
 }
@@ -76,8 +76,8 @@ const SKIPPED: &str = "preconditions not met";
 fn rules_with_the_same_block_get_the_same_answer() {
     let answers = evaluate(
         &[
-            policy("first", not_deleting(), json!([])),
-            policy("second", not_deleting(), json!([])),
+            policy("first", not_creating(), json!([])),
+            policy("second", not_creating(), json!([])),
         ],
         &NoContext,
     );
@@ -102,8 +102,8 @@ fn a_rule_with_its_own_values_is_not_answered_by_another_rule() {
     };
     let answers = evaluate(
         &[
-            policy("plain", not_deleting(), json!([])),
-            policy("with-values", not_deleting(), json!([])),
+            policy("plain", not_creating(), json!([])),
+            policy("with-values", not_creating(), json!([])),
         ],
         &provider,
     );
@@ -120,10 +120,10 @@ fn a_rule_with_its_own_values_is_not_answered_by_another_rule() {
 fn a_rule_with_context_entries_is_not_answered_by_another_rule() {
     let answers = evaluate(
         &[
-            policy("plain", not_deleting(), json!([])),
+            policy("plain", not_creating(), json!([])),
             policy(
                 "with-context",
-                not_deleting(),
+                not_creating(),
                 json!([{"name": "request.operation", "variable": {"value": "UPDATE"}}]),
             ),
         ],
@@ -143,7 +143,7 @@ fn blocks_that_differ_are_answered_each_for_itself() {
                                 "operator": "Equals", "value": "CREATE"}]});
     let answers = evaluate(
         &[
-            policy("not-create", not_deleting(), json!([])),
+            policy("not-create", not_creating(), json!([])),
             policy("create", holds, json!([])),
         ],
         &NoContext,
