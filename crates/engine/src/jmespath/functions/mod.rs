@@ -129,10 +129,14 @@ fn signature(def: &Def) -> String {
     format!("{}({}) {}", def.name, args.join(", "), def.returns)
 }
 
-fn table() -> &'static HashMap<&'static str, &'static Def> {
-    static TABLE: OnceLock<HashMap<&'static str, &'static Def>> = OnceLock::new();
+/// Function definitions by name. Every call looks its function up here; foldhash hashes a
+/// short name in a fraction of SipHash's time.
+type Table = HashMap<&'static str, &'static Def, foldhash::fast::FixedState>;
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut map = HashMap::new();
+        let mut map = Table::default();
         // Kyverno registers its functions after the standard ones, so `sum` is Kyverno's.
         for def in builtin::DEFS.iter().chain(kyverno::DEFS.iter()) {
             map.insert(def.name, def);
