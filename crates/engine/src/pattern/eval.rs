@@ -35,6 +35,11 @@ pub enum Mismatch {
     },
 }
 
+/// The result of checking one part of a resource. A mismatch is boxed so that the result is a
+/// single word: it is returned and passed on at every level of the walk, and nearly every
+/// check passes.
+pub type Checked = Result<(), Box<Mismatch>>;
+
 /// A position in the resource, rendered only when a mismatch is reported.
 #[derive(Clone, Copy)]
 pub struct Path<'a> {
@@ -93,15 +98,15 @@ impl<'a> Path<'a> {
     }
 }
 
-fn fail(path: &Path<'_>, detail: String) -> Mismatch {
-    Mismatch::Fail {
+fn fail(path: &Path<'_>, detail: String) -> Box<Mismatch> {
+    Box::new(Mismatch::Fail {
         path: path.render(),
         detail,
-    }
+    })
 }
 
 /// Checks `value` (`None` when absent) against `node`.
-pub fn check(node: &Node, value: Option<&Value>, path: &Path<'_>) -> Result<(), Mismatch> {
+pub fn check(node: &Node, value: Option<&Value>, path: &Path<'_>) -> Checked {
     match node {
         Node::Map(map) => match value {
             Some(Value::Object(object)) => check_map(map, object, path),
@@ -125,7 +130,7 @@ fn check_scalar(
     scalar: &ScalarPattern,
     value: Option<&Value>,
     path: &Path<'_>,
-) -> Result<(), Mismatch> {
+) -> Checked {
     // A scalar pattern against a list applies to every element (an empty list passes).
     if let Some(Value::Array(items)) = value {
         return match items.iter().position(|item| !scalar.matches(Some(item))) {
@@ -154,29 +159,29 @@ fn check_scalar(
 #[derive(Default)]
 struct Tally {
     matched: usize,
-    skipped: Option<Mismatch>,
+    skipped: Option<Box<Mismatch>>,
     any_global: bool,
 }
 
 impl Tally {
     /// Records a nested result of an object's field; failures and global skips are returned
     /// to end the check.
-    fn record(&mut self, result: Result<(), Mismatch>) -> Result<(), Mismatch> {
+    fn record(&mut self, result: Checked) -> Checked {
         match result {
-            Err(Mismatch::Skip { global: true, .. }) => result,
+            Err(skip) if matches!(*skip, Mismatch::Skip { global: true, .. }) => Err(skip),
             other => self.record_element(other),
         }
     }
 
     /// Records a nested result of a list element: any skip only skips that element.
-    fn record_element(&mut self, result: Result<(), Mismatch>) -> Result<(), Mismatch> {
+    fn record_element(&mut self, result: Checked) -> Checked {
         match result {
             Ok(()) => {
                 self.matched += 1;
                 Ok(())
             }
-            Err(skip @ Mismatch::Skip { .. }) => {
-                self.any_global |= matches!(skip, Mismatch::Skip { global: true, .. });
+            Err(skip) if matches!(*skip, Mismatch::Skip { .. }) => {
+                self.any_global |= matches!(*skip, Mismatch::Skip { global: true, .. });
                 self.skipped.get_or_insert(skip);
                 Ok(())
             }
@@ -184,19 +189,20 @@ impl Tally {
         }
     }
 
-    fn finish(self) -> Result<(), Mismatch> {
+    fn finish(self) -> Checked {
         match self.skipped {
-            Some(Mismatch::Skip { path, detail, .. }) if self.matched == 0 => Err(Mismatch::Skip {
-                path,
-                detail,
-                global: self.any_global,
-            }),
+            Some(mut skip) if self.matched == 0 => {
+                if let Mismatch::Skip { global, .. } = &mut *skip {
+                    *global = self.any_global;
+                }
+                Err(skip)
+            }
             _ => Ok(()),
         }
     }
 }
 
-fn check_map(map: &MapNode, object: &Map<String, Value>, path: &Path<'_>) -> Result<(), Mismatch> {
+fn check_map(map: &MapNode, object: &Map<String, Value>, path: &Path<'_>) -> Checked {
     // Kyverno cannot expand wildcard keys when a value is not a string.
     let expand = map.wildcard_keys && object.values().all(Value::is_string);
     let mut tally = Tally::default();
@@ -276,18 +282,20 @@ fn resolve_wildcard_key<'a>(entry: &'a Entry, object: &'a Map<String, Value>) ->
         .map_or(entry.key.as_str(), String::as_str)
 }
 
-fn into_skip(inner: Mismatch, anchor: &str, global: bool) -> Mismatch {
-    match inner {
-        Mismatch::Fail { path, detail } | Mismatch::Skip { path, detail, .. } => Mismatch::Skip {
-            path,
-            detail: format!("{anchor} not satisfied: {detail}"),
-            global,
-        },
+fn into_skip(inner: Box<Mismatch>, anchor: &str, global: bool) -> Box<Mismatch> {
+    match *inner {
+        Mismatch::Fail { path, detail } | Mismatch::Skip { path, detail, .. } => {
+            Box::new(Mismatch::Skip {
+                path,
+                detail: format!("{anchor} not satisfied: {detail}"),
+                global,
+            })
+        }
     }
 }
 
 /// `^(key)`: each pattern element must be matched by at least one resource element.
-fn check_existence(node: &Node, value: &Value, path: &Path<'_>) -> Result<(), Mismatch> {
+fn check_existence(node: &Node, value: &Value, path: &Path<'_>) -> Checked {
     let Value::Array(items) = value else {
         return Err(fail(
             path,
@@ -318,7 +326,7 @@ fn check_existence(node: &Node, value: &Value, path: &Path<'_>) -> Result<(), Mi
     Ok(())
 }
 
-fn check_array(array: &ArrayNode, items: &[Value], path: &Path<'_>) -> Result<(), Mismatch> {
+fn check_array(array: &ArrayNode, items: &[Value], path: &Path<'_>) -> Checked {
     match array {
         ArrayNode::Empty => Err(fail(path, "the pattern list is empty".to_owned())),
         ArrayNode::OfScalars(scalar) => {
@@ -374,8 +382,8 @@ fn check_array(array: &ArrayNode, items: &[Value], path: &Path<'_>) -> Result<()
 }
 
 /// Every element was skipped: report the list itself, keeping the first element's reason.
-fn as_list_skip(skip: Mismatch, path: &Path<'_>) -> Mismatch {
-    match skip {
+fn as_list_skip(skip: Box<Mismatch>, path: &Path<'_>) -> Box<Mismatch> {
+    Box::new(match *skip {
         Mismatch::Skip { detail, global, .. } => Mismatch::Skip {
             path: path.render(),
             detail,
@@ -386,5 +394,5 @@ fn as_list_skip(skip: Mismatch, path: &Path<'_>) -> Mismatch {
             detail,
             global: false,
         },
-    }
+    })
 }

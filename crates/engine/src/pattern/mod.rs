@@ -114,8 +114,10 @@ impl Pattern {
     pub fn validate(&self, resource: &Value) -> PatternOutcome {
         match eval::check(&self.root, Some(resource), &eval::Path::root()) {
             Ok(()) => PatternOutcome::Pass,
-            Err(eval::Mismatch::Fail { path, detail }) => PatternOutcome::Fail { path, detail },
-            Err(eval::Mismatch::Skip { path, detail, .. }) => PatternOutcome::Skip { path, detail },
+            Err(mismatch) => match *mismatch {
+                eval::Mismatch::Fail { path, detail } => PatternOutcome::Fail { path, detail },
+                eval::Mismatch::Skip { path, detail, .. } => PatternOutcome::Skip { path, detail },
+            },
         }
     }
 }
