@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::tree::{ArrayNode, Entry, EntryKind, MapNode, Node};
 use super::value::{describe_value, ScalarPattern};
-use crate::wildcard::{has_wildcard, wildcard_match};
+use crate::wildcard::wildcard_match;
 
 /// Why a pattern did not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +98,7 @@ impl<'a> Path<'a> {
     }
 }
 
+#[cold]
 fn fail(path: &Path<'_>, detail: String) -> Box<Mismatch> {
     Box::new(Mismatch::Fail {
         path: path.render(),
@@ -206,8 +207,8 @@ fn check_map(map: &MapNode, object: &Map<String, Value>, path: &Path<'_>) -> Che
     // Kyverno cannot expand wildcard keys when a value is not a string.
     let expand = map.wildcard_keys && object.values().all(Value::is_string);
     let mut tally = Tally::default();
-    for entry in map.anchors.iter().chain(&map.fields) {
-        let key = if expand {
+    for entry in &map.entries {
+        let key = if expand && entry.key_has_wildcard {
             resolve_wildcard_key(entry, object)
         } else {
             entry.key.as_str()
@@ -252,19 +253,12 @@ fn check_map(map: &MapNode, object: &Map<String, Value>, path: &Path<'_>) -> Che
                     tally.matched += 1;
                 }
             },
-            EntryKind::Plain => {
-                if matches!(&entry.node, Node::Scalar(s) if s.is_star()) {
-                    // "*" only requires the field to be present and not null.
-                    match value {
-                        Some(v) if !v.is_null() => tally.matched += 1,
-                        _ => {
-                            return Err(fail(path, format!("field {key} is required (want \"*\")")))
-                        }
-                    }
-                } else {
-                    tally.record(check(&entry.node, value, &here))?;
-                }
-            }
+            // "*" only requires the field to be present and not null.
+            EntryKind::Present => match value {
+                Some(v) if !v.is_null() => tally.matched += 1,
+                _ => return Err(fail(path, format!("field {key} is required (want \"*\")"))),
+            },
+            EntryKind::Plain => tally.record(check(&entry.node, value, &here))?,
         }
     }
     tally.finish()
@@ -273,9 +267,6 @@ fn check_map(map: &MapNode, object: &Map<String, Value>, path: &Path<'_>) -> Che
 /// Under `metadata.labels` / `metadata.annotations`, a key with wildcards stands for the first
 /// resource key it matches (or itself when none does).
 fn resolve_wildcard_key<'a>(entry: &'a Entry, object: &'a Map<String, Value>) -> &'a str {
-    if !has_wildcard(&entry.key) {
-        return &entry.key;
-    }
     object
         .keys()
         .find(|k| wildcard_match(&entry.key, k))

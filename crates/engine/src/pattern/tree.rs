@@ -20,11 +20,10 @@ pub enum Node {
 
 #[derive(Debug, Clone)]
 pub struct MapNode {
-    /// Conditional, existence, equality and negation anchors, sorted by their written key:
-    /// evaluated first.
-    pub anchors: Vec<Entry>,
-    /// Global anchors, then keys whose value holds anchors, then the rest (in pattern order).
-    pub fields: Vec<Entry>,
+    /// In the order they are evaluated: conditional, existence, equality and negation
+    /// anchors, sorted by their written key; then global anchors, then keys whose value holds
+    /// anchors, then the rest (in pattern order). One list, walked on every check.
+    pub entries: Vec<Entry>,
     /// This is `metadata.labels` / `metadata.annotations`: keys with wildcards are matched
     /// against the resource's keys.
     pub wildcard_keys: bool,
@@ -37,6 +36,8 @@ pub struct Entry {
     /// The key looked up in the resource (anchor removed; `+(k)` stays as written, as in
     /// Kyverno's validate).
     pub key: String,
+    /// `key` holds `*` or `?` (looked at only under `metadata.labels`/`annotations`).
+    pub key_has_wildcard: bool,
     pub kind: EntryKind,
     pub node: Node,
 }
@@ -44,6 +45,8 @@ pub struct Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
     Plain,
+    /// A plain key whose value is `"*"`: the field must be present and not null.
+    Present,
     Conditional,
     Equality,
     Existence,
@@ -155,11 +158,17 @@ impl MapNode {
                 _ => Node::compile(value, path, child_is_metadata_tag),
             };
             path.pop();
+            let node = node?;
+            let kind = match (kind, &node) {
+                (EntryKind::Plain, Node::Scalar(scalar)) if scalar.is_star() => EntryKind::Present,
+                _ => kind,
+            };
             let entry = Entry {
                 raw_key: raw_key.clone(),
                 key: key.to_owned(),
+                key_has_wildcard: has_wildcard(key),
                 kind,
-                node: node?,
+                node,
             };
             match kind {
                 EntryKind::Conditional
@@ -170,16 +179,16 @@ impl MapNode {
                 }
                 EntryKind::Global => globals.push(entry),
                 EntryKind::Plain if entry.node.has_anchors() => nested.push(entry),
-                EntryKind::Plain => plain.push(entry),
+                EntryKind::Plain | EntryKind::Present => plain.push(entry),
             }
         }
         anchors.sort_by(|a, b| a.raw_key.cmp(&b.raw_key));
-        let mut fields = globals;
-        fields.append(&mut nested);
-        fields.append(&mut plain);
+        let mut entries = anchors;
+        entries.append(&mut globals);
+        entries.append(&mut nested);
+        entries.append(&mut plain);
         Ok(MapNode {
-            anchors,
-            fields,
+            entries,
             wildcard_keys: wildcard_keys
                 && map.values().all(Value::is_string)
                 && map.keys().any(|k| has_wildcard(k)),
@@ -187,11 +196,9 @@ impl MapNode {
     }
 
     fn has_anchors(&self) -> bool {
-        !self.anchors.is_empty()
-            || self
-                .fields
-                .iter()
-                .any(|e| e.kind != EntryKind::Plain || e.node.has_anchors())
+        self.entries.iter().any(|e| {
+            !matches!(e.kind, EntryKind::Plain | EntryKind::Present) || e.node.has_anchors()
+        })
     }
 }
 
