@@ -28,6 +28,10 @@ pub enum ScalarPattern {
 pub struct TextPattern {
     raw: String,
     alternatives: Vec<Vec<Condition>>,
+    /// The one text a value must have when the pattern is a plain literal (one alternative,
+    /// no operator, wildcard, quantity or duration), as most pattern values are: matched by
+    /// comparing texts instead of through the conditions.
+    literal: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -123,16 +127,30 @@ impl TextPattern {
                     .map(|c| Condition::compile(c.trim_matches(' ')))
                     .collect()
             })
-            .collect();
+            .collect::<Vec<Vec<Condition>>>();
+        let literal = match alternatives.as_slice() {
+            [conditions] => match conditions.as_slice() {
+                [Condition::Compare(compare)] if compare.is_plain_equality() => {
+                    Some(compare.operand.clone())
+                }
+                _ => None,
+            },
+            _ => None,
+        };
         TextPattern {
             raw: raw.to_owned(),
             alternatives,
+            literal,
         }
     }
 
     fn matches(&self, value: &Value) -> bool {
         if value.as_str() == Some(self.raw.as_str()) {
             return true;
+        }
+        if let Some(literal) = &self.literal {
+            // What the one equality condition below finds: no wildcard, so equal texts.
+            return comparable_text(value).is_some_and(|text| *text == **literal);
         }
         self.alternatives
             .iter()
@@ -267,6 +285,15 @@ impl Compare {
         }
     }
 
+    /// `=` against an operand that is only text: no wildcard, not a quantity or duration.
+    fn is_plain_equality(&self) -> bool {
+        self.op == Op::Equal
+            && self.duration.is_none()
+            && self.quantity.is_none()
+            && self.integer.is_none()
+            && !crate::wildcard::has_wildcard(&self.operand)
+    }
+
     fn holds(&self, ordering: Ordering) -> bool {
         match self.op {
             Op::Equal => ordering == Ordering::Equal,
@@ -350,6 +377,46 @@ mod tests {
         ScalarPattern::compile(&pattern)
             .map(|p| p.matches(Some(&value)))
             .unwrap_or(false)
+    }
+
+    /// A plain literal is matched by comparing texts; every kind of value must come out as it
+    /// does through the general conditions, which `x&x` (the same condition twice, so not a
+    /// plain literal) goes through.
+    #[test]
+    fn plain_literals_match_as_their_conditions_do() {
+        let literal = |raw: &str| match ScalarPattern::compile(&json!(raw)) {
+            Some(ScalarPattern::Text(text)) => text.literal.is_some(),
+            _ => false,
+        };
+        assert!(literal("false"));
+        assert!(literal("RuntimeDefault"));
+        for not_literal in ["10", "1h", "a*", "a|b", "!a", ">1", "1-5", "a&a"] {
+            assert!(!literal(not_literal), "{not_literal} is not a plain literal");
+        }
+        let values = [
+            json!(false),
+            json!(true),
+            json!("false"),
+            json!("False"),
+            json!(null),
+            json!(12),
+            json!(-3),
+            json!(1.5),
+            json!(["false"]),
+            json!({"false": 1}),
+            json!("12"),
+            json!("1.5E+00"),
+        ];
+        for raw in ["false", "true", "12", "-3", "1.5E+00", "abc"] {
+            for value in &values {
+                let fast = check(value.clone(), json!(raw));
+                let general = check(value.clone(), json!(format!("{raw}&{raw}")));
+                assert_eq!(fast, general, "{raw:?} against {value}");
+            }
+        }
+        assert!(check(json!(false), json!("false")));
+        assert!(!check(json!(true), json!("false")));
+        assert!(!check(json!(null), json!("false")));
     }
 
     #[test]
