@@ -364,6 +364,7 @@ impl PolicyEvaluator {
             now = Instant::now();
             evaluated.push(Evaluated {
                 policy,
+                enforce: is_enforce_policy(policy),
                 response,
                 elapsed: now.saturating_duration_since(started),
             });
@@ -829,6 +830,9 @@ fn is_enforce_policy(policy: &CompiledPolicy) -> bool {
 
 struct Evaluated<'a> {
     policy: &'a CompiledPolicy,
+    /// [`is_enforce_policy`], asked once: the verdict needs it three times, and each time
+    /// it reads every rule of the policy.
+    enforce: bool,
     response: PolicyResponse,
     elapsed: Duration,
 }
@@ -883,7 +887,7 @@ fn decide(
     let mut errored = false;
     for item in &evaluated {
         let policy = item.policy;
-        let enforce_policy = is_enforce_policy(policy);
+        let enforce_policy = item.enforce;
         if enforce_policy {
             fail_closed |= policy.failure_policy == FailurePolicy::Fail;
         }
@@ -914,7 +918,7 @@ fn decide(
     let enforce_responses = || {
         evaluated
             .iter()
-            .filter(|item| is_enforce_policy(item.policy))
+            .filter(|item| item.enforce)
     };
     let (message, warnings) = if blocked {
         (
@@ -924,7 +928,7 @@ fn decide(
     } else {
         let warn_audit = evaluated
             .iter()
-            .filter(|item| !is_enforce_policy(item.policy) && item.policy.emit_warning);
+            .filter(|item| !item.enforce && item.policy.emit_warning);
         let warnings = enforce_responses()
             .chain(warn_audit)
             .flat_map(|item| {
