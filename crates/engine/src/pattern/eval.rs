@@ -127,11 +127,7 @@ pub fn check(node: &Node, value: Option<&Value>, path: &Path<'_>) -> Checked {
     }
 }
 
-fn check_scalar(
-    scalar: &ScalarPattern,
-    value: Option<&Value>,
-    path: &Path<'_>,
-) -> Checked {
+fn check_scalar(scalar: &ScalarPattern, value: Option<&Value>, path: &Path<'_>) -> Checked {
     // A scalar pattern against a list applies to every element (an empty list passes).
     if let Some(Value::Array(items)) = value {
         return match items.iter().position(|item| !scalar.matches(Some(item))) {
@@ -273,16 +269,15 @@ fn resolve_wildcard_key<'a>(entry: &'a Entry, object: &'a Map<String, Value>) ->
         .map_or(entry.key.as_str(), String::as_str)
 }
 
-fn into_skip(inner: Box<Mismatch>, anchor: &str, global: bool) -> Box<Mismatch> {
-    match *inner {
-        Mismatch::Fail { path, detail } | Mismatch::Skip { path, detail, .. } => {
-            Box::new(Mismatch::Skip {
-                path,
-                detail: format!("{anchor} not satisfied: {detail}"),
-                global,
-            })
-        }
-    }
+fn into_skip(mut inner: Box<Mismatch>, anchor: &str, global: bool) -> Box<Mismatch> {
+    let (Mismatch::Fail { path, detail } | Mismatch::Skip { path, detail, .. }) = &mut *inner;
+    let (path, detail) = (std::mem::take(path), std::mem::take(detail));
+    *inner = Mismatch::Skip {
+        path,
+        detail: format!("{anchor} not satisfied: {detail}"),
+        global,
+    };
+    inner
 }
 
 /// `^(key)`: each pattern element must be matched by at least one resource element.
@@ -373,17 +368,15 @@ fn check_array(array: &ArrayNode, items: &[Value], path: &Path<'_>) -> Checked {
 }
 
 /// Every element was skipped: report the list itself, keeping the first element's reason.
-fn as_list_skip(skip: Box<Mismatch>, path: &Path<'_>) -> Box<Mismatch> {
-    Box::new(match *skip {
-        Mismatch::Skip { detail, global, .. } => Mismatch::Skip {
-            path: path.render(),
-            detail,
-            global,
-        },
-        Mismatch::Fail { detail, .. } => Mismatch::Skip {
-            path: path.render(),
-            detail,
-            global: false,
-        },
-    })
+fn as_list_skip(mut skip: Box<Mismatch>, path: &Path<'_>) -> Box<Mismatch> {
+    let (detail, global) = match &mut *skip {
+        Mismatch::Skip { detail, global, .. } => (std::mem::take(detail), *global),
+        Mismatch::Fail { detail, .. } => (std::mem::take(detail), false),
+    };
+    *skip = Mismatch::Skip {
+        path: path.render(),
+        detail,
+        global,
+    };
+    skip
 }

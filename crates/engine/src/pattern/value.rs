@@ -391,7 +391,10 @@ mod tests {
         assert!(literal("false"));
         assert!(literal("RuntimeDefault"));
         for not_literal in ["10", "1h", "a*", "a|b", "!a", ">1", "1-5", "a&a"] {
-            assert!(!literal(not_literal), "{not_literal} is not a plain literal");
+            assert!(
+                !literal(not_literal),
+                "{not_literal} is not a plain literal"
+            );
         }
         let values = [
             json!(false),
