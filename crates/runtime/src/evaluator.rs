@@ -915,11 +915,7 @@ fn decide(
     }
     blocked |= errored && fail_closed;
 
-    let enforce_responses = || {
-        evaluated
-            .iter()
-            .filter(|item| item.enforce)
-    };
+    let enforce_responses = || evaluated.iter().filter(|item| item.enforce);
     let (message, warnings) = if blocked {
         (
             Some(blocked_message(review, request, enforce_responses())),
