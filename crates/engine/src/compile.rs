@@ -126,9 +126,81 @@ pub struct CompiledPolicy {
     /// Whether any rule selects by namespace labels for some kind (see
     /// [`CompiledRule::depends_on_namespace_labels`]); most policies answer no once, here.
     pub selects_by_namespace_labels: bool,
+    /// Which rules each kind can reach (see [`CompiledPolicy::rules_for_kind`]).
+    pub kind_index: RuleKindIndex,
+}
+
+/// The rules of a policy that a request of some kind can reach, by the kinds their match
+/// blocks name: a policy's rules are mostly autogen copies for other kinds, and finding that
+/// out rule by rule read each rule's match data (several cache lines of it) on every request.
+/// Built from the rules when the policy is compiled, for up to 64 rules.
+#[derive(Debug, Clone, Default)]
+pub struct RuleKindIndex {
+    /// Each named kind, with the rules (one bit each) that name it.
+    kinds: Vec<(Box<str>, u64)>,
+    /// Rules without a list of plain kinds (wildcards, `*`, no kinds): always candidates.
+    unfiltered: u64,
+    /// How many rules the index was built over; another count means it no longer describes
+    /// the policy, which is then scanned rule by rule.
+    rules: usize,
+}
+
+/// Most rules a [`RuleKindIndex`] covers (one bit each).
+const INDEXED_RULES: usize = 64;
+
+impl RuleKindIndex {
+    pub fn of(rules: &[CompiledRule]) -> RuleKindIndex {
+        if rules.len() > INDEXED_RULES {
+            return RuleKindIndex {
+                rules: usize::MAX,
+                ..RuleKindIndex::default()
+            };
+        }
+        let mut index = RuleKindIndex {
+            rules: rules.len(),
+            ..RuleKindIndex::default()
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            let bit = 1u64 << i;
+            match &rule.match_kinds {
+                None => index.unfiltered |= bit,
+                Some(kinds) => {
+                    for kind in kinds {
+                        match index.kinds.iter_mut().find(|(k, _)| **k == **kind) {
+                            Some((_, rules)) => *rules |= bit,
+                            None => index.kinds.push((kind.as_str().into(), bit)),
+                        }
+                    }
+                }
+            }
+        }
+        index
+    }
 }
 
 impl CompiledPolicy {
+    /// The rules that a request of `kind` can reach, in order: those naming `kind` among
+    /// their plain kinds and those that name no such list. The others cannot select it
+    /// ([`CompiledRule::match_kinds`]). Every rule when the index does not describe the rules.
+    pub fn rules_for_kind<'p>(&'p self, kind: &str) -> impl Iterator<Item = &'p CompiledRule> {
+        let index = &self.kind_index;
+        let mask = if index.rules == self.rules.len() {
+            index
+                .kinds
+                .iter()
+                .find(|(k, _)| crate::json::same_key(k, kind))
+                .map_or(0, |(_, rules)| *rules)
+                | index.unfiltered
+        } else {
+            u64::MAX
+        };
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| *i >= INDEXED_RULES || mask & (1u64 << i) != 0)
+            .map(|(_, rule)| rule)
+    }
+
     /// `namespace/name` for a Policy, `name` for a ClusterPolicy.
     pub fn key(&self) -> String {
         match &self.namespace {
@@ -600,6 +672,7 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         .filter(|rule| matches!(rule.body, RuleBody::Validate(_)))
         .any(crate::managed_fields::rule_reads_managed_fields);
     let selects_by_namespace_labels = rules_select_by_namespace_labels(&rules);
+    let kind_index = RuleKindIndex::of(&rules);
     Ok(CompiledPolicy {
         kind,
         name: name.into(),
@@ -620,6 +693,7 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         reads_managed_fields,
         validation_reads_managed_fields,
         selects_by_namespace_labels,
+        kind_index,
         source: Arc::new(doc.clone()),
     })
 }
@@ -1050,6 +1124,35 @@ mod tests {
     fn policy(rules: Value) -> Value {
         json!({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
                "metadata": {"name": "p"}, "spec": {"rules": rules}})
+    }
+
+    /// A request reaches the rules naming its kind and those without a plain kind list, in
+    /// the policy's order; a policy whose rules changed after compiling is scanned whole.
+    #[test]
+    fn rules_for_kind_keeps_the_rules_that_can_select_the_kind() {
+        let rule = |name: &str, kinds: Value| {
+            json!({"name": name, "match": {"any": [{"resources": {"kinds": kinds}}]},
+                   "validate": {"pattern": {"metadata": {"name": "?*"}}}})
+        };
+        let doc = policy(json!([
+            rule("pods", json!(["Pod"])),
+            rule("any-kind", json!(["*"])),
+            rule("workloads", json!(["Deployment", "Pod"])),
+            rule("services", json!(["Service"])),
+        ]));
+        let mut compiled = compile_policy(&doc).unwrap();
+        let names = |p: &CompiledPolicy, kind: &str| -> Vec<String> {
+            p.rules_for_kind(kind).map(|r| r.name.to_string()).collect()
+        };
+        assert_eq!(names(&compiled, "Pod"), ["pods", "any-kind", "workloads"]);
+        assert_eq!(names(&compiled, "Deployment"), ["any-kind", "workloads"]);
+        assert_eq!(names(&compiled, "Service"), ["any-kind", "services"]);
+        assert_eq!(names(&compiled, "ConfigMap"), ["any-kind"]);
+        assert_eq!(names(&compiled, "pod"), ["any-kind"]);
+
+        let extra = compiled.rules[0].clone();
+        compiled.rules.push(extra);
+        assert_eq!(compiled.rules_for_kind("ConfigMap").count(), 5);
     }
 
     /// What round 6 of #11 compiles ahead is wired where it is evaluated many times (a rule's

@@ -178,7 +178,7 @@ pub fn validate_policy<'m>(
 ) -> PolicyResponse {
     let mut rules = Vec::new();
     if policy_applies(policy, eval.request) {
-        for rule in &policy.rules {
+        for rule in policy.rules_for_kind(&eval.request.kind.kind) {
             let RuleBody::Validate(validate) = &rule.body else {
                 continue;
             };
