@@ -140,6 +140,10 @@ pub struct RuleKindIndex {
     kinds: Vec<(Box<str>, u64)>,
     /// Rules without a list of plain kinds (wildcards, `*`, no kinds): always candidates.
     unfiltered: u64,
+    /// Validate rules (one bit each).
+    validate: u64,
+    /// A validate rule of its own says Enforce (its `failureAction` or an override).
+    rule_enforces: bool,
     /// How many rules the index was built over; another count means it no longer describes
     /// the policy, which is then scanned rule by rule.
     rules: usize,
@@ -162,6 +166,10 @@ impl RuleKindIndex {
         };
         for (i, rule) in rules.iter().enumerate() {
             let bit = 1u64 << i;
+            if let RuleBody::Validate(validate) = &rule.body {
+                index.validate |= bit;
+                index.rule_enforces |= validate_rule_enforces(validate);
+            }
             match &rule.match_kinds {
                 None => index.unfiltered |= bit,
                 Some(kinds) => {
@@ -178,7 +186,35 @@ impl RuleKindIndex {
     }
 }
 
+/// Whether a validate rule of its own says Enforce: its `failureAction` or one of its
+/// `failureActionOverrides`.
+fn validate_rule_enforces(validate: &ValidateRule) -> bool {
+    validate.failure_action == Some(FailureAction::Enforce)
+        || validate
+            .action_overrides
+            .iter()
+            .any(|o| o.action == FailureAction::Enforce)
+}
+
 impl CompiledPolicy {
+    /// Whether anything in the policy says Enforce, which makes Kyverno count it as an
+    /// enforcing policy: its `validationFailureAction`, an override, or a rule's own action.
+    pub fn says_enforce(&self) -> bool {
+        self.validation_failure_action == FailureAction::Enforce
+            || self
+                .action_overrides
+                .iter()
+                .any(|o| o.action == FailureAction::Enforce)
+            || if self.kind_index.rules == self.rules.len() {
+                self.kind_index.rule_enforces
+            } else {
+                self.rules.iter().any(|rule| match &rule.body {
+                    RuleBody::Validate(validate) => validate_rule_enforces(validate),
+                    _ => false,
+                })
+            }
+    }
+
     /// The rules that a request of `kind` can reach, in order: those naming `kind` among
     /// their plain kinds and those that name no such list. The others cannot select it
     /// ([`CompiledRule::match_kinds`]). Every rule when the index does not describe the rules.
@@ -210,6 +246,10 @@ impl CompiledPolicy {
     }
 
     pub fn has_validate(&self) -> bool {
+        // Asked for every policy of every review: the index answers without reading the rules.
+        if self.kind_index.rules == self.rules.len() {
+            return self.kind_index.validate != 0;
+        }
         self.rules
             .iter()
             .any(|r| matches!(r.body, RuleBody::Validate(_)))
@@ -1150,9 +1190,70 @@ mod tests {
         assert_eq!(names(&compiled, "ConfigMap"), ["any-kind"]);
         assert_eq!(names(&compiled, "pod"), ["any-kind"]);
 
+        assert!(compiled.has_validate());
+
         let extra = compiled.rules[0].clone();
         compiled.rules.push(extra);
         assert_eq!(compiled.rules_for_kind("ConfigMap").count(), 5);
+
+        let mutate = policy(json!([{"name": "label",
+            "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+            "mutate": {"patchStrategicMerge": {"metadata": {"labels": {"a": "b"}}}}}]));
+        let mut compiled = compile_policy(&mutate).unwrap();
+        assert!(!compiled.has_validate());
+        compiled.rules.extend(compile_policy(&doc).unwrap().rules);
+        assert!(
+            compiled.has_validate(),
+            "rules added after compiling are read"
+        );
+    }
+
+    /// A policy enforces when its action, one of its overrides or one of its validate rules'
+    /// own actions says Enforce; the rules' part comes from the index while it describes them.
+    #[test]
+    fn a_policy_says_enforce_wherever_it_is_written() {
+        let with = |spec: Value, validate: Value| {
+            let mut doc = policy(json!([{"name": "r",
+                "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "validate": validate}]));
+            if let (Some(target), Some(extra)) = (doc["spec"].as_object_mut(), spec.as_object()) {
+                target.extend(extra.clone());
+            }
+            compile_policy(&doc).unwrap()
+        };
+        let pattern = json!({"pattern": {"metadata": {"name": "?*"}}});
+        let mut rule_action = pattern.clone();
+        rule_action["failureAction"] = json!("Enforce");
+        let mut rule_override = pattern.clone();
+        rule_override["failureActionOverrides"] =
+            json!([{"action": "Enforce", "namespaces": ["x"]}]);
+        let cases = [
+            (json!({}), pattern.clone(), false),
+            (
+                json!({"validationFailureAction": "Audit"}),
+                pattern.clone(),
+                false,
+            ),
+            (
+                json!({"validationFailureAction": "Enforce"}),
+                pattern.clone(),
+                true,
+            ),
+            (
+                json!({"validationFailureActionOverrides": [{"action": "Enforce", "namespaces": ["x"]}]}),
+                pattern.clone(),
+                true,
+            ),
+            (json!({}), rule_action.clone(), true),
+            (json!({}), rule_override, true),
+        ];
+        for (spec, validate, enforces) in cases {
+            let compiled = with(spec.clone(), validate.clone());
+            assert_eq!(compiled.says_enforce(), enforces, "{spec} {validate}");
+        }
+        let mut audit = with(json!({}), pattern);
+        audit.rules.extend(with(json!({}), rule_action).rules);
+        assert!(audit.says_enforce(), "rules added after compiling are read");
     }
 
     /// What round 6 of #11 compiles ahead is wired where it is evaluated many times (a rule's

@@ -364,7 +364,7 @@ impl PolicyEvaluator {
             now = Instant::now();
             evaluated.push(Evaluated {
                 policy,
-                enforce: is_enforce_policy(policy),
+                enforce: policy.says_enforce(),
                 response,
                 elapsed: now.saturating_duration_since(started),
             });
@@ -810,28 +810,9 @@ fn allow_existing_violations(
     }
 }
 
-/// Kyverno counts a policy as enforcing when anything in it says Enforce.
-fn is_enforce_policy(policy: &CompiledPolicy) -> bool {
-    policy.validation_failure_action == FailureAction::Enforce
-        || policy
-            .action_overrides
-            .iter()
-            .any(|o| o.action == FailureAction::Enforce)
-        || policy.rules.iter().any(|rule| match &rule.body {
-            RuleBody::Validate(v) => {
-                v.failure_action == Some(FailureAction::Enforce)
-                    || v.action_overrides
-                        .iter()
-                        .any(|o| o.action == FailureAction::Enforce)
-            }
-            _ => false,
-        })
-}
-
 struct Evaluated<'a> {
     policy: &'a CompiledPolicy,
-    /// [`is_enforce_policy`], asked once: the verdict needs it three times, and each time
-    /// it reads every rule of the policy.
+    /// [`CompiledPolicy::says_enforce`], asked once: the verdict needs it three times.
     enforce: bool,
     response: PolicyResponse,
     elapsed: Duration,
