@@ -126,16 +126,19 @@ pub struct CompiledPolicy {
     /// Whether any rule selects by namespace labels for some kind (see
     /// [`CompiledRule::depends_on_namespace_labels`]); most policies answer no once, here.
     pub selects_by_namespace_labels: bool,
-    /// Which rules each kind can reach (see [`CompiledPolicy::rules_for_kind`]).
-    pub kind_index: RuleKindIndex,
+    /// Which rules each kind can reach, which validate, whether one says Enforce (see
+    /// [`CompiledPolicy::rules_for_kind`]).
+    pub rule_index: RuleIndex,
 }
 
-/// The rules of a policy that a request of some kind can reach, by the kinds their match
-/// blocks name: a policy's rules are mostly autogen copies for other kinds, and finding that
-/// out rule by rule read each rule's match data (several cache lines of it) on every request.
-/// Built from the rules when the policy is compiled, for up to 64 rules.
+/// What every request asks of a policy's rules, answered once when the policy is compiled:
+/// which rules name which kinds (a policy's rules are mostly autogen copies for other kinds,
+/// and finding that out rule by rule read each rule's match data, several cache lines of it,
+/// on every request), which rules validate, and whether one of them says Enforce. Built for
+/// up to 64 rules. Rules are only ever built by compiling; the index records how many it
+/// describes and is ignored when the count changes.
 #[derive(Debug, Clone, Default)]
-pub struct RuleKindIndex {
+pub struct RuleIndex {
     /// Each named kind, with the rules (one bit each) that name it.
     kinds: Vec<(Box<str>, u64)>,
     /// Rules without a list of plain kinds (wildcards, `*`, no kinds): always candidates.
@@ -149,20 +152,21 @@ pub struct RuleKindIndex {
     rules: usize,
 }
 
-/// Most rules a [`RuleKindIndex`] covers (one bit each).
+/// Most rules a [`RuleIndex`] covers (one bit each).
 const INDEXED_RULES: usize = 64;
 
-impl RuleKindIndex {
-    pub fn of(rules: &[CompiledRule]) -> RuleKindIndex {
+impl RuleIndex {
+    /// The index of `rules`, in their order.
+    pub fn of(rules: &[CompiledRule]) -> RuleIndex {
         if rules.len() > INDEXED_RULES {
-            return RuleKindIndex {
+            return RuleIndex {
                 rules: usize::MAX,
-                ..RuleKindIndex::default()
+                ..RuleIndex::default()
             };
         }
-        let mut index = RuleKindIndex {
+        let mut index = RuleIndex {
             rules: rules.len(),
-            ..RuleKindIndex::default()
+            ..RuleIndex::default()
         };
         for (i, rule) in rules.iter().enumerate() {
             let bit = 1u64 << i;
@@ -205,8 +209,8 @@ impl CompiledPolicy {
                 .action_overrides
                 .iter()
                 .any(|o| o.action == FailureAction::Enforce)
-            || if self.kind_index.rules == self.rules.len() {
-                self.kind_index.rule_enforces
+            || if self.rule_index.rules == self.rules.len() {
+                self.rule_index.rule_enforces
             } else {
                 self.rules.iter().any(|rule| match &rule.body {
                     RuleBody::Validate(validate) => validate_rule_enforces(validate),
@@ -219,7 +223,7 @@ impl CompiledPolicy {
     /// their plain kinds and those that name no such list. The others cannot select it
     /// ([`CompiledRule::match_kinds`]). Every rule when the index does not describe the rules.
     pub fn rules_for_kind<'p>(&'p self, kind: &str) -> impl Iterator<Item = &'p CompiledRule> {
-        let index = &self.kind_index;
+        let index = &self.rule_index;
         let mask = if index.rules == self.rules.len() {
             index
                 .kinds
@@ -247,8 +251,8 @@ impl CompiledPolicy {
 
     pub fn has_validate(&self) -> bool {
         // Asked for every policy of every review: the index answers without reading the rules.
-        if self.kind_index.rules == self.rules.len() {
-            return self.kind_index.validate != 0;
+        if self.rule_index.rules == self.rules.len() {
+            return self.rule_index.validate != 0;
         }
         self.rules
             .iter()
@@ -712,7 +716,7 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         .filter(|rule| matches!(rule.body, RuleBody::Validate(_)))
         .any(crate::managed_fields::rule_reads_managed_fields);
     let selects_by_namespace_labels = rules_select_by_namespace_labels(&rules);
-    let kind_index = RuleKindIndex::of(&rules);
+    let rule_index = RuleIndex::of(&rules);
     Ok(CompiledPolicy {
         kind,
         name: name.into(),
@@ -733,7 +737,7 @@ pub fn compile_policy(doc: &Value) -> Result<CompiledPolicy, CompileError> {
         reads_managed_fields,
         validation_reads_managed_fields,
         selects_by_namespace_labels,
-        kind_index,
+        rule_index,
         source: Arc::new(doc.clone()),
     })
 }

@@ -209,7 +209,7 @@ fn policy_of(
         .get("policies.kyverno.io/scored")
         .is_none_or(|v| v != "false");
     let selects_by_namespace_labels = crate::compile::rules_select_by_namespace_labels(&rules);
-    let kind_index = crate::compile::RuleKindIndex::of(&rules);
+    let rule_index = crate::compile::RuleIndex::of(&rules);
     Ok(CompiledPolicy {
         kind,
         name: meta.name.into(),
@@ -234,7 +234,7 @@ fn policy_of(
         reads_managed_fields: true,
         validation_reads_managed_fields: true,
         selects_by_namespace_labels,
-        kind_index,
+        rule_index,
     })
 }
 
