@@ -143,6 +143,10 @@ pub struct RuleIndex {
     kinds: Vec<(Box<str>, u64)>,
     /// Rules without a list of plain kinds (wildcards, `*`, no kinds): always candidates.
     unfiltered: u64,
+    /// Rules that name plain kinds and nothing else, with no exclude block: for a request of
+    /// one of their kinds, whether it is the main resource decides alone
+    /// ([`crate::matching::selects_main_resource`]).
+    kinds_alone: u64,
     /// Validate rules (one bit each).
     validate: u64,
     /// A validate rule of its own says Enforce (its `failureAction` or an override).
@@ -173,6 +177,12 @@ impl RuleIndex {
             if let RuleBody::Validate(validate) = &rule.body {
                 index.validate |= bit;
                 index.rule_enforces |= validate_rule_enforces(validate);
+            }
+            if rule.match_kinds.is_some()
+                && rule.match_by_kinds_alone
+                && matches!(rule.exclude_block, crate::matching::MatchBlock::Empty)
+            {
+                index.kinds_alone |= bit;
             }
             match &rule.match_kinds {
                 None => index.unfiltered |= bit,
@@ -223,22 +233,33 @@ impl CompiledPolicy {
     /// their plain kinds and those that name no such list. The others cannot select it
     /// ([`CompiledRule::match_kinds`]). Every rule when the index does not describe the rules.
     pub fn rules_for_kind<'p>(&'p self, kind: &str) -> impl Iterator<Item = &'p CompiledRule> {
+        self.rules_for_kind_marked(kind).map(|(rule, _)| rule)
+    }
+
+    /// [`CompiledPolicy::rules_for_kind`], each rule marked when its kind alone selects the
+    /// request, past [`crate::matching::selects_main_resource`]: it names plain kinds and
+    /// nothing else and excludes nothing (what [`crate::validate::rule_selects`] finds for it
+    /// without reading its match data).
+    pub(crate) fn rules_for_kind_marked<'p>(
+        &'p self,
+        kind: &str,
+    ) -> impl Iterator<Item = (&'p CompiledRule, bool)> {
         let index = &self.rule_index;
-        let mask = if index.rules == self.rules.len() {
-            index
+        let (mask, kinds_alone) = if index.rules == self.rules.len() {
+            let named = index
                 .kinds
                 .iter()
                 .find(|(k, _)| crate::json::same_key(k, kind))
-                .map_or(0, |(_, rules)| *rules)
-                | index.unfiltered
+                .map_or(0, |(_, rules)| *rules);
+            (named | index.unfiltered, named & index.kinds_alone)
         } else {
-            u64::MAX
+            (u64::MAX, 0)
         };
         self.rules
             .iter()
             .enumerate()
             .filter(move |(i, _)| *i >= INDEXED_RULES || mask & (1u64 << i) != 0)
-            .map(|(_, rule)| rule)
+            .map(move |(i, rule)| (rule, i < INDEXED_RULES && kinds_alone & (1u64 << i) != 0))
     }
 
     /// `namespace/name` for a Policy, `name` for a ClusterPolicy.
@@ -1196,9 +1217,58 @@ mod tests {
 
         assert!(compiled.has_validate());
 
+        // Marked: plain kinds and nothing else, no exclude block; the mark must agree with
+        // the full selection for main resources and subresources alike.
+        let doc = policy(json!([
+            rule("pods", json!(["Pod"])),
+            rule("any-kind", json!(["*"])),
+            {"name": "pods-excluding", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+             "exclude": {"any": [{"resources": {"namespaces": ["kube-system"]}}]},
+             "validate": {"pattern": {"metadata": {"name": "?*"}}}},
+            {"name": "pods-in-prod", "match": {"any": [{"resources": {"kinds": ["Pod"],
+                "namespaces": ["prod"]}}]},
+             "validate": {"pattern": {"metadata": {"name": "?*"}}}},
+        ]));
+        let marked = compile_policy(&doc).unwrap();
+        let marks: Vec<(String, bool)> = marked
+            .rules_for_kind_marked("Pod")
+            .map(|(r, m)| (r.name.to_string(), m))
+            .collect();
+        let want = [
+            ("pods", true),
+            ("any-kind", false),
+            ("pods-excluding", false),
+            ("pods-in-prod", false),
+        ];
+        let want: Vec<(String, bool)> = want.iter().map(|(n, m)| (n.to_string(), *m)).collect();
+        assert_eq!(marks, want);
+        for (namespace, subresource) in [
+            ("prod", ""),
+            ("kube-system", ""),
+            ("prod", "status"),
+            ("prod", "ephemeralcontainers"),
+        ] {
+            let mut request = crate::request::Request::create(json!({"apiVersion": "v1",
+                "kind": "Pod", "metadata": {"name": "a", "namespace": namespace}}));
+            request.subresource = subresource.to_owned();
+            for (rule, by_kind_alone) in marked.rules_for_kind_marked("Pod") {
+                if by_kind_alone {
+                    assert_eq!(
+                        crate::matching::selects_main_resource(&request),
+                        crate::validate::rule_selects(rule, &request),
+                        "{} for {namespace}/{subresource}",
+                        rule.name
+                    );
+                }
+            }
+        }
+
         let extra = compiled.rules[0].clone();
         compiled.rules.push(extra);
         assert_eq!(compiled.rules_for_kind("ConfigMap").count(), 5);
+        assert!(compiled
+            .rules_for_kind_marked("Pod")
+            .all(|(_, marked)| !marked));
 
         let mutate = policy(json!([{"name": "label",
             "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},

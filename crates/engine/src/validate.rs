@@ -178,11 +178,17 @@ pub fn validate_policy<'m>(
 ) -> PolicyResponse {
     let mut rules = Vec::new();
     if policy_applies(policy, eval.request) {
-        for rule in policy.rules_for_kind(&eval.request.kind.kind) {
+        let main_resource = crate::matching::selects_main_resource(eval.request);
+        for (rule, by_kind_alone) in policy.rules_for_kind_marked(&eval.request.kind.kind) {
             let RuleBody::Validate(validate) = &rule.body else {
                 continue;
             };
-            if !rule_selects(rule, eval.request) {
+            let selected = if by_kind_alone {
+                main_resource
+            } else {
+                rule_selects(rule, eval.request)
+            };
+            if !selected {
                 continue;
             }
             if let Some(response) = validate_rule(policy, rule, validate, eval, ctx) {
