@@ -69,10 +69,15 @@ struct InProcess {
     from: Arc<PolicySet>,
     /// Indexed by [`InProcess::index`].
     phases: [bool; 6],
-    /// Set when an inline evaluation ran past its budget: until then every review goes to the
-    /// blocking pool, so a machine too slow (or too throttled) for the budget does not pay
-    /// for each review twice.
+    /// Set when an inline evaluation ran past its budget and the blocking pool's evaluation
+    /// took as long: until then every review goes to the blocking pool, so a machine too slow
+    /// (or too throttled) for the budget does not pay for each review twice.
     paused_until: Option<Instant>,
+    /// The budget an inline evaluation ran past, until an evaluation on the blocking pool
+    /// says why. The budget is wall time, and a thread preempted for a few milliseconds in
+    /// the middle of a cheap review runs past it too; pausing for that sent every review of
+    /// the next second through the pool (docs/performance.md, round 13).
+    overran: Option<Duration>,
 }
 
 /// How long inline evaluation stays off after one ran past its budget.
@@ -102,6 +107,7 @@ impl InProcess {
             from: Arc::clone(set),
             phases,
             paused_until: None,
+            overran: None,
         }
     }
 
@@ -1036,8 +1042,25 @@ impl PolicyEvaluator {
         current.stays(phase, failure_policy)
     }
 
-    /// Sends reviews of `set` to the blocking pool for a while: one ran past its budget.
-    fn pause_inline(&self, set: &Arc<PolicySet>) {
+    /// Notes that an inline evaluation of `set` ran past its `budget`.
+    fn suspect_inline(&self, set: &Arc<PolicySet>, budget: Duration) {
+        self.update_in_process(set, |current| current.overran = Some(budget));
+    }
+
+    /// After an evaluation of `set` on the blocking pool that took `took`: when an inline
+    /// evaluation ran past its budget and this one took as long, the set is slow (or the
+    /// machine throttled), and reviews of it go to the blocking pool for a while. A shorter
+    /// one means that the inline thread was only kept waiting.
+    fn settle_suspicion(&self, set: &Arc<PolicySet>, took: Duration) {
+        self.update_in_process(set, |current| {
+            if current.overran.take().is_some_and(|budget| took >= budget) {
+                current.paused_until = Some(Instant::now() + INLINE_PAUSE);
+            }
+        });
+    }
+
+    /// Changes the inline decisions when they are about `set`.
+    fn update_in_process(&self, set: &Arc<PolicySet>, change: impl FnOnce(&mut InProcess)) {
         let mut decided = self
             .in_process
             .lock()
@@ -1046,7 +1069,7 @@ impl PolicyEvaluator {
             .as_mut()
             .filter(|current| Arc::ptr_eq(&current.from, set))
         {
-            current.paused_until = Some(Instant::now() + INLINE_PAUSE);
+            change(current);
         }
     }
 }
@@ -1096,11 +1119,15 @@ impl AdmissionEvaluator for PolicyEvaluator {
             return Err(EvalError::NotReady);
         };
         complete_for(&set, phase, &request)?;
+        let served = Arc::clone(&set);
         if let Some(failure_policy) = failure_policy {
             set = self.half_of(&set, failure_policy);
         }
         let objects = ReviewObjects::take(&mut request);
-        self.evaluate_objects(phase, &set, &request, objects, deadline)
+        let started = Instant::now();
+        let verdict = self.evaluate_objects(phase, &set, &request, objects, deadline);
+        self.settle_suspicion(&served, started.elapsed());
+        verdict
     }
 
     fn try_evaluate_inline(
@@ -1131,11 +1158,12 @@ impl AdmissionEvaluator for PolicyEvaluator {
             Ok(request) => request,
             Err(error) => return InlineEvaluation::Evaluated(Err(error)),
         };
+        let started = Instant::now();
         match self.evaluate_request(phase, &set, &review, &request, budget) {
             // Cut short by the budget: the objects go back for the blocking pool to evaluate
             // again from the start (evaluation has no side effects to undo).
             Err(EvalError::DeadlineExceeded) => {
-                self.pause_inline(&served);
+                self.suspect_inline(&served, budget.saturating_duration_since(started));
                 tracing::debug!("inline evaluation ran past its budget; the pool takes over");
                 let Request {
                     object, old_object, ..
@@ -1516,15 +1544,58 @@ spec:
             InlineEvaluation::Evaluated(outcome) => panic!("not given up: {outcome:?}"),
         };
         assert_eq!(back.object, review.object);
+        // One review past the budget may be a thread kept waiting: the set stays inline
+        // until the blocking pool's evaluation shows it slow.
+        match evaluator.try_evaluate_inline(Phase::Validate, review.clone(), later(), None) {
+            InlineEvaluation::Evaluated(outcome) => {
+                assert_eq!(untimed(outcome), untimed(Ok(expected.clone())));
+            }
+            InlineEvaluation::Declined(_) => panic!("paused by one review past its budget"),
+        }
+        // The pool takes at least the budget the inline evaluation ran past (none at all).
+        assert_eq!(
+            untimed(evaluator.evaluate_owned(Phase::Validate, *back, later(), None)),
+            untimed(Ok(expected))
+        );
         // For a while the set is not tried inline again, however generous the budget.
         match evaluator.try_evaluate_inline(Phase::Validate, review.clone(), later(), None) {
             InlineEvaluation::Declined(untouched) => assert_eq!(*untouched, review),
             InlineEvaluation::Evaluated(outcome) => panic!("not paused: {outcome:?}"),
         }
-        assert_eq!(
-            untimed(evaluator.evaluate_owned(Phase::Validate, *back, later(), None)),
-            untimed(Ok(expected))
+    }
+
+    /// A review past the inline budget whose evaluation on the pool is quicker than that
+    /// budget was a thread kept waiting, not a slow set: reviews stay inline.
+    #[test]
+    fn a_quick_evaluation_on_the_pool_keeps_the_set_inline() {
+        let evaluator = evaluator(&[ENFORCE_LATEST]);
+        let review = review(
+            Operation::Create,
+            Some(pod("nginx:latest", json!({}))),
+            None,
         );
+        let inline = |evaluator: &PolicyEvaluator| match evaluator.try_evaluate_inline(
+            Phase::Validate,
+            review.clone(),
+            later(),
+            None,
+        ) {
+            InlineEvaluation::Evaluated(outcome) => outcome.is_ok_and(|v| !v.allowed),
+            InlineEvaluation::Declined(_) => false,
+        };
+        assert!(inline(&evaluator), "evaluated inline at first");
+        let set = evaluator.cache.current().expect("a served set");
+        evaluator.suspect_inline(&set, Duration::from_secs(3600));
+        assert!(evaluator
+            .evaluate_owned(Phase::Validate, review.clone(), later(), None)
+            .is_ok_and(|verdict| !verdict.allowed));
+        assert!(
+            inline(&evaluator),
+            "still inline after a quick evaluation on the pool"
+        );
+        // The suspicion was settled: a slow pool evaluation later does not pause either.
+        evaluator.settle_suspicion(&set, Duration::from_secs(7200));
+        assert!(inline(&evaluator), "a settled suspicion pauses nothing");
     }
 
     #[test]
