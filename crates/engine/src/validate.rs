@@ -1088,20 +1088,21 @@ enum CheckResult {
 /// (see [`conditions::evaluate_block`]): a condition that cannot be resolved is an error, unless
 /// the outcome was decided before it. Returns whether the block holds and the message of the
 /// conditions that decided it.
-pub fn check_conditions<'a, 'c>(
+pub fn check_conditions<'c>(
     block: &'c ConditionBlock,
-    ctx: impl Into<Scope<'a>>,
+    ctx: impl Into<Scope<'c>>,
 ) -> Result<(bool, Option<String>), String> {
     let ctx = ctx.into();
     let operand = |value: &'c Value,
                    substitutes: bool,
-                   variable: Option<&variables::WholeVariable>|
+                   variable: Option<&'c variables::WholeVariable>|
      -> Result<Cow<'c, Value>, String> {
         if let Some(variable) = variable {
-            let resolved = variables::Substitution::new(ctx)
-                .whole_variable(variable)
-                .map_err(|e| e.to_string())?;
-            Ok(Cow::Owned(resolved))
+            // Borrowed where the variable names part of the context: nothing is copied to be
+            // compared.
+            variables::Substitution::new(ctx)
+                .whole_variable_ref(variable)
+                .map_err(|e| e.to_string())
         } else if substitutes {
             let substituted = variables::substitute_all(value, ctx).map_err(|e| e.to_string())?;
             Ok(Cow::Owned(substituted))

@@ -33,6 +33,7 @@
 //! Not handled here: `$( )` references to other parts of a pattern.
 
 use crate::json::Lookup;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -406,6 +407,22 @@ pub struct Substitution<'a> {
     env: &'a dyn Env,
 }
 
+/// A failed search of the variable `expr` at `path`.
+fn search_error(source: JmespathError, expr: &str, path: &Path<'_>) -> VariableError {
+    match source {
+        JmespathError::NotFound { key } => VariableError::NotFound {
+            variable: expr.to_owned(),
+            path: path.to_string(),
+            key,
+        },
+        source => VariableError::Evaluation {
+            variable: expr.to_owned(),
+            path: path.to_string(),
+            source,
+        },
+    }
+}
+
 impl<'a> Substitution<'a> {
     /// Substitution against `ctx`, for a value at the root (path ``).
     pub fn new(ctx: impl Into<Scope<'a>>) -> Self {
@@ -442,8 +459,37 @@ impl<'a> Substitution<'a> {
     /// Substitutes a string that is one variable: the same result as [`Self::string`] on
     /// the text it was made from.
     pub fn whole_variable(&self, var: &WholeVariable) -> Result<Value, VariableError> {
+        self.whole_variable_ref(var).map(Cow::into_owned)
+    }
+
+    /// [`Self::whole_variable`], borrowing the value where it is part of the context or of the
+    /// expression: conditions compare what a variable names without copying it first.
+    pub fn whole_variable_ref<'v>(
+        &self,
+        var: &'v WholeVariable,
+    ) -> Result<Cow<'v, Value>, VariableError>
+    where
+        'a: 'v,
+    {
         crate::deadline::check_after_work().map_err(VariableError::Limit)?;
-        self.resolve(&var.expr, Some(&var.compiled), &Path::Base(&self.base_path))
+        let path = Path::Base(&self.base_path);
+        if var.expr == "@" || self.deleting() {
+            return self
+                .resolve(&var.expr, Some(&var.compiled), &path)
+                .map(Cow::Owned);
+        }
+        var.compiled
+            .search_scope_ref(self.ctx, self.env)
+            .map_err(|source| search_error(source, &var.expr, &path))
+    }
+
+    /// Whether the request deletes: `request.object` then reads `request.oldObject`.
+    fn deleting(&self) -> bool {
+        self.ctx
+            .field("request")
+            .and_then(|r| r.field("operation"))
+            .and_then(Value::as_str)
+            == Some("DELETE")
     }
 
     fn walk(&self, value: &Value, path: &Path<'_>, depth: usize) -> Result<Value, VariableError> {
@@ -615,12 +661,7 @@ impl<'a> Substitution<'a> {
         compiled: Option<&jmespath::Expression>,
         path: &Path<'_>,
     ) -> Result<Value, VariableError> {
-        let is_delete = self
-            .ctx
-            .field("request")
-            .and_then(|r| r.field("operation"))
-            .and_then(Value::as_str)
-            == Some("DELETE");
+        let is_delete = self.deleting();
         let rewritten;
         let (expr, compiled) = if expr == "@" || is_delete {
             let mut owned = if expr == "@" {
@@ -653,18 +694,7 @@ impl<'a> Substitution<'a> {
         };
         compiled
             .search_with_env(self.ctx, self.env)
-            .map_err(|source| match source {
-                JmespathError::NotFound { key } => VariableError::NotFound {
-                    variable: expr.to_owned(),
-                    path: path.to_string(),
-                    key,
-                },
-                source => VariableError::Evaluation {
-                    variable: expr.to_owned(),
-                    path: path.to_string(),
-                    source,
-                },
-            })
+            .map_err(|source| search_error(source, expr, path))
     }
 
     /// The JMESPath of the resource field a `{{@}}` at `path` refers to.

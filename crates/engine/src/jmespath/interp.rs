@@ -123,10 +123,6 @@ fn val_equal(a: &Val<'_>, b: &Val<'_>, depth: usize) -> bool {
 
 pub(crate) type Res<'a> = Result<Val<'a>, Fail<'a>>;
 
-pub(crate) fn evaluate(ast: &Ast, data: Scope<'_>, env: &dyn Env) -> Result<Value, JmespathError> {
-    evaluate_ref(ast, data, env).map(Cow::into_owned)
-}
-
 /// The value a search starts from: the document itself unless names are bound over it.
 fn root(data: Scope<'_>) -> Val<'_> {
     if data.has_bindings() {

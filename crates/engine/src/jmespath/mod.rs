@@ -326,17 +326,29 @@ impl Expression {
         data: impl Into<Scope<'a>>,
         env: &dyn Env,
     ) -> Result<Value, JmespathError> {
+        let scope: Scope<'_> = data.into();
+        self.search_scope_ref(scope, env).map(Cow::into_owned)
+    }
+
+    /// [`Expression::search_with_env`], borrowing the result when it is part of `data` or of
+    /// the expression: a condition that reads `element.securityContext.capabilities.drop[]`
+    /// compares the list where it is instead of copying it first.
+    pub fn search_scope_ref<'a>(
+        &'a self,
+        data: impl Into<Scope<'a>>,
+        env: &dyn Env,
+    ) -> Result<Cow<'a, Value>, JmespathError> {
         let scope = data.into();
         if let Some(found) = self.simple_search(scope) {
-            return found.map(Cow::into_owned);
+            return found;
         }
         // `request.object` bound over the document: searched from the object, without
         // looking `request` up in the document and `object` up in its bindings.
         if let (Some(rest), Some(object)) = (&self.inner.object_rest, scope.bound_request_object())
         {
-            return interp::evaluate_rest_of_request_object(rest, object, env).map(Cow::into_owned);
+            return interp::evaluate_rest_of_request_object(rest, object, env);
         }
-        interp::evaluate(&self.inner.ast, scope, env)
+        interp::evaluate_ref(&self.inner.ast, scope, env)
     }
 
     /// The elements a foreach `list` yields, borrowed from `data` where they are part of it:

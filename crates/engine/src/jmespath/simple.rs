@@ -171,6 +171,9 @@ enum At<'a> {
 enum Found<'a> {
     Value(&'a Value),
     List(Vec<&'a Value>),
+    /// A flattened list that is an array of the document as it stands (`drop[]` over a list
+    /// of strings): borrowed, but counted as the copy the interpreter makes of it.
+    Flat(&'a Value),
 }
 
 impl Found<'_> {
@@ -178,6 +181,7 @@ impl Found<'_> {
         match self {
             Found::Value(value) => super::value::is_truthy(value),
             Found::List(items) => !items.is_empty(),
+            Found::Flat(list) => super::value::is_truthy(list),
         }
     }
 }
@@ -230,15 +234,14 @@ pub(crate) fn evaluate_ref<'a>(
     Some(Ok(match found {
         Found::Value(value) => Cow::Borrowed(value),
         Found::List(items) => {
-            // The interpreter counts every node it copies.
-            search.units += 1;
-            for item in &items {
-                search.units += copy_cost(item);
-                if search.units >= MAX_UNITS {
-                    return None;
-                }
-            }
+            search.copies(items.iter().copied())?;
             Cow::Owned(Value::Array(items.into_iter().cloned().collect()))
+        }
+        Found::Flat(list) => {
+            if let Value::Array(items) = list {
+                search.copies(items.iter())?;
+            }
+            Cow::Borrowed(list)
         }
     }))
 }
@@ -284,12 +287,28 @@ impl<'a> Search<'a> {
         simple: &'a Simple,
     ) -> Option<Result<Vec<Cow<'a, Value>>, JmespathError>> {
         Some(Ok(match self.eval(simple) {
-            Ok(Found::Value(Value::Array(items))) => items.iter().map(Cow::Borrowed).collect(),
-            Ok(Found::Value(value)) => vec![Cow::Borrowed(value)],
+            Ok(Found::Value(Value::Array(items)) | Found::Flat(Value::Array(items))) => {
+                items.iter().map(Cow::Borrowed).collect()
+            }
+            Ok(Found::Value(value) | Found::Flat(value)) => vec![Cow::Borrowed(value)],
             Ok(Found::List(items)) => items.into_iter().map(Cow::Borrowed).collect(),
             Err(Miss::NotFound(key)) => return Some(Err(not_found(key))),
             Err(Miss::Interpreter) => return None,
         }))
+    }
+
+    /// Counts the copy the interpreter makes of a list of `items`; `None` when that is enough
+    /// work for it to look at its limits.
+    fn copies<'i>(&mut self, items: impl Iterator<Item = &'i Value>) -> Option<()> {
+        // The interpreter counts every node it copies.
+        self.units += 1;
+        for item in items {
+            self.units += copy_cost(item);
+            if self.units >= MAX_UNITS {
+                return None;
+            }
+        }
+        Some(())
     }
 
     fn charge(&mut self, units: usize) -> Result<(), Miss<'a>> {
@@ -326,8 +345,20 @@ impl<'a> Search<'a> {
     /// The list a pipeline yields, or null where there is nothing to flatten.
     fn pipeline(&mut self, pipeline: &'a Pipeline) -> Result<Found<'a>, Miss<'a>> {
         self.charge(2 * pipeline.stages.len())?;
+        let start = self.follow(&pipeline.start);
+        // `path[]` over a list that holds no list and no null flattens to that list itself:
+        // answered without building one, the units counted as the general case does below.
+        if let (Ok(At::Value(list @ Value::Array(items))), None, [then]) =
+            (&start, &pipeline.fields, pipeline.stages.as_slice())
+        {
+            if then.is_empty() && !items.iter().any(|i| i.is_array() || i.is_null()) {
+                self.charge(items.len())?;
+                self.charge(items.len() * 2)?;
+                return Ok(Found::Flat(list));
+            }
+        }
         // What the first `[]` flattens: the value the path leads to, or its list of fields.
-        let mut list: Vec<&'a Value> = match (self.follow(&pipeline.start), &pipeline.fields) {
+        let mut list: Vec<&'a Value> = match (start, &pipeline.fields) {
             (Err(Miss::Interpreter), _) | (Ok(At::Scope(_)), Some(_)) => {
                 return Err(Miss::Interpreter)
             }

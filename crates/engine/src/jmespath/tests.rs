@@ -498,6 +498,7 @@ fn simple_shapes_answer_as_the_interpreter_does() {
             "b": {"c": 1, "s": "text", "f": false, "e": [], "o": {}},
             "list": [[1, null, [2]], null, 3, "x", {"k": 1}, [], [null]],
             "flat": ["x", null, "y"],
+            "strings": ["x", "y", {"k": 1}],
             "nulls": [null, [null]],
             "scalar": 7,
         },
@@ -558,6 +559,9 @@ fn simple_shapes_answer_as_the_interpreter_does() {
         "request.[operation][]",
         "element.securityContext.[capabilities][].drop[]",
         "a.list[].k || 'none'",
+        "a.strings[]",
+        "a.strings[] || `[]`",
+        "a.b.e[] || 'empty'",
     ];
     let text = |result: &Result<Cow<'_, Value>, JmespathError>| format!("{result:?}");
     let mut fast = 0;
@@ -598,6 +602,18 @@ fn simple_shapes_answer_as_the_interpreter_does() {
     }
     assert_eq!(from_object, 6);
     assert_eq!(fast, exprs.len() * 4 - 2);
+    // A flatten that changes nothing answers with the document's own list: no copy.
+    for (expr, scope) in [
+        ("a.strings[]", plain),
+        ("element.securityContext.capabilities.drop[] || `[]`", bound),
+    ] {
+        let compiled = compile_uncached(expr).unwrap();
+        let found = simple::evaluate_ref(compiled.inner.simple.as_ref().unwrap(), scope);
+        assert!(
+            matches!(found, Some(Ok(Cow::Borrowed(Value::Array(_))))),
+            "{expr}: {found:?}"
+        );
+    }
     for expr in [
         "a.list[*].k",
         "a.list[0]",
