@@ -91,30 +91,55 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     if runs("review") {
+        // THREADS=n runs the loop on n threads at once over the same evaluator and metrics, as
+        // the server's workers do: what the cores share (reference counts, metric series) then
+        // costs what it does under load.
+        let threads: u32 = std::env::var("THREADS").map_or(Ok(1), |n| n.parse())?;
+        let threads = threads.max(1);
+        let review_loop = |count: u32| -> Result<(), String> {
+            for _ in 0..count {
+                let review = parse_review_with(&body, leave_out)
+                    .map_err(|e| format!("{e:?}"))?
+                    .request;
+                // The server keeps these for the metrics before it hands the review over.
+                let (kind, namespace) = (review.kind.kind.clone(), review.namespace.clone());
+                let resource = ResourceLabels {
+                    kind: &kind,
+                    namespace: namespace.as_deref(),
+                    operation: review.operation,
+                };
+                let verdict = evaluator
+                    .evaluate_owned(Phase::Validate, review, deadline(), None)
+                    .map_err(|e| e.to_string())?;
+                metrics.record_rule_outcomes(
+                    &verdict.results,
+                    ExecutionCause::AdmissionRequest,
+                    resource,
+                );
+                metrics.record_policy_evaluations(&verdict.results);
+                metrics.record_admission(
+                    Phase::Validate,
+                    resource,
+                    verdict.allowed,
+                    Duration::ZERO,
+                );
+                std::hint::black_box(verdict);
+            }
+            Ok(())
+        };
         let started = Instant::now();
-        for _ in 0..count {
-            let review = parse_review_with(&body, leave_out)
-                .map_err(|e| format!("{e:?}"))?
-                .request;
-            // The server keeps these for the metrics before it hands the review over.
-            let (kind, namespace) = (review.kind.kind.clone(), review.namespace.clone());
-            let resource = ResourceLabels {
-                kind: &kind,
-                namespace: namespace.as_deref(),
-                operation: review.operation,
-            };
-            let verdict = evaluator.evaluate_owned(Phase::Validate, review, deadline(), None)?;
-            metrics.record_rule_outcomes(
-                &verdict.results,
-                ExecutionCause::AdmissionRequest,
-                resource,
-            );
-            metrics.record_policy_evaluations(&verdict.results);
-            metrics.record_admission(Phase::Validate, resource, verdict.allowed, Duration::ZERO);
-            std::hint::black_box(verdict);
-        }
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| scope.spawn(|| review_loop(count)))
+                .collect();
+            workers.into_iter().try_for_each(|worker| {
+                worker
+                    .join()
+                    .map_err(|_| "a review thread panicked".to_owned())?
+            })
+        })?;
         println!(
-            "parse + validate + metrics: {:?} per review",
+            "parse + validate + metrics: {:?} per review on each of {threads} thread(s)",
             started.elapsed() / count
         );
     }
