@@ -4,6 +4,7 @@ CONFORMANCE_DIR ?= $(abspath ../shared/conformance/kyverno-policies)
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BENCH_SECONDS ?= 10
 BENCH_CONNECTIONS ?= 32
+BENCH_ROUNDS ?= 5
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= policy_compile pattern_eval jmespath substitution admission_review patch test_suite_yaml scalars cel
 
@@ -47,10 +48,10 @@ demo: ## no cluster needed: run `bylaw serve` on examples/ with a dev certificat
 	$(CARGO) build -q -p bylaw-cli
 	BYLAW=$(TARGET_DIR)/debug/bylaw sh examples/admission-reviews/demo.sh
 
-bench-webhook: ## load-test the admission webhook (release build, oha, Pod Security policies, 127.0.0.1 only)
+bench-webhook: ## load-test the admission webhook (release build, oha, the 18 Pod Security policies against none, BENCH_ROUNDS alternations, 127.0.0.1 only)
 	$(CARGO) build -q --release -p bylaw-cli
 	@command -v oha >/dev/null 2>&1 || $(CARGO) install oha --locked
-	BYLAW=$(TARGET_DIR)/release/bylaw POLICY_DIR=$(CONFORMANCE_DIR)/pod-security \
+	BYLAW=$(TARGET_DIR)/release/bylaw POLICY_DIR=$(CONFORMANCE_DIR)/pod-security ROUNDS=$(BENCH_ROUNDS) \
 	  DURATION=$(BENCH_SECONDS) CONNECTIONS=$(BENCH_CONNECTIONS) sh examples/admission-reviews/bench/run.sh
 
 bench-apiserver: ## bylaw's CPU per review behind a real kube-apiserver (KUBECONFIG; dry-run Pod creates, Pod Security set and none)
