@@ -784,15 +784,13 @@ async fn admission(
         FailurePolicy::Fail => PolicyFailure::Fail,
         FailurePolicy::Ignore => PolicyFailure::Ignore,
     });
-    // Under load, the yields here and before the answer let the other reviews this worker has
-    // ready catch up, so that reviews are evaluated back to back and answered in bursts: the
-    // server and its client switch threads less often (docs/performance.md, round 13). With
-    // nothing else ready, a yield costs one trip through the scheduler; a review no policy
-    // evaluates does not yield.
+    // Under load, the yield before the answer lets the other reviews this worker has ready be
+    // evaluated first, so that answers go out in bursts: the server and its client switch
+    // threads less often (docs/performance.md, round 13). There is no yield before the
+    // evaluation: other reviews run in between would push this one's object out of the cache
+    // (round 14). With nothing else ready, a yield costs one trip through the scheduler; a
+    // review no policy evaluates does not yield.
     let batched = state.evaluator.evaluates_at_admission(phase);
-    if batched {
-        tokio::task::yield_now().await;
-    }
     let outcome = match evaluate_inline(&state, phase, review, std_deadline, only) {
         Ok(outcome) => outcome,
         Err(review) => {
