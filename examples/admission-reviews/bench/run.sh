@@ -68,6 +68,11 @@ cpu_ticks() {
   sed 's/.*) //' "/proc/$server/stat" | awk '{print $12 + $13}'
 }
 
+machine_ticks() {
+  # All CPUs' ticks, and those the hypervisor gave to other guests (steal), from /proc/stat.
+  awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $9}' /proc/stat
+}
+
 # bench NAME POLICIES: one run; leaves "NAME reviews/s" in $work/throughput.
 bench() {
   name=$1
@@ -102,8 +107,10 @@ bench() {
 
   load "$WARMUP" >/dev/null
   before=$(cpu_ticks)
+  machine_before=$(machine_ticks)
   load "$DURATION" >"$work/oha.json"
   after=$(cpu_ticks)
+  machine_after=$(machine_ticks)
   hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$server/status")
   stop_server
 
@@ -119,6 +126,8 @@ bench() {
     'BEGIN { per = (n > 0) ? t / hz / n * 1e6 : 0; printf "server CPU: %.2f cores, %.0f µs per review\n", t / hz / d, per }'
   awk -v kb="$hwm" 'BEGIN { printf "server peak RSS (VmHWM): %.1f MiB\n", kb / 1024 }'
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "$machine_before $machine_after" | awk '{ all = $3 - $1; stolen = $4 - $2
+    printf "CPU stolen by the hypervisor: %.1f%%\n", (all > 0) ? stolen / all * 100 : 0 }'
 }
 
 if [ -n "${POLICIES:-}" ]; then
