@@ -48,6 +48,9 @@ demo: ## no cluster needed: run `bylaw serve` on examples/ with a dev certificat
 	$(CARGO) build -q -p bylaw-cli
 	BYLAW=$(TARGET_DIR)/debug/bylaw sh examples/admission-reviews/demo.sh
 
+bench: ## criterion benchmarks of the engine: the Pod Security sets against a Pod and a Deployment, the library's mutate policies against a Pod
+	BYLAW_CONFORMANCE_CORPUS=$(CONFORMANCE_DIR) $(CARGO) bench -p bylaw-engine --bench evaluate
+
 bench-webhook: ## load-test the admission webhook (release build, oha, the 18 Pod Security policies against none, BENCH_ROUNDS alternations, 127.0.0.1 only)
 	$(CARGO) build -q --release -p bylaw-cli
 	@command -v oha >/dev/null 2>&1 || $(CARGO) install oha --locked
