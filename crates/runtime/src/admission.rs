@@ -487,13 +487,6 @@ pub trait AdmissionEvaluator: Send + Sync + 'static {
         true
     }
 
-    /// Whether any policy served now takes part in `phase` at admission. The server spends
-    /// nothing on scheduling a review that no policy evaluates. The default says yes.
-    fn evaluates_at_admission(&self, phase: Phase) -> bool {
-        let _ = phase;
-        true
-    }
-
     /// True once policies are loaded and admission can be served.
     fn is_ready(&self) -> bool;
 

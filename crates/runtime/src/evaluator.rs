@@ -1196,14 +1196,6 @@ impl AdmissionEvaluator for PolicyEvaluator {
             .is_none_or(|set| phase_reads_managed_fields(&set, phase))
     }
 
-    fn evaluates_at_admission(&self, phase: Phase) -> bool {
-        self.cache.current().is_some_and(|set| {
-            set.policies
-                .iter()
-                .any(|p| p.admission && takes_part(p, phase))
-        })
-    }
-
     fn is_ready(&self) -> bool {
         self.cache.is_loaded()
     }
@@ -1570,18 +1562,6 @@ spec:
             InlineEvaluation::Declined(untouched) => assert_eq!(*untouched, review),
             InlineEvaluation::Evaluated(outcome) => panic!("not paused: {outcome:?}"),
         }
-    }
-
-    /// The server yields around a review's evaluation only when some policy evaluates it.
-    #[test]
-    fn only_phases_with_admission_policies_are_evaluated_at_admission() {
-        let validating = evaluator(&[ENFORCE_LATEST]);
-        assert!(validating.evaluates_at_admission(Phase::Validate));
-        assert!(!validating.evaluates_at_admission(Phase::Mutate));
-        let mutating = evaluator(&[ADD_TEAM]);
-        assert!(mutating.evaluates_at_admission(Phase::Mutate));
-        assert!(!mutating.evaluates_at_admission(Phase::Validate));
-        assert!(!evaluator(&[]).evaluates_at_admission(Phase::Validate));
     }
 
     /// A review past the inline budget whose evaluation on the pool is quicker than that

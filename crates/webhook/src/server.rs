@@ -784,13 +784,6 @@ async fn admission(
         FailurePolicy::Fail => PolicyFailure::Fail,
         FailurePolicy::Ignore => PolicyFailure::Ignore,
     });
-    // Under load, the yield before the answer lets the other reviews this worker has ready be
-    // evaluated first, so that answers go out in bursts: the server and its client switch
-    // threads less often (docs/performance.md, round 13). There is no yield before the
-    // evaluation: other reviews run in between would push this one's object out of the cache
-    // (round 14). With nothing else ready, a yield costs one trip through the scheduler; a
-    // review no policy evaluates does not yield.
-    let batched = state.evaluator.evaluates_at_admission(phase);
     let outcome = match evaluate_inline(&state, phase, review, std_deadline, only) {
         Ok(outcome) => outcome,
         Err(review) => {
@@ -821,7 +814,12 @@ async fn admission(
 
     let failure = match outcome {
         Ok(Ok(verdict)) => {
-            if batched {
+            // Under load, yielding before the answer lets the other reviews this worker has
+            // ready be evaluated first, so that answers go out in bursts: the server and its
+            // client switch threads less often (docs/performance.md, round 13). Not before the
+            // evaluation: reviews run in between would push this one's object out of the cache
+            // (round 14). A review no policy evaluated (no outcome) does not yield.
+            if !verdict.results.is_empty() {
                 tokio::task::yield_now().await;
             }
             return answer_verdict(&state, phase, version, reviewed, verdict, &labels, started);
