@@ -24,6 +24,7 @@
 //! sends them to the results channel.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,9 @@ pub struct PolicyEvaluator {
     /// Which parts of the served set can be evaluated on an async thread, for the set it was
     /// decided for.
     in_process: Mutex<Option<InProcess>>,
+    /// Whether an inline evaluation may have left a suspicion (`InProcess::overran`) for the
+    /// blocking pool to settle: without one, an evaluation on the pool takes no lock.
+    suspicion_pending: AtomicBool,
 }
 
 /// For one served set: whether the policies of each phase (all of them, or those of one
@@ -247,6 +251,7 @@ impl PolicyEvaluator {
             max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES,
             split: Mutex::new(None),
             in_process: Mutex::new(None),
+            suspicion_pending: AtomicBool::new(false),
         }
     }
 
@@ -1045,6 +1050,7 @@ impl PolicyEvaluator {
     /// Notes that an inline evaluation of `set` ran past its `budget`.
     fn suspect_inline(&self, set: &Arc<PolicySet>, budget: Duration) {
         self.update_in_process(set, |current| current.overran = Some(budget));
+        self.suspicion_pending.store(true, Ordering::Release);
     }
 
     /// After an evaluation of `set` on the blocking pool that took `took`: when an inline
@@ -1052,6 +1058,13 @@ impl PolicyEvaluator {
     /// machine throttled), and reviews of it go to the blocking pool for a while. A shorter
     /// one means that the inline thread was only kept waiting.
     fn settle_suspicion(&self, set: &Arc<PolicySet>, took: Duration) {
+        // Read before it is cleared: most pool evaluations have nothing to settle and then
+        // write nothing the other threads share.
+        if !self.suspicion_pending.load(Ordering::Acquire)
+            || !self.suspicion_pending.swap(false, Ordering::AcqRel)
+        {
+            return;
+        }
         self.update_in_process(set, |current| {
             if current.overran.take().is_some_and(|budget| took >= budget) {
                 current.paused_until = Some(Instant::now() + INLINE_PAUSE);
