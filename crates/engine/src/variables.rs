@@ -1208,6 +1208,24 @@ mod whole_variables {
         }
     }
 
+    /// A variable that names part of the context is handed over where it is, not copied; on
+    /// DELETE it is searched in `oldObject` by a rewritten expression, and comes back owned.
+    #[test]
+    fn a_compiled_variable_borrows_what_it_names() {
+        let labels = WholeVariable::of("{{ request.object.metadata.labels }}").unwrap();
+        let created = context("CREATE");
+        match Substitution::new(&created).whole_variable_ref(&labels) {
+            Ok(Cow::Borrowed(found)) => assert_eq!(found, &json!({"app": "shop"})),
+            other => panic!("not borrowed from the context: {other:?}"),
+        }
+        let name = WholeVariable::of("{{ request.object.metadata.name }}").unwrap();
+        let deleted = context("DELETE");
+        match Substitution::new(&deleted).whole_variable_ref(&name) {
+            Ok(Cow::Owned(found)) => assert_eq!(found, json!("old-web")),
+            other => panic!("not the oldObject's name: {other:?}"),
+        }
+    }
+
     #[test]
     fn only_a_string_that_is_exactly_one_compilable_variable_is_compiled() {
         for text in [
