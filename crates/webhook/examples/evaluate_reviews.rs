@@ -10,7 +10,8 @@
 //! number of evaluations (default 5000); the optional fourth runs only one of the timed loops
 //! (`validate`, `mutate`, `parse`, `review`), e.g. under callgrind. `review` is what the server
 //! does per review besides TLS and HTTP: parse the body, evaluate the review it gave up, record
-//! the metrics.
+//! the metrics. `THREADS=n` runs the `review` loop on n threads at once, as the server's workers
+//! do, and prints the time per review on each.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,7 +95,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // THREADS=n runs the loop on n threads at once over the same evaluator and metrics, as
         // the server's workers do: what the cores share (reference counts, metric series) then
         // costs what it does under load.
-        let threads: u32 = std::env::var("THREADS").map_or(Ok(1), |n| n.parse())?;
+        let threads: u32 = match std::env::var("THREADS") {
+            Ok(n) => n
+                .parse()
+                .map_err(|e| format!("THREADS={n}: not a number of threads ({e})"))?,
+            Err(_) => 1,
+        };
         let threads = threads.max(1);
         let review_loop = |count: u32| -> Result<(), String> {
             for _ in 0..count {
